@@ -1,0 +1,20 @@
+/* Where an agent listens: one directory per user (mode 0700), one socket per process (0600).
+ * Shared by the agent (which creates them) and the clients (which connect). */
+#ifndef FP_PATHS_H
+#define FP_PATHS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define FP_SOCKET_DIR_FMT "/tmp/fp-%u"
+#define FP_SOCKET_NAME_FMT "agent-%d.sock"
+#define FP_AGENT_LIB_NAME "libfpagent.so"
+/* The agent's Python package lives in <dir of libfpagent.so>/python/fp_agent. */
+#define FP_AGENT_PY_SUBDIR "python"
+
+/* Writes "/tmp/fp-UID" into buf. Returns 0, or -1 when it does not fit. */
+int fp_paths_socket_dir(uid_t uid, char *buf, size_t size);
+/* Writes "/tmp/fp-UID/agent-PID.sock" (pid as the agent sees itself) into buf. */
+int fp_paths_socket(uid_t uid, int pid, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,56 @@
+/* JSON-RPC 2.0 messages on cJSON, shared by the agent, the core library and fp-lsp.
+ * Ownership: builders take ownership of the cJSON they are given and return a new tree the
+ * caller frees with cJSON_Delete; fp_rpc_print returns a malloc'd string the caller frees. */
+#ifndef FP_RPC_H
+#define FP_RPC_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+/* Standard JSON-RPC codes. */
+#define FP_RPC_PARSE_ERROR -32700
+#define FP_RPC_INVALID_REQUEST -32600
+#define FP_RPC_METHOD_NOT_FOUND -32601
+#define FP_RPC_INVALID_PARAMS -32602
+#define FP_RPC_INTERNAL_ERROR -32603
+/* fp's own codes (catalogue in protocol/methods.md). */
+#define FP_ERR_NOT_FOUND -32001      /* module / class / attribute / file not found; data.suggestions */
+#define FP_ERR_EVAL -32002           /* a user expression failed to compile or raised; data.traceback */
+#define FP_ERR_GIL_TIMEOUT -32003    /* the GIL could not be taken in time */
+#define FP_ERR_NOT_SUPPORTED -32004  /* the request cannot be served by this target */
+#define FP_ERR_BUSY -32005           /* a limit was reached (too many clients, sessions) */
+#define FP_ERR_CANCELLED -32006      /* the request was cancelled or the agent is shutting down */
+
+typedef enum fp_rpc_kind {
+    FP_RPC_REQUEST = 1,      /* method + id */
+    FP_RPC_NOTIFICATION = 2, /* method, no id */
+    FP_RPC_RESPONSE = 3,     /* result or error + id */
+} fp_rpc_kind;
+
+typedef struct fp_rpc_msg {
+    cJSON *root;          /* owns the whole message; free with fp_rpc_msg_free */
+    fp_rpc_kind kind;
+    const cJSON *id;      /* borrowed from root; NULL for notifications */
+    const char *method;   /* borrowed; requests and notifications */
+    const cJSON *params;  /* borrowed; may be NULL */
+    const cJSON *result;  /* borrowed; responses */
+    const cJSON *error;   /* borrowed; error responses */
+} fp_rpc_msg;
+
+/* Parses and validates one message. Returns 0 on success. On failure returns the JSON-RPC
+ * error code (FP_RPC_PARSE_ERROR or FP_RPC_INVALID_REQUEST) and, when error_response is not
+ * NULL, stores a ready error response (with the request id when it could be read). */
+int fp_rpc_parse(const char *body, size_t len, fp_rpc_msg *out, cJSON **error_response);
+void fp_rpc_msg_free(fp_rpc_msg *m);
+
+cJSON *fp_rpc_request(int64_t id, const char *method, cJSON *params);
+cJSON *fp_rpc_notification(const char *method, cJSON *params);
+/* id is copied (it may be NULL: the response then carries "id": null). */
+cJSON *fp_rpc_result(const cJSON *id, cJSON *result);
+cJSON *fp_rpc_error(const cJSON *id, int code, const char *message, cJSON *data);
+/* Compact text of a message, malloc'd. */
+char *fp_rpc_print(const cJSON *msg);
+/* Convenience: print msg compactly and write it framed to fd (see fp_frame_write). */
+int fp_rpc_send(int fd, const cJSON *msg, int timeout_ms);
+
+#endif
