@@ -21,6 +21,7 @@ typedef enum fp_errcode {
     FP_E_USAGE,         /* bad command-line input */
     FP_E_IO,            /* local I/O failure (writing a file, ...) */
     FP_E_INTERNAL,
+    FP_E_INTERRUPTED, /* a signal (Ctrl-C) interrupted a wait; the request may still finish */
 } fp_errcode;
 
 typedef struct fp_error {
@@ -31,12 +32,15 @@ typedef struct fp_error {
 } fp_error;
 
 void fp_error_clear(fp_error *e);
-/* Sets code, message (printf-style) and hint (may be NULL). Returns -1 for `return fp_error_set(...)`. */
+/* Sets code, message (printf-style) and hint (may be NULL). Returns -1 for `return
+ * fp_error_set(...)`. */
 int fp_error_set(fp_error *e, fp_errcode code, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Prints "fp: MESSAGE" then each hint line indented, to f. */
 void fp_error_print(const fp_error *e, FILE *f);
 /* The remedy paragraph for ptrace permission problems (CAP_SYS_PTRACE, ptrace_scope, ...). */
 const char *fp_error_ptrace_hint(void);
+/* A stable lowercase name for code ("remote", "timeout", ...), used in fp --json output. */
+const char *fp_error_code_name(fp_errcode code);
 
 #endif

@@ -1,0 +1,634 @@
+/* The command grammar: table, help, tokenizer, parser and completion (see fp_commands.h).
+ * Validation happens here, before anything reaches the agent, so a typo costs no round trip
+ * and every front end reports it the same way. */
+#include "fp_commands.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------------
+ * The table
+ */
+
+static const fp_cmd_opt no_opts[] = {{0}};
+
+static const fp_cmd_opt getglobal_opts[] = {
+    {"-e", "--expr", FP_OPT_STRING, "expr", "EXPR", 0, 0, 0,
+     "show EXPR instead, evaluated with `target` bound to the value"},
+    {"-x", "--expand", FP_OPT_INT, "depth", "N", 1, 4, 1, "depth of the value tree, 1 to 4"},
+    {"-r", "--raw", FP_OPT_FLAG, "raw", NULL, 0, 0, 0, "print the full repr instead of a tree"},
+    {"-v", "--verbose", FP_OPT_FLAG, "verbose", NULL, 0, 0, 0,
+     "list every item of long containers (else the first 20)"},
+    {0},
+};
+
+static const fp_cmd_opt stack_opts[] = {
+    {"-f", "--file", FP_OPT_STRING, NULL, "FILE", 0, 0, 0,
+     "write the stacks to FILE instead of the terminal"},
+    {0},
+};
+
+static const fp_command commands[] = {
+    {FP_CMD_HELP, "help", NULL, "help [command]",
+     "list the commands, or show one command's options",
+     "Without a command, lists every command with one line about it.\n"
+     "With one, shows its usage, what it does and its options with their defaults.",
+     no_opts, 0, 1, 0},
+    {FP_CMD_STATUS, "status", "status", "status",
+     "the agent's state: Python version, clients, uptime, GIL wait",
+     "Answered by the agent without the GIL, so it works while another thread holds it:\n"
+     "'GIL wait' says how long this session's requests have been waiting for it.",
+     no_opts, 0, 0, 0},
+    {FP_CMD_MODULE, "module", "module", "module FILEPATH",
+     "which module name a source file is loaded as",
+     "FILEPATH is absolute, or relative to the target's working directory.\n"
+     "Example:\n"
+     "  module /srv/app/models.py",
+     no_opts, 1, 1, 0},
+    {FP_CMD_GETGLOBAL, "getglobal", "getglobal",
+     "getglobal module [class] field [-e EXPR] [-x N] [-r] [-v]",
+     "a module global or a class attribute, as a value tree",
+     "module is the import path as the program imported it (__main__ for the script that\n"
+     "was run); class only when field is a class attribute.\n"
+     "Examples:\n"
+     "  getglobal __main__ config\n"
+     "  getglobal app.models User registry -x 2\n"
+     "  getglobal __main__ cache -e \"len(target)\"",
+     getglobal_opts, 2, 3, 0},
+    {FP_CMD_STACK, "stack", "stack", "stack [-f FILE]", "the Python stack of every thread",
+     "Taken inside the process by the agent (needs the GIL). Frames are listed like a\n"
+     "traceback: the innermost, current frame last.",
+     stack_opts, 0, 0, 0},
+    {FP_CMD_CONSOLE, "console", NULL, "console", "an interactive Python console inside the process",
+     "Each console has its own namespace; print() and expression values come back to you,\n"
+     "never to the process's own stdout. Ctrl-D or exit() leaves. When stdin is not a\n"
+     "terminal, its lines are run one by one without prompts.",
+     no_opts, 0, 0, 0},
+    {FP_CMD_HISTORY, "history", NULL, "history", "the commands entered so far",
+     "Lists the commands of this session, oldest first.", no_opts, 0, 0, 0},
+    {FP_CMD_QUIT, "quit", NULL, "quit", "detach and leave (also: exit, Ctrl-D)",
+     "Removes everything this session installed in the process, then leaves.\n"
+     "The agent stays loaded and idle, ready for the next fp.",
+     no_opts, 0, 0, 0},
+    {FP_CMD_SHUTDOWN, "shutdown", "shutdown", "shutdown",
+     "stop the agent in the process for every client, then leave",
+     "Detaches every client, unloads the agent's Python package and removes its socket.\n"
+     "The library stays mapped; the next fp PID starts the agent again.",
+     no_opts, 0, 0, 0},
+};
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+/* The seed's commands that fp does not have yet: named as such instead of "unknown". */
+static const char *const planned[] = {"watch", "trace", "tt",      "vmtool", "reload",
+                                      "perf",  "mem",   "gilstat", "torch"};
+
+const fp_command *fp_commands_table(size_t *count)
+{
+    if (count) *count = N_COMMANDS;
+    return commands;
+}
+
+const fp_command *fp_commands_find(const char *name)
+{
+    if (!name) return NULL;
+    if (strcmp(name, "exit") == 0) name = "quit";
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+/* Optimal string alignment distance: edits plus swaps of adjacent letters ("stakc"). */
+static size_t commands_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64) return SIZE_MAX;
+    size_t d[65][65];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < best) best = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+const char *fp_commands_suggest(const char *name)
+{
+    if (!name || !name[0]) return NULL;
+    size_t len = strlen(name);
+    /* Short words are close to everything: allow one edit for them, two for longer ones. */
+    size_t limit = len <= 4 ? 1 : 2;
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    const char *names[N_COMMANDS + 1];
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        names[i] = commands[i].name;
+    names[N_COMMANDS] = "exit";
+    for (size_t i = 0; i <= N_COMMANDS; i++) {
+        if (len >= 2 && strncmp(names[i], name, len) == 0) return names[i];
+        size_t d = commands_distance(name, names[i]);
+        if (d <= limit && d < best_d) {
+            best = names[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizer
+ */
+
+int fp_commands_tokenize(const char *line, int *argc, char ***argv, fp_error *err)
+{
+    size_t cap = 8;
+    int n = 0;
+    char **v = calloc(cap, sizeof *v);
+    char *word = malloc(strlen(line) + 1);
+    if (!v || !word) {
+        free(v);
+        free(word);
+        return fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
+    }
+    const char *p = line;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        if (!*p) break;
+        size_t w = 0;
+        while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            if (*p == '\'') {
+                const char *end = strchr(p + 1, '\'');
+                if (!end) {
+                    free(word);
+                    fp_commands_free_argv(n, v);
+                    return fp_error_set(err, FP_E_USAGE, "close it with another ' or drop it",
+                                        "unterminated single quote in: %s", line);
+                }
+                memcpy(word + w, p + 1, (size_t)(end - p - 1));
+                w += (size_t)(end - p - 1);
+                p = end + 1;
+            } else if (*p == '"') {
+                p++;
+                while (*p && *p != '"') {
+                    /* Inside double quotes only \" and \\ are escapes, as in a shell, so
+                     * Python's own escapes ("\n" in an expression) pass through untouched. */
+                    if (*p == '\\' && (p[1] == '"' || p[1] == '\\')) p++;
+                    word[w++] = *p++;
+                }
+                if (!*p) {
+                    free(word);
+                    fp_commands_free_argv(n, v);
+                    return fp_error_set(err, FP_E_USAGE, "close it with another \" or drop it",
+                                        "unterminated double quote in: %s", line);
+                }
+                p++;
+            } else if (*p == '\\' && p[1]) {
+                word[w++] = p[1];
+                p += 2;
+            } else {
+                word[w++] = *p++;
+            }
+        }
+        if ((size_t)n + 2 > cap) {
+            cap *= 2;
+            char **nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                free(word);
+                fp_commands_free_argv(n, v);
+                return fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
+            }
+            v = nv;
+        }
+        v[n] = strndup(word, w);
+        if (!v[n]) {
+            free(word);
+            fp_commands_free_argv(n, v);
+            return fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
+        }
+        v[++n] = NULL;
+    }
+    free(word);
+    *argc = n;
+    *argv = v;
+    return 0;
+}
+
+void fp_commands_free_argv(int argc, char **argv)
+{
+    if (!argv) return;
+    for (int i = 0; i < argc; i++)
+        free(argv[i]);
+    free(argv);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Parser
+ */
+
+static int commands_usage_error(const fp_command *c, fp_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int commands_usage_error(const fp_command *c, fp_error *err, const char *fmt, ...)
+{
+    char msg[512], hint[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(hint, sizeof hint, "usage: %s\n(help %s lists the options)", c->usage, c->name);
+    return fp_error_set(err, FP_E_USAGE, hint, "%s", msg);
+}
+
+/* "-x/--expand", for messages. */
+static void commands_opt_name(const fp_cmd_opt *o, char *buf, size_t size)
+{
+    if (o->short_name && o->long_name)
+        snprintf(buf, size, "%s/%s", o->short_name, o->long_name);
+    else
+        snprintf(buf, size, "%s", o->short_name ? o->short_name : o->long_name);
+}
+
+static const fp_cmd_opt *commands_find_opt(const fp_command *c, const char *name, size_t len)
+{
+    for (const fp_cmd_opt *o = c->opts; o->short_name || o->long_name; o++) {
+        if (o->short_name && strlen(o->short_name) == len && strncmp(o->short_name, name, len) == 0)
+            return o;
+        if (o->long_name && strlen(o->long_name) == len && strncmp(o->long_name, name, len) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+static int commands_parse_int(const fp_command *c, const fp_cmd_opt *o, const char *text, int *out,
+                              fp_error *err)
+{
+    char name[64];
+    commands_opt_name(o, name, sizeof name);
+    errno = 0;
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || errno == ERANGE) {
+        char hint[512];
+        snprintf(hint, sizeof hint, "usage: %s", c->usage);
+        return fp_error_set(err, FP_E_USAGE, hint,
+                            "option %s expects a whole number from %d to %d, got '%s'", name,
+                            o->min, o->max, text);
+    }
+    if (v < o->min || v > o->max) {
+        char hint[512];
+        snprintf(hint, sizeof hint, "usage: %s", c->usage);
+        return fp_error_set(err, FP_E_USAGE, hint, "option %s: %ld is out of range (%d to %d)",
+                            name, v, o->min, o->max);
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* Options set their params member (or, for client-side ones, out->file); positionals are
+ * collected in pos. */
+static int commands_parse_args(const fp_command *c, int argc, char **argv, cJSON *params,
+                               fp_cmd_parsed *out, const char **pos, int *npos, fp_error *err)
+{
+    bool only_positional = false;
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *tok = argv[i];
+        if (only_positional || tok[0] != '-' || tok[1] == '\0') {
+            if (*npos >= c->max_args) {
+                if (c->max_args == 0)
+                    return commands_usage_error(c, err, "%s takes no arguments, got '%s'", c->name,
+                                                tok);
+                return commands_usage_error(c, err, "too many arguments for %s: '%s'", c->name,
+                                            tok);
+            }
+            pos[(*npos)++] = tok;
+            continue;
+        }
+        if (strcmp(tok, "--") == 0) {
+            only_positional = true;
+            continue;
+        }
+        const char *eq = strncmp(tok, "--", 2) == 0 ? strchr(tok, '=') : NULL;
+        size_t nlen = eq ? (size_t)(eq - tok) : strlen(tok);
+        const fp_cmd_opt *o = commands_find_opt(c, tok, nlen);
+        if (!o) return commands_usage_error(c, err, "unknown option '%s' for %s", tok, c->name);
+        char name[64];
+        commands_opt_name(o, name, sizeof name);
+        if (o->kind == FP_OPT_FLAG) {
+            if (eq) return commands_usage_error(c, err, "option %s takes no value", name);
+            if (o->key) cJSON_ReplaceItemInObjectCaseSensitive(params, o->key, cJSON_CreateTrue());
+            continue;
+        }
+        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!val)
+            return commands_usage_error(c, err, "option %s needs a value (%s)", name, o->metavar);
+        if (o->kind == FP_OPT_INT) {
+            int v = 0;
+            if (commands_parse_int(c, o, val, &v, err) != 0) return -1;
+            if (o->key)
+                cJSON_ReplaceItemInObjectCaseSensitive(params, o->key, cJSON_CreateNumber(v));
+        } else if (o->key) {
+            cJSON_ReplaceItemInObjectCaseSensitive(params, o->key, cJSON_CreateString(val));
+        } else {
+            /* The one client-side option with a value so far: stack -f FILE. */
+            free(out->file);
+            out->file = strdup(val);
+        }
+    }
+    if (*npos < c->min_args) {
+        if (c->id == FP_CMD_GETGLOBAL)
+            return commands_usage_error(
+                c, err, "%s needs 2 or 3 names (module [class] field), got %d", c->name, *npos);
+        return commands_usage_error(c, err, "%s needs %s", c->name,
+                                    c->id == FP_CMD_MODULE ? "a FILEPATH" : "more arguments");
+    }
+    return 0;
+}
+
+/* Params with every member at its default, so the agent sees one complete shape. */
+static cJSON *commands_default_params(const fp_command *c)
+{
+    cJSON *p = cJSON_CreateObject();
+    if (!p) return NULL;
+    if (c->id == FP_CMD_GETGLOBAL) {
+        cJSON_AddNullToObject(p, "module");
+        cJSON_AddNullToObject(p, "class");
+        cJSON_AddNullToObject(p, "field");
+    }
+    for (const fp_cmd_opt *o = c->opts; o->short_name || o->long_name; o++) {
+        if (!o->key) continue;
+        if (o->kind == FP_OPT_FLAG)
+            cJSON_AddFalseToObject(p, o->key);
+        else if (o->kind == FP_OPT_INT)
+            cJSON_AddNumberToObject(p, o->key, o->def);
+        else
+            cJSON_AddNullToObject(p, o->key);
+    }
+    return p;
+}
+
+int fp_commands_parse(int argc, char **argv, fp_cmd_parsed *out, fp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (argc < 1 || !argv[0][0])
+        return fp_error_set(err, FP_E_USAGE, "help lists the commands", "no command given");
+    const fp_command *c = fp_commands_find(argv[0]);
+    if (!c) {
+        for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++)
+            if (strcmp(argv[0], planned[i]) == 0)
+                return fp_error_set(err, FP_E_USAGE, "help lists the commands of this version",
+                                    "'%s' is not available in fp %s yet", argv[0], FP_VERSION);
+        const char *near = fp_commands_suggest(argv[0]);
+        char hint[256];
+        if (near)
+            snprintf(hint, sizeof hint, "did you mean '%s'? (help lists the commands)", near);
+        else
+            snprintf(hint, sizeof hint, "help lists the commands");
+        return fp_error_set(err, FP_E_USAGE, hint, "unknown command '%s'", argv[0]);
+    }
+
+    cJSON *params = commands_default_params(c);
+    if (!params) return fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
+    const char *pos[8];
+    int npos = 0;
+    out->cmd = c;
+    if (commands_parse_args(c, argc, argv, params, out, pos, &npos, err) != 0) {
+        cJSON_Delete(params);
+        fp_commands_parsed_free(out);
+        return -1;
+    }
+
+    switch (c->id) {
+    case FP_CMD_HELP:
+        if (npos == 1) {
+            out->topic = strdup(pos[0]);
+            if (!fp_commands_find(pos[0])) {
+                fp_error e2;
+                char *t = fp_commands_help(pos[0], &e2);
+                free(t);
+                *err = e2;
+                cJSON_Delete(params);
+                fp_commands_parsed_free(out);
+                return -1;
+            }
+        }
+        break;
+    case FP_CMD_MODULE:
+        cJSON_AddStringToObject(params, "path", pos[0]);
+        break;
+    case FP_CMD_GETGLOBAL: {
+        /* module field, or module class field */
+        cJSON_ReplaceItemInObjectCaseSensitive(params, "module", cJSON_CreateString(pos[0]));
+        if (npos == 3)
+            cJSON_ReplaceItemInObjectCaseSensitive(params, "class", cJSON_CreateString(pos[1]));
+        cJSON_ReplaceItemInObjectCaseSensitive(params, "field", cJSON_CreateString(pos[npos - 1]));
+        break;
+    }
+    default:
+        break;
+    }
+
+    if (c->method) {
+        out->params = params;
+    } else {
+        cJSON_Delete(params);
+    }
+    return 0;
+}
+
+int fp_commands_parse_line(const char *line, fp_cmd_parsed *out, fp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    int argc;
+    char **argv;
+    if (fp_commands_tokenize(line, &argc, &argv, err) != 0) return -1;
+    if (argc == 0) {
+        fp_commands_free_argv(argc, argv);
+        return 0;
+    }
+    int r = fp_commands_parse(argc, argv, out, err);
+    fp_commands_free_argv(argc, argv);
+    return r == 0 ? 1 : -1;
+}
+
+void fp_commands_parsed_free(fp_cmd_parsed *p)
+{
+    if (!p) return;
+    cJSON_Delete(p->params);
+    free(p->file);
+    free(p->topic);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Help
+ */
+
+typedef struct commands_buf {
+    char *s;
+    size_t len, cap;
+    bool failed;
+} commands_buf;
+
+static void commands_bprintf(commands_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void commands_bprintf(commands_buf *b, const char *fmt, ...)
+{
+    if (b->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = true;
+            return;
+        }
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap ? b->cap * 2 : 1024) + (size_t)n;
+        char *ns = realloc(b->s, cap);
+        if (!ns) {
+            b->failed = true;
+            return;
+        }
+        b->s = ns;
+        b->cap = cap;
+    }
+}
+
+static void commands_help_one(commands_buf *b, const fp_command *c)
+{
+    /* Summaries are written lowercase for the command list; a sentence here. */
+    commands_bprintf(b, "usage: %s\n\n%c%s.\n", c->usage, toupper((unsigned char)c->summary[0]),
+                     c->summary + 1);
+    if (c->help && c->help[0]) commands_bprintf(b, "%s\n", c->help);
+    if (!c->opts->short_name && !c->opts->long_name) return;
+    commands_bprintf(b, "Options:\n");
+    for (const fp_cmd_opt *o = c->opts; o->short_name || o->long_name; o++) {
+        char left[64];
+        snprintf(left, sizeof left, "%s%s%s%s%s", o->short_name ? o->short_name : "",
+                 o->short_name && o->long_name ? ", " : "", o->long_name ? o->long_name : "",
+                 o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        commands_bprintf(b, "  %-20s %s", left, o->help);
+        if (o->kind == FP_OPT_INT) commands_bprintf(b, " (default %d)", o->def);
+        commands_bprintf(b, "\n");
+    }
+}
+
+char *fp_commands_help(const char *topic, fp_error *err)
+{
+    commands_buf b = {0};
+    if (topic) {
+        const fp_command *c = fp_commands_find(topic);
+        if (!c) {
+            const char *near = fp_commands_suggest(topic);
+            char hint[256];
+            if (near)
+                snprintf(hint, sizeof hint, "did you mean 'help %s'? (help lists the commands)",
+                         near);
+            else
+                snprintf(hint, sizeof hint, "help lists the commands");
+            fp_error_set(err, FP_E_USAGE, hint, "no help for '%s': there is no such command",
+                         topic);
+            return NULL;
+        }
+        commands_help_one(&b, c);
+    } else {
+        commands_bprintf(&b, "Commands:\n");
+        for (size_t i = 0; i < N_COMMANDS; i++)
+            commands_bprintf(&b, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        commands_bprintf(&b, "help COMMAND shows a command's usage and options.\n");
+    }
+    if (b.failed || !b.s) {
+        free(b.s);
+        fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
+        return NULL;
+    }
+    return b.s;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Completion
+ */
+
+static bool commands_blank(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+int fp_commands_complete(const char *line, size_t cursor, const char **out, int max,
+                         size_t *word_start)
+{
+    size_t len = strlen(line);
+    if (cursor > len) cursor = len;
+    size_t ws = cursor;
+    while (ws > 0 && !commands_blank(line[ws - 1]))
+        ws--;
+    *word_start = ws;
+    const char *word = line + ws;
+    size_t wlen = cursor - ws;
+
+    /* The command is the first word; the word being completed is which one? */
+    size_t i = 0;
+    while (i < ws && commands_blank(line[i]))
+        i++;
+    size_t cmd_start = i;
+    while (i < ws && !commands_blank(line[i]))
+        i++;
+    size_t cmd_len = i - cmd_start;
+    int nwords_before = 0;
+    for (size_t k = 0; k < ws; k++)
+        if (!commands_blank(line[k]) && (k == 0 || commands_blank(line[k - 1]))) nwords_before++;
+
+    int n = 0;
+    if (nwords_before == 0) {
+        for (size_t k = 0; k < N_COMMANDS && n < max; k++)
+            if (strncmp(commands[k].name, word, wlen) == 0) out[n++] = commands[k].name;
+        if (n < max && wlen > 0 && strncmp("exit", word, wlen) == 0) out[n++] = "exit";
+        return n;
+    }
+    char cmd[32];
+    if (cmd_len >= sizeof cmd) return 0;
+    memcpy(cmd, line + cmd_start, cmd_len);
+    cmd[cmd_len] = '\0';
+    const fp_command *c = fp_commands_find(cmd);
+    if (!c) return 0;
+    if (c->id == FP_CMD_HELP && nwords_before == 1) {
+        for (size_t k = 0; k < N_COMMANDS && n < max; k++)
+            if (strncmp(commands[k].name, word, wlen) == 0) out[n++] = commands[k].name;
+        return n;
+    }
+    if (wlen > 0 && word[0] == '-') {
+        for (const fp_cmd_opt *o = c->opts; (o->short_name || o->long_name) && n < max; o++) {
+            /* Offer the long name once the user typed "--", both otherwise. */
+            if (o->short_name && strncmp(o->short_name, word, wlen) == 0 &&
+                !(wlen >= 2 && word[1] == '-'))
+                out[n++] = o->short_name;
+            if (n < max && o->long_name && strncmp(o->long_name, word, wlen) == 0)
+                out[n++] = o->long_name;
+        }
+    }
+    return n;
+}
