@@ -1,0 +1,204 @@
+"""The entry points the native agent calls with the GIL held: handle (a JSON-RPC request text in,
+the response text out), client_gone and shutdown. None of them ever raises into C.
+"""
+
+import json
+import sys
+
+from . import registry
+from .errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    AgentError,
+    exception_text,
+    invalid_param,
+)
+
+# method -> (module, function). Command modules are imported on first use, so loading the
+# agent into a target costs little and a command family nobody uses is never imported.
+_METHODS = {
+    "module": ("modules", "module_of_file"),
+    "getglobal": ("objects", "getglobal"),
+    "stack": ("stack", "stack"),
+    "console.open": ("console", "open_session"),
+    "console.eval": ("console", "eval_line"),
+    "console.complete": ("console", "complete"),
+    "console.close": ("console", "close_session"),
+}
+
+# Served by the native agent without the GIL; listed so that a misspelling still gets a hint.
+_NATIVE_METHODS = ("ping", "status", "detach", "shutdown")
+
+_PACKAGE = __name__.rpartition(".")[0]
+
+# Used when even building an error response fails (no memory, a broken json module...).
+_LAST_RESORT = '{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal error in fp_agent"}}'
+
+_NO_ID = object()  # a notification: executed, but answered with ""
+
+
+def handle(client_id, body):
+    """Serve one request; returns the response text, or "" for a notification."""
+    try:
+        return _handle(client_id, body)
+    except BaseException:
+        return _LAST_RESORT
+
+
+def client_gone(client_id):
+    """The client detached or died: remove everything it installed."""
+    try:
+        registry.undo_client(client_id)
+    except BaseException:
+        pass
+
+
+def shutdown():
+    """Undo every client's installations, then forget the package so a restart loads it afresh."""
+    try:
+        registry.undo_all()
+    except BaseException:
+        pass
+    try:
+        prefix = _PACKAGE + "."
+        for name in list(sys.modules):
+            if name == _PACKAGE or name.startswith(prefix):
+                sys.modules.pop(name, None)
+    except BaseException:
+        pass
+
+
+def _handle(client_id, body):
+    request_id = None
+    valid = False
+    try:
+        request = _parse(body)
+        request_id = _request_id(request)
+        method, params = _unpack(request)
+        valid = True
+        result = _call(client_id, method, params)
+        if request_id is _NO_ID:
+            return ""
+        return _encode({"jsonrpc": "2.0", "id": request_id, "result": result})
+    except AgentError as exc:
+        error = exc.to_json()
+    except BaseException as exc:  # SystemExit from user code included: it must not reach C
+        error = _internal_error(exc)
+    if request_id is _NO_ID:
+        if valid:
+            return ""
+        request_id = None  # a malformed notification is still answered, with a null id
+    return _encode({"jsonrpc": "2.0", "id": request_id, "error": error})
+
+
+def _parse(body):
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AgentError(PARSE_ERROR, "request is not UTF-8: %s" % exc)
+    if not isinstance(body, str):
+        raise AgentError(PARSE_ERROR, "request must be JSON text, not %s" % type(body).__name__)
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise AgentError(PARSE_ERROR, "request is nested too deeply")
+    except ValueError as exc:
+        raise AgentError(PARSE_ERROR, "request is not valid JSON: %s" % exc)
+
+
+def _request_id(request):
+    if not isinstance(request, dict):
+        if isinstance(request, list):
+            raise AgentError(INVALID_REQUEST, "batch requests are not supported; send one request at a time")
+        raise AgentError(INVALID_REQUEST, "a request must be a JSON object")
+    if "id" not in request:
+        return _NO_ID
+    request_id = request["id"]
+    if request_id is None or isinstance(request_id, str):
+        return request_id
+    if isinstance(request_id, bool) or not isinstance(request_id, int):
+        raise AgentError(INVALID_REQUEST, "request id must be an integer or a string")
+    return request_id
+
+
+def _unpack(request):
+    if request.get("jsonrpc") != "2.0":
+        raise AgentError(INVALID_REQUEST, 'request must have "jsonrpc": "2.0"')
+    method = request.get("method")
+    if not isinstance(method, str) or not method:
+        raise AgentError(INVALID_REQUEST, 'request must have a "method" string')
+    params = request.get("params")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        raise invalid_param("params", "params must be an object with named parameters")
+    return method, params
+
+
+def _call(client_id, method, params):
+    target = _METHODS.get(method)
+    if target is None:
+        raise _no_such_method(method)
+    module_name, function_name = target
+    import importlib
+
+    from . import capture
+
+    module = importlib.import_module("." + module_name, _PACKAGE)
+    # A warning raised while serving (an expression that warns, a deprecated attribute) must
+    # not reach the target's stderr; commands that can show it (console) route it themselves.
+    with capture.warnings_to(_drop):
+        return getattr(module, function_name)(client_id, params)
+
+
+def _drop(text):
+    pass
+
+
+def _no_such_method(method):
+    import difflib
+
+    if method in _NATIVE_METHODS:
+        return AgentError(
+            METHOD_NOT_FOUND, "method %r is answered by the native agent, not by fp_agent" % method, {"suggestions": []}
+        )
+    names = sorted(_METHODS) + list(_NATIVE_METHODS)
+    suggestions = difflib.get_close_matches(method, names, n=3, cutoff=0.6)
+    message = "no such method: %r" % method
+    if suggestions:
+        message += " (did you mean %s?)" % " or ".join(repr(s) for s in suggestions)
+    return AgentError(METHOD_NOT_FOUND, message, {"suggestions": suggestions})
+
+
+def _internal_error(exc):
+    text = exception_text(exc)
+    error = {"code": INTERNAL_ERROR, "message": "internal error in fp_agent: " + text}
+    try:
+        import traceback
+
+        error["data"] = {
+            "exception": text,
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        }
+    except BaseException:
+        pass
+    return error
+
+
+def _encode(response):
+    try:
+        text = json.dumps(response, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except BaseException as exc:  # a result that JSON cannot hold is our bug: say so
+        response = {"jsonrpc": "2.0", "id": response.get("id"), "error": _internal_error(exc)}
+        response["error"].pop("data", None)
+        text = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
+    # Lone surrogates (file names that are not UTF-8) cannot be sent as UTF-8: the native side
+    # would fail to encode the whole response. Replace them.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
