@@ -1,0 +1,492 @@
+/* The target's Python C API, reached at run time: libfpagent links no libpython (the target may
+ * be any CPython 3.8-3.13, shared or static), so the few functions it needs are looked up with
+ * dlsym. Also loads the agent's Python package from beside the library and calls into it. */
+#include "agent.h"
+#include "fp_paths.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ===================================== The C API, by hand ==================================== */
+
+typedef struct fp_pyobj fp_pyobj; /* PyObject, opaque to us */
+
+#define FP_PY_FILE_INPUT 257 /* Py_file_input, the same in every CPython 3 */
+
+typedef struct fp_py_api {
+    int (*Py_IsInitialized)(void);
+    int (*IsFinalizing)(void); /* Py_IsFinalizing (3.13) or _Py_IsFinalizing (3.8-3.12) */
+    const char *(*Py_GetVersion)(void);
+    int (*PyGILState_Ensure)(void); /* PyGILState_STATE is an enum */
+    void (*PyGILState_Release)(int);
+    /* PyRun_String is a macro over this one in several versions. */
+    fp_pyobj *(*PyRun_StringFlags)(const char *, int, fp_pyobj *, fp_pyobj *, void *);
+    fp_pyobj *(*PyDict_New)(void);
+    int (*PyDict_SetItemString)(fp_pyobj *, const char *, fp_pyobj *);
+    fp_pyobj *(*PyDict_GetItemString)(fp_pyobj *, const char *);
+    fp_pyobj *(*PyEval_GetBuiltins)(void);
+    fp_pyobj *(*PyUnicode_FromStringAndSize)(const char *, ssize_t);
+    fp_pyobj *(*PyUnicode_DecodeFSDefault)(const char *);
+    const char *(*PyUnicode_AsUTF8AndSize)(fp_pyobj *, ssize_t *);
+    fp_pyobj *(*PyLong_FromLongLong)(long long);
+    fp_pyobj *(*PyObject_CallFunctionObjArgs)(fp_pyobj *, ...);
+    fp_pyobj *(*PyObject_GetAttrString)(fp_pyobj *, const char *);
+    fp_pyobj *(*PyObject_Str)(fp_pyobj *);
+    void (*Py_DecRef)(fp_pyobj *);
+    fp_pyobj *(*PyErr_Occurred)(void);
+    void (*PyErr_Fetch)(fp_pyobj **, fp_pyobj **, fp_pyobj **);
+    void (*PyErr_NormalizeException)(fp_pyobj **, fp_pyobj **, fp_pyobj **);
+    void (*PyErr_Clear)(void);
+    int (*PyThreadState_SetAsyncExc)(unsigned long, fp_pyobj *);
+    fp_pyobj *none;                /* &_Py_NoneStruct */
+    fp_pyobj **keyboard_interrupt; /* &PyExc_KeyboardInterrupt */
+} fp_py_api;
+
+static fp_py_api api;
+static atomic_int api_resolved;
+/* The first word of Py_GetVersion() ("3.12.1"), copied once. Py_GetVersion() reformats a static
+ * buffer at every call; the text is always the same, so a concurrent call elsewhere is harmless
+ * (ThreadSanitizer still reports it), but we call it once, after initialization, not per status. */
+static char fp_py_version[32];
+
+typedef struct fp_py_sym {
+    const char *name;
+    size_t offset;
+} fp_py_sym;
+
+#define FP_PY_SYM(field)                                                                           \
+    {                                                                                              \
+#field, offsetof(fp_py_api, field)                                                         \
+    }
+
+static const fp_py_sym fp_py_syms[] = {
+    FP_PY_SYM(Py_IsInitialized),
+    FP_PY_SYM(Py_GetVersion),
+    FP_PY_SYM(PyGILState_Ensure),
+    FP_PY_SYM(PyGILState_Release),
+    FP_PY_SYM(PyRun_StringFlags),
+    FP_PY_SYM(PyDict_New),
+    FP_PY_SYM(PyDict_SetItemString),
+    FP_PY_SYM(PyDict_GetItemString),
+    FP_PY_SYM(PyEval_GetBuiltins),
+    FP_PY_SYM(PyUnicode_FromStringAndSize),
+    FP_PY_SYM(PyUnicode_DecodeFSDefault),
+    FP_PY_SYM(PyUnicode_AsUTF8AndSize),
+    FP_PY_SYM(PyLong_FromLongLong),
+    FP_PY_SYM(PyObject_CallFunctionObjArgs),
+    FP_PY_SYM(PyObject_GetAttrString),
+    FP_PY_SYM(PyObject_Str),
+    FP_PY_SYM(Py_DecRef),
+    FP_PY_SYM(PyErr_Occurred),
+    FP_PY_SYM(PyErr_Fetch),
+    FP_PY_SYM(PyErr_NormalizeException),
+    FP_PY_SYM(PyErr_Clear),
+    FP_PY_SYM(PyThreadState_SetAsyncExc),
+};
+
+/* ===================================== Resolution ============================================ */
+
+/* A libpython loaded without RTLD_GLOBAL (an embedding application that dlopen()ed it) is not
+ * in RTLD_DEFAULT's scope; find it among the loaded objects instead. */
+static int fp_py_find_libpython(struct dl_phdr_info *info, size_t size, void *data)
+{
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    if (strncmp(base, "libpython3", 10) != 0) return 0;
+    snprintf(data, PATH_MAX, "%s", name);
+    return 1;
+}
+
+static void *fp_py_lookup(void *handle, const char *name)
+{
+    void *p = dlsym(RTLD_DEFAULT, name);
+    if (!p && handle) p = dlsym(handle, name);
+    return p;
+}
+
+static void fp_py_store(size_t offset, void *p)
+{
+    memcpy((char *)&api + offset, &p, sizeof(p));
+}
+
+int fp_agent_py_resolve(void)
+{
+    if (atomic_load(&api_resolved)) return 0;
+    void *handle = NULL;
+    if (!dlsym(RTLD_DEFAULT, "Py_IsInitialized")) {
+        char path[PATH_MAX] = "";
+        /* dlopen is not called from the callback: dl_iterate_phdr holds a loader lock. */
+        if (dl_iterate_phdr(fp_py_find_libpython, path) && path[0])
+            handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+        if (!handle) {
+            fp_agent_set_error("no Python C API in this process (Py_IsInitialized not found)");
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < sizeof(fp_py_syms) / sizeof(fp_py_syms[0]); i++) {
+        void *p = fp_py_lookup(handle, fp_py_syms[i].name);
+        if (!p) {
+            fp_agent_set_error("the Python C API lacks %s", fp_py_syms[i].name);
+            return -1;
+        }
+        fp_py_store(fp_py_syms[i].offset, p);
+    }
+    void *fin = fp_py_lookup(handle, "Py_IsFinalizing");
+    if (!fin) fin = fp_py_lookup(handle, "_Py_IsFinalizing");
+    if (!fin) {
+        fp_agent_set_error("the Python C API lacks Py_IsFinalizing");
+        return -1;
+    }
+    fp_py_store(offsetof(fp_py_api, IsFinalizing), fin);
+    api.none = fp_py_lookup(handle, "_Py_NoneStruct");
+    api.keyboard_interrupt = fp_py_lookup(handle, "PyExc_KeyboardInterrupt");
+    if (!api.none || !api.keyboard_interrupt) {
+        fp_agent_set_error("the Python C API lacks _Py_NoneStruct or PyExc_KeyboardInterrupt");
+        return -1;
+    }
+    /* The handle (if any) stays open on purpose: libpython must not go while we use it. */
+    atomic_store(&api_resolved, 1);
+    return 0;
+}
+
+int fp_agent_py_initialized(void)
+{
+    return atomic_load(&api_resolved) && api.Py_IsInitialized();
+}
+
+int fp_agent_py_ready_to_serve(void)
+{
+    if (!fp_agent_py_usable()) {
+        fp_agent_set_error("the Python interpreter is shutting down");
+        return -1;
+    }
+    const char *v = api.Py_GetVersion();
+    size_t n = strcspn(v, " ");
+    if (n >= sizeof(fp_py_version)) n = sizeof(fp_py_version) - 1;
+    memcpy(fp_py_version, v, n);
+    fp_py_version[n] = '\0';
+    return 0;
+}
+
+int fp_agent_py_usable(void)
+{
+    return fp_agent_py_initialized() && !api.IsFinalizing();
+}
+
+const char *fp_agent_py_version(void)
+{
+    return fp_py_version;
+}
+
+int fp_agent_py_gil_ensure(void)
+{
+    return api.PyGILState_Ensure();
+}
+
+void fp_agent_py_gil_release(int state)
+{
+    api.PyGILState_Release(state);
+}
+
+/* ===================================== The package =========================================== */
+
+/* Where the package is: <dir of libfpagent.so>/python/fp_agent. */
+static char fp_py_pkg_dir[PATH_MAX];
+
+/* The package's entry points. Read and written only with the GIL held (which also orders the
+ * loads and unloads of instances that overlap after a restart). */
+static fp_pyobj *fp_py_handle, *fp_py_gone, *fp_py_shutdown;
+/* The instance whose shutdown unloads the package: the latest one that used it. */
+static _Atomic uint64_t fp_py_owner;
+static atomic_int fp_py_loaded;
+
+void fp_agent_py_locate(void)
+{
+    Dl_info info;
+    char lib[PATH_MAX];
+    if (!dladdr((void *)&fp_agent_py_locate, &info) || !info.dli_fname) {
+        fp_agent_set_error("cannot find where libfpagent.so is (dladdr failed)");
+        return;
+    }
+    /* dli_fname is the name given to dlopen, maybe relative to a directory we may leave. */
+    if (!realpath(info.dli_fname, lib)) snprintf(lib, sizeof(lib), "%s", info.dli_fname);
+    char *slash = strrchr(lib, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(lib, sizeof(lib), ".");
+    int n =
+        snprintf(fp_py_pkg_dir, sizeof(fp_py_pkg_dir), "%s/" FP_AGENT_PY_SUBDIR "/fp_agent", lib);
+    if (n < 0 || (size_t)n >= sizeof(fp_py_pkg_dir)) fp_py_pkg_dir[0] = '\0';
+}
+
+int fp_agent_py_ready(void)
+{
+    return atomic_load(&fp_py_loaded);
+}
+
+int fp_agent_py_owned_by(uint64_t gen)
+{
+    return atomic_load(&fp_py_loaded) && atomic_load(&fp_py_owner) == gen;
+}
+
+/* Runs in a fresh globals dict, never in __main__, and leaves sys.path alone. A stale fp_agent
+ * from another directory is replaced, submodules included; ours (a restart, a fork child's
+ * copy) is reused.
+ * First, threading: if the target never imported it, the package's import would, on our
+ * thread, and threading takes whoever imports it for the main thread (3.8-3.12: ident and
+ * tstate lock; 3.13: native_id). The target would then see main_thread() wrong (logging's
+ * threadName, asyncio's Ctrl-C handling) and 3.8 prints an AssertionError at exit. So it is
+ * imported here and pointed back at the real main thread: the oldest thread state with a
+ * frame, which sys._current_frames() lists last. On 3.8 it is executed before it is put in
+ * sys.modules (under its import lock): 3.8's finalization, should the process exit meanwhile,
+ * would call _shutdown on a half-imported module and print the AttributeError to stderr. */
+static const char fp_py_bootstrap[] =
+    "import sys\n"
+    "if 'threading' not in sys.modules:\n"
+    "    import _thread, os\n"
+    "    if sys.version_info < (3, 9):\n"
+    "        import importlib._bootstrap as _fp_b, importlib.util as _fp_u\n"
+    "        with _fp_b._ModuleLockManager('threading'):\n"
+    "            if 'threading' not in sys.modules:\n"
+    "                _fp_spec = _fp_u.find_spec('threading')\n"
+    "                _fp_mod = _fp_u.module_from_spec(_fp_spec)\n"
+    "                _fp_spec.loader.exec_module(_fp_mod)\n"
+    "                sys.modules['threading'] = _fp_mod\n"
+    "    import threading\n"
+    "    _fp_me = _thread.get_ident()\n"
+    "    _fp_mt = threading._main_thread\n"
+    "    if _fp_mt.ident == _fp_me:\n"
+    "        _fp_ids = [i for i in sys._current_frames() if i != _fp_me]\n"
+    "        if _fp_ids:\n"
+    "            _fp_lock = _thread.allocate_lock()\n"
+    "            _fp_lock.acquire()\n"
+    "            with threading._active_limbo_lock:\n"
+    "                threading._active.pop(_fp_me, None)\n"
+    "                _fp_mt._ident = _fp_ids[-1]\n"
+    "                _fp_mt._tstate_lock = _fp_lock\n"
+    "                threading._active[_fp_mt._ident] = _fp_mt\n"
+    "    if (_fp_mt.ident != _fp_me and hasattr(threading, 'get_native_id')\n"
+    "            and getattr(_fp_mt, '_native_id', None) == threading.get_native_id()):\n"
+    "        _fp_mt._native_id = os.getpid()\n"
+    "import importlib, importlib.util\n"
+    "_fp_init = _fp_dir + '/__init__.py'\n"
+    "_fp_pkg = sys.modules.get('fp_agent')\n"
+    "if _fp_pkg is None or getattr(_fp_pkg, '__file__', None) != _fp_init:\n"
+    "    for _fp_name in [n for n in sys.modules if n.split('.')[0] == 'fp_agent']:\n"
+    "        del sys.modules[_fp_name]\n"
+    "    _fp_spec = importlib.util.spec_from_file_location(\n"
+    "        'fp_agent', _fp_init, submodule_search_locations=[_fp_dir])\n"
+    "    if _fp_spec is None or _fp_spec.loader is None:\n"
+    "        raise ImportError('no Python package at ' + _fp_init)\n"
+    "    _fp_pkg = importlib.util.module_from_spec(_fp_spec)\n"
+    "    sys.modules['fp_agent'] = _fp_pkg\n"
+    "    try:\n"
+    "        _fp_spec.loader.exec_module(_fp_pkg)\n"
+    "    except BaseException:\n"
+    "        sys.modules.pop('fp_agent', None)\n"
+    "        raise\n"
+    "_fp_dispatch = importlib.import_module('fp_agent.dispatch')\n";
+
+/* str(o) as a malloc'd UTF-8 string, or NULL (any error cleared). */
+static char *fp_py_text(fp_pyobj *o)
+{
+    if (!o) return NULL;
+    fp_pyobj *s = api.PyObject_Str(o);
+    if (!s) {
+        api.PyErr_Clear();
+        return NULL;
+    }
+    ssize_t n = 0;
+    const char *u = api.PyUnicode_AsUTF8AndSize(s, &n);
+    char *out = u ? strndup(u, (size_t)n) : NULL;
+    if (!u) api.PyErr_Clear();
+    api.Py_DecRef(s);
+    return out;
+}
+
+/* The pending exception as "prefix: Type: message", malloc'd; the exception is cleared.
+ * (Never PyErr_Print: that writes to the target's stderr.) */
+static char *fp_py_error(const char *prefix)
+{
+    fp_pyobj *type = NULL, *value = NULL, *tb = NULL;
+    api.PyErr_Fetch(&type, &value, &tb);
+    char *name = NULL, *msg = NULL;
+    if (type) {
+        api.PyErr_NormalizeException(&type, &value, &tb);
+        fp_pyobj *n = api.PyObject_GetAttrString(type, "__name__");
+        if (!n) api.PyErr_Clear();
+        name = fp_py_text(n);
+        api.Py_DecRef(n);
+        msg = fp_py_text(value);
+    }
+    api.Py_DecRef(type);
+    api.Py_DecRef(value);
+    api.Py_DecRef(tb);
+    api.PyErr_Clear();
+
+    char *out = NULL;
+    if (asprintf(&out, "%s: %s%s%s", prefix, name ? name : "unknown error",
+                 msg && msg[0] ? ": " : "", msg ? msg : "") < 0)
+        out = NULL;
+    free(name);
+    free(msg);
+    return out;
+}
+
+static char *fp_py_message(const char *text)
+{
+    return strdup(text);
+}
+
+static fp_pyobj *fp_py_attr(fp_pyobj *o, const char *name)
+{
+    fp_pyobj *a = api.PyObject_GetAttrString(o, name);
+    if (!a) api.PyErr_Clear();
+    return a;
+}
+
+/* "dispatch.handle returned T, not str", malloc'd. */
+static char *fp_py_type_error(fp_pyobj *r)
+{
+    fp_pyobj *cls = fp_py_attr(r, "__class__");
+    fp_pyobj *name = cls ? fp_py_attr(cls, "__name__") : NULL;
+    char *type = fp_py_text(name);
+    api.Py_DecRef(name);
+    api.Py_DecRef(cls);
+    char *out = NULL;
+    if (asprintf(&out, "dispatch.handle returned %s, not str", type ? type : "?") < 0) out = NULL;
+    free(type);
+    return out;
+}
+
+/* Imports the package. Returns 0, or -1 with *err. */
+static int fp_py_load(char **err)
+{
+    if (!fp_py_pkg_dir[0]) {
+        *err = fp_py_message("cannot load the agent's Python package: the directory of "
+                             "libfpagent.so is unknown");
+        return -1;
+    }
+    char prefix[PATH_MAX + 64];
+    snprintf(prefix, sizeof(prefix), "cannot load the agent's Python package from %s",
+             fp_py_pkg_dir);
+
+    fp_pyobj *globals = api.PyDict_New();
+    fp_pyobj *dir = api.PyUnicode_DecodeFSDefault(fp_py_pkg_dir);
+    fp_pyobj *builtins = api.PyEval_GetBuiltins(); /* borrowed */
+    int ok = globals && dir && builtins &&
+             api.PyDict_SetItemString(globals, "__builtins__", builtins) == 0 &&
+             api.PyDict_SetItemString(globals, "_fp_dir", dir) == 0;
+    fp_pyobj *r = NULL;
+    if (ok) r = api.PyRun_StringFlags(fp_py_bootstrap, FP_PY_FILE_INPUT, globals, globals, NULL);
+    if (!r) {
+        *err = api.PyErr_Occurred() ? fp_py_error(prefix) : fp_py_message(prefix);
+        api.Py_DecRef(dir);
+        api.Py_DecRef(globals);
+        return -1;
+    }
+    api.Py_DecRef(r);
+
+    fp_pyobj *dispatch = api.PyDict_GetItemString(globals, "_fp_dispatch"); /* borrowed */
+    fp_pyobj *handle = dispatch ? fp_py_attr(dispatch, "handle") : NULL;
+    if (!handle) {
+        snprintf(prefix, sizeof(prefix),
+                 "the agent's Python package in %s has no "
+                 "dispatch.handle",
+                 fp_py_pkg_dir);
+        *err = fp_py_message(prefix);
+        api.Py_DecRef(dir);
+        api.Py_DecRef(globals);
+        return -1;
+    }
+    fp_py_handle = handle;
+    fp_py_gone = fp_py_attr(dispatch, "client_gone");
+    fp_py_shutdown = fp_py_attr(dispatch, "shutdown");
+    api.Py_DecRef(dir);
+    api.Py_DecRef(globals);
+    atomic_store(&fp_py_loaded, 1);
+    return 0;
+}
+
+int fp_agent_py_handle(uint64_t gen, int64_t client, const char *body, size_t len, char **reply,
+                       char **err)
+{
+    *reply = NULL;
+    *err = NULL;
+    if (!fp_py_handle && fp_py_load(err) < 0) return -1;
+    /* Only forward: a stopped instance's late worker must not take the package back and then
+     * unload it under the clients of the instance that replaced it. */
+    if (atomic_load(&fp_py_owner) < gen) atomic_store(&fp_py_owner, gen);
+
+    fp_pyobj *id = api.PyLong_FromLongLong(client);
+    fp_pyobj *text = api.PyUnicode_FromStringAndSize(body, (ssize_t)len);
+    fp_pyobj *r = NULL;
+    if (id && text) r = api.PyObject_CallFunctionObjArgs(fp_py_handle, id, text, NULL);
+    api.Py_DecRef(id);
+    api.Py_DecRef(text);
+    if (!r) {
+        *err = fp_py_error("the agent's Python code failed");
+        return -1;
+    }
+    int rc = 0;
+    if (r != api.none) {
+        ssize_t n = 0;
+        const char *u = api.PyUnicode_AsUTF8AndSize(r, &n);
+        if (!u) {
+            api.PyErr_Clear();
+            *err = fp_py_type_error(r);
+            rc = -1;
+        } else if (n > 0) {
+            *reply = malloc((size_t)n + 1);
+            if (*reply) {
+                memcpy(*reply, u, (size_t)n);
+                (*reply)[n] = '\0';
+            } else {
+                *err = fp_py_message("out of memory for the reply");
+                rc = -1;
+            }
+        }
+    }
+    api.Py_DecRef(r);
+    return rc;
+}
+
+void fp_agent_py_client_gone(int64_t client)
+{
+    if (!fp_py_gone) return;
+    fp_pyobj *id = api.PyLong_FromLongLong(client);
+    fp_pyobj *r = id ? api.PyObject_CallFunctionObjArgs(fp_py_gone, id, NULL) : NULL;
+    if (!r) api.PyErr_Clear(); /* nobody to tell: the client is gone */
+    api.Py_DecRef(r);
+    api.Py_DecRef(id);
+}
+
+void fp_agent_py_unload(uint64_t gen)
+{
+    if (!fp_py_handle || atomic_load(&fp_py_owner) != gen)
+        return; /* a newer instance took the package over, or it was never loaded */
+    if (fp_py_shutdown) {
+        fp_pyobj *r = api.PyObject_CallFunctionObjArgs(fp_py_shutdown, NULL);
+        if (!r) api.PyErr_Clear();
+        api.Py_DecRef(r);
+    }
+    atomic_store(&fp_py_loaded, 0);
+    api.Py_DecRef(fp_py_handle);
+    api.Py_DecRef(fp_py_gone);
+    api.Py_DecRef(fp_py_shutdown);
+    fp_py_handle = fp_py_gone = fp_py_shutdown = NULL;
+}
+
+void fp_agent_py_interrupt(unsigned long thread)
+{
+    /* Raised at the thread's next bytecode, as Ctrl-C would be; the thread state (and with it
+     * an exception not yet raised) is deleted when that request releases the GIL, so it can
+     * never reach the client_gone that follows. */
+    api.PyThreadState_SetAsyncExc(thread, *api.keyboard_interrupt);
+}
