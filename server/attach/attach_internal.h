@@ -15,7 +15,6 @@
 
 typedef struct fp_thread_stop {
     int tgid, tid;
-    int pending_sig;               /* signal to deliver when resuming for good (0: none) */
     struct user_regs_struct regs;  /* registers at the stop, restored on release */
     void *xstate;                  /* FPU/SSE/AVX state (NT_X86_XSTATE), restored on release */
     size_t xstate_len;
@@ -24,10 +23,10 @@ typedef struct fp_thread_stop {
 /* Seizes tid and stops it (PTRACE_SEIZE + PTRACE_INTERRUPT), saving its registers.
  * Returns 0, or -errno (the thread is left untouched / released on failure). */
 int fp_ptrace_stop(int tgid, int tid, int timeout_ms, fp_thread_stop *st);
-/* Restores the saved registers and state, detaches, delivers the pending signal. */
+/* Restores the saved registers and state and detaches. */
 int fp_ptrace_release(fp_thread_stop *st);
 /* Resumes the stopped thread and waits until it stops on a fault at address 0 (the return
- * of a remote call), suppressing and remembering other signals. *ret receives rax. */
+ * of a remote call); other signals go through to the thread. *ret receives rax. */
 int fp_ptrace_run_until_return(fp_thread_stop *st, struct user_regs_struct *call, uint64_t *ret);
 
 bool fp_attach_debug_enabled(void);

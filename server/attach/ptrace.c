@@ -6,20 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "attach_internal.h"
+#include "fp_ptrace.h"
 
 #define XSTATE_MAX (64 * 1024)
-#define MAX_DEFERRED 16
-
-/* Signals that arrived while the thread ran our call; sent again after it is released. */
-static int deferred[MAX_DEFERRED];
-static int ndeferred;
 
 static long now_ms(void)
 {
@@ -72,7 +67,6 @@ int fp_ptrace_stop(int tgid, int tid, int timeout_ms, fp_thread_stop *st)
     memset(st, 0, sizeof *st);
     st->tgid = tgid;
     st->tid = tid;
-    ndeferred = 0;
     if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) return -errno;
     if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0) {
         int e = errno;
@@ -96,16 +90,15 @@ int fp_ptrace_stop(int tgid, int tid, int timeout_ms, fp_thread_stop *st)
             ptrace(PTRACE_DETACH, tid, 0, 0);
             return -EAGAIN;
         }
-        /* A signal is being delivered to the thread right now: keep it to deliver at release
-         * (where the kernel then does exactly what it would have done), and go on. */
-        st->pending_sig = sig;
-        if (ptrace(PTRACE_CONT, tid, 0, 0) != 0) return -errno;
+        /* A signal on its way to the thread: let it through now, with its own siginfo, as
+         * the kernel would have; the interrupt is still pending and stops the thread after. */
+        if (ptrace(PTRACE_CONT, tid, 0, sig) != 0) return -errno;
     }
     int r = save_state(st);
     if (r != 0) {
         free(st->xstate);
         st->xstate = NULL;
-        ptrace(PTRACE_DETACH, tid, 0, st->pending_sig);
+        ptrace(PTRACE_DETACH, tid, 0, 0);
     }
     fp_attach_debug("thread %d stopped at rip=%#llx orig_rax=%lld rax=%lld", tid,
                     (unsigned long long)st->regs.rip, (long long)st->regs.orig_rax,
@@ -134,9 +127,10 @@ int fp_ptrace_run_until_return(fp_thread_stop *st, struct user_regs_struct *call
                             (unsigned long long)now.rip);
             return -EFAULT;
         }
-        if (!is_event_stop(status) && ndeferred < MAX_DEFERRED) deferred[ndeferred++] = sig;
-        /* event stops here are the leftover interrupt or a group-stop: run on */
-        if (ptrace(PTRACE_CONT, st->tid, 0, 0) != 0) return -errno;
+        /* Any other signal reaches the thread as it would have without us (handlers run at
+         * any instruction anyway); event stops here are the leftover interrupt or a
+         * group-stop: run on. */
+        if (ptrace(PTRACE_CONT, st->tid, 0, is_event_stop(status) ? 0 : sig) != 0) return -errno;
     }
 }
 
@@ -154,11 +148,133 @@ int fp_ptrace_release(fp_thread_stop *st)
         st->xstate = NULL;
     }
     /* Detaching from the stop with the original registers lets the kernel finish what was
-     * interrupted: a system call is restarted (ERESTART*), a pending signal is delivered. */
-    if (ptrace(PTRACE_DETACH, st->tid, 0, st->pending_sig) != 0 && rc == 0) rc = -errno;
-    /* signals that arrived during our call were held back; the thread gets them now */
-    for (int i = 0; i < ndeferred; i++) syscall(SYS_tgkill, st->tgid, st->tid, deferred[i]);
-    ndeferred = 0;
+     * interrupted: a system call is restarted (ERESTART*). */
+    if (ptrace(PTRACE_DETACH, st->tid, 0, 0) != 0 && rc == 0) rc = -errno;
     fp_attach_debug("thread %d released", st->tid);
     return rc;
+}
+
+/* ============================================================ holding threads (fp_ptrace.h) */
+
+/* One wait status of a held thread; returns true once the thread is settled (stopped by
+ * us, or out of our hands). */
+static bool hold_on_status(fp_ptrace_hold *h, int status)
+{
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        h->seized = false;
+        h->err = ESRCH;
+        return true;
+    }
+    if (!WIFSTOPPED(status)) return false;
+    int sig = WSTOPSIG(status);
+    if (is_event_stop(status)) {
+        if (sig == SIGTRAP) {
+            h->stopped = true; /* our interrupt */
+            return true;
+        }
+        /* a group-stop (SIGSTOP, SIGTSTP...): the process is being stopped; leave it so */
+        ptrace(PTRACE_DETACH, h->tid, 0, 0);
+        h->seized = false;
+        h->err = EAGAIN;
+        return true;
+    }
+    /* A signal on its way: deliver it now, as the kernel would have, with its own siginfo;
+     * the interrupt is still pending and stops the thread right after. */
+    h->passed++;
+    if (ptrace(PTRACE_CONT, h->tid, 0, sig) != 0) {
+        h->seized = false;
+        h->err = errno;
+        return true;
+    }
+    return false;
+}
+
+static bool hold_settled(const fp_ptrace_hold *h)
+{
+    return !h->seized || h->stopped || h->err != 0;
+}
+
+int fp_ptrace_hold_all(fp_ptrace_hold *holds, int n, int timeout_ms)
+{
+    /* Interrupt all first, then wait: the threads stop in parallel, so the pause of the
+     * first one does not grow with the number of threads behind it. */
+    for (int i = 0; i < n; i++) {
+        fp_ptrace_hold *h = &holds[i];
+        int tid = h->tid;
+        memset(h, 0, sizeof *h);
+        h->tid = tid;
+        if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) {
+            h->err = errno;
+            continue;
+        }
+        h->seized = true;
+        if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0) h->err = errno; /* gone meanwhile */
+    }
+    long deadline = now_ms() + timeout_ms;
+    long pause_ns = 10000;
+    for (;;) {
+        bool progress = false, all = true;
+        for (int i = 0; i < n; i++) {
+            fp_ptrace_hold *h = &holds[i];
+            if (hold_settled(h)) continue;
+            int status = 0;
+            pid_t r = waitpid(h->tid, &status, __WALL | WNOHANG);
+            if (r == h->tid) {
+                progress = true;
+                if (hold_on_status(h, status)) continue;
+            } else if (r < 0 && errno != EINTR) {
+                h->seized = false;
+                h->err = errno;
+                continue;
+            }
+            all = false;
+        }
+        if (all) break;
+        if (now_ms() > deadline) {
+            for (int i = 0; i < n; i++)
+                if (!hold_settled(&holds[i])) holds[i].err = ETIMEDOUT;
+            break;
+        }
+        if (progress) {
+            pause_ns = 10000;
+            continue;
+        }
+        struct timespec ts = {0, pause_ns};
+        nanosleep(&ts, NULL);
+        if (pause_ns < 1000000) pause_ns *= 2;
+    }
+    int stopped = 0;
+    for (int i = 0; i < n; i++)
+        stopped += holds[i].stopped;
+    return stopped;
+}
+
+void fp_ptrace_release_all(fp_ptrace_hold *holds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        fp_ptrace_hold *h = &holds[i];
+        if (!h->stopped) continue;
+        /* From the interrupt stop, untouched: the kernel restarts what was interrupted. */
+        ptrace(PTRACE_DETACH, h->tid, 0, 0);
+        h->stopped = false;
+        h->seized = false;
+    }
+}
+
+bool fp_ptrace_reap(int tid, int wait_ms)
+{
+    fp_ptrace_hold h = {.tid = tid, .seized = true};
+    long deadline = now_ms() + wait_ms;
+    for (;;) {
+        int status = 0;
+        pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
+        if (r < 0 && errno != EINTR) return true; /* not ours any more */
+        if (r == tid && hold_on_status(&h, status)) {
+            if (h.stopped) ptrace(PTRACE_DETACH, tid, 0, 0);
+            return true;
+        }
+        if (now_ms() >= deadline) return false;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
 }

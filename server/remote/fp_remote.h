@@ -35,6 +35,7 @@ typedef struct fp_frame {
     int first_line;       /* Python: co_firstlineno */
     uint64_t addr;        /* Python: the code object's address; native: the instruction pointer */
     uint64_t offset;      /* native: ip - symbol start */
+    const char *name;     /* Python: co_name (as tracebacks name the function); native: NULL */
 } fp_frame;
 
 typedef struct fp_thread {
@@ -47,6 +48,10 @@ typedef struct fp_thread {
     bool is_main;        /* the interpreter's main thread */
     fp_frame *frames;    /* innermost first */
     int nframes;
+    const char *thread_name; /* threading's name (FP_SNAP_THREAD_NAMES), NULL when unknown */
+    int daemon;              /* threading's daemon flag: 1, 0, or -1 when unknown */
+    bool torn; /* the frame chain ended on garbage: it changed while being read (FP_SNAP_NO_STOP);
+                  the frames may be cut short (perf counts the sample as lost) */
 } fp_thread;
 
 typedef struct fp_remote_snapshot {
@@ -59,11 +64,18 @@ typedef struct fp_remote_snapshot {
 enum {
     FP_SNAP_NATIVE = 0x1,   /* unwind C frames too (needs the threads stopped) */
     FP_SNAP_NO_STOP = 0x2,  /* read without stopping the threads (sampling: may be torn) */
+    FP_SNAP_THREAD_NAMES = 0x4, /* name threads as threading does, with their daemon flag
+                                   (reads threading._active after the threads are released) */
 };
 
 /* Reads every thread. Without FP_SNAP_NO_STOP the threads are stopped (PTRACE_SEIZE +
  * INTERRUPT) for the shortest time and released before returning. */
 int fp_remote_snapshot_take(fp_remote *r, unsigned flags, fp_remote_snapshot *out, fp_error *err);
 void fp_remote_snapshot_free(fp_remote_snapshot *s);
+
+/* The `stack` command's model (protocol/methods.md, "stack from outside"): the snapshot as
+ * JSON, frames outermost first, with each frame's source line read through /proc/PID/root.
+ * Returns a new object (caller frees), NULL when out of memory. */
+struct cJSON *fp_remote_stack_model(const fp_remote *r, const fp_remote_snapshot *s);
 
 #endif
