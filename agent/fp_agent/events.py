@@ -1,0 +1,119 @@
+"""Notifications to one client, sent from whatever thread the observed code runs on (watch, tt,
+trace). The agent library gives the package a C function, `_native_emit(client_id, text)`, that
+copies the text into the client's queue and wakes the agent's I/O thread; it never blocks and
+drops the event when the client is gone or does not keep up (then `notify` returns False, and
+the caller counts what was lost).
+
+Streams: a request that starts one (watch.start, tt.start, trace) answers at once; its result
+holds `stream` (see stream()), which tells a client which notifications belong to it, which
+one ends it, and how to stop it.
+"""
+
+import json
+import sys
+
+_emitter = []  # [callable] set by set_emitter (tests); else the native one
+
+
+def set_emitter(fn):
+    """Use fn(client_id, text) -> bool instead of the native emitter (None: back to native)."""
+    del _emitter[:]
+    if fn is not None:
+        _emitter.append(fn)
+
+
+def _emit_function():
+    if _emitter:
+        return _emitter[0]
+    package = sys.modules.get(__name__.rpartition(".")[0])
+    return getattr(package, "_native_emit", None)
+
+
+def notify(client_id, method, params):
+    """Send one JSON-RPC notification; False when it was dropped (or cannot be sent at all)."""
+    emit = _emit_function()
+    if emit is None:
+        return False
+    text = encode({"jsonrpc": "2.0", "method": method, "params": params})
+    try:
+        return bool(emit(client_id, text))
+    except Exception:
+        return False
+
+
+def encode(message):
+    """Compact JSON text; values JSON cannot hold become their repr, lone surrogates '?'."""
+    try:
+        text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = json.dumps(_clean(message), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return dict((str(k), _clean(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return repr(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+send = notify  # the name trace.py may use
+
+
+def stream(id_key, stream_id, end, stop):
+    """The `stream` member of a result that starts a stream: notifications whose params[id_key]
+    equals stream_id belong to it, the one named `end` is its last, and a client stops it early
+    with the request `stop` whose params are {id_key: stream_id}."""
+    return {"id_key": id_key, "id": stream_id, "end": end, "stop": stop}
+
+
+def thread_info(ident):
+    """{"ident", "name"} of a thread, without creating a threading object for it."""
+    name = None
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            thread = threading._active.get(ident)
+            if thread is not None:
+                name = thread.name
+        except Exception:
+            pass
+    return {"ident": ident, "name": name}
+
+
+class Started(object):
+    """What a method that starts a stream returns: its result, and `start`, which begins the
+    stream (arms the probe). dispatch sends the response through the client's event queue
+    first, then calls start(): a client always gets the response before the stream's first
+    notification. Without the native emitter (in-process tests) the response is returned as
+    usual, after start()."""
+
+    _fp_started = True
+
+    def __init__(self, result, start):
+        self.result = result
+        self.start = start
+
+    def answer(self, client_id, request_id, encode):
+        if request_id is None:  # a notification: nothing to answer
+            self.start()
+            return ""
+        text = encode({"jsonrpc": "2.0", "id": request_id, "result": self.result})
+        emit = None if _emitter else _emit_function()
+        sent = False
+        if emit is not None:
+            try:
+                sent = bool(emit(client_id, text, True))
+            except Exception:
+                sent = False
+        self.start()
+        return "" if sent else text

@@ -1,0 +1,484 @@
+"""`tt`, the time tunnel: record calls of a function (target, arguments, return value or
+exception, cost, thread), look at them later, replay one (see protocol/methods.md, tt.*).
+
+- Records belong to the agent, not to a client: they outlive the client that recorded them
+  (another fp can list them) until deleted (tt.delete) or the agent shuts down. The probe that
+  records is the recording client's installation: it goes when that client detaches or dies.
+- Arguments, target and return value are kept BY REFERENCE: a later mutation of those objects
+  by the program shows in the record. With `copy`, they are deep-copied when recorded (in the
+  target's thread, so it costs that call); what cannot be copied is kept by reference, and the
+  record says so.
+- Bounds: a recording stops after `limit` records (default 50). The store holds at most
+  MAX_RECORDS records and an estimated MAX_BYTES bytes of recorded objects (a rough estimate:
+  the objects' own sizes and one level of their items); a recording that would exceed either
+  stops with reason "full" and the record is not kept.
+- Indices start at 1000 and go up; `tt -da` empties the tunnel and, unless a recording runs,
+  numbering starts at 1000 again.
+"""
+
+import _thread
+import itertools
+import sys
+import time
+
+from . import events, instrument, locate, registry, render
+from .errors import NOT_FOUND, NOT_SUPPORTED, AgentError, exception_text
+from .params import check_names, get_bool, get_int, get_str
+from .watch import call_time, compile_expressions, evaluate, exception_model, expression_globals
+
+RECORD = "tt/record"
+END = "tt/end"
+
+DEFAULT_LIMIT = 50
+FIRST_INDEX = 1000
+MAX_RECORDS = 10000
+MAX_BYTES = 256 << 20
+REPLAY_TIMEOUT_S = 60.0
+SUMMARY_CHARS = 120
+
+_lock = _thread.allocate_lock()  # guards the store; taken on the target's threads, briefly
+_records = {}  # index -> _Record, in index order (dicts keep insertion order)
+_next_index = [FIRST_INDEX]
+_bytes = [0]
+_ids = itertools.count(1)
+_recordings = {}  # tt id -> _Recording
+
+
+class _Record(object):
+    __slots__ = ("index", "time", "cost_ms", "thread", "method", "label", "target", "has_target", "args", "kwargs",
+                 "return_obj", "exception", "copied", "copy_note", "size", "located", "loop", "replay_of", "tt_id")
+
+    def summary(self):
+        out = {
+            "index": self.index,
+            "time": self.time,
+            "cost_ms": self.cost_ms,
+            "thread": self.thread,
+            "method": self.method,
+            "outcome": "raised" if self.exception is not None else "returned",
+            "summary": _short(self.exception, True) if self.exception is not None else _short(self.return_obj),
+            "copied": self.copied,
+        }
+        if self.replay_of is not None:
+            out["replay_of"] = self.replay_of
+        if self.tt_id is not None:
+            out["tt_id"] = self.tt_id
+        return out
+
+    def detail(self, depth, verbose, raw):
+        def value(v):
+            return render.render(v, depth=depth, verbose=verbose, raw=raw)
+
+        out = self.summary()
+        values = []
+        if self.has_target:
+            values.append({"expr": "target", "value": value(self.target)})
+        values.append({"expr": "args", "value": value(self.args)})
+        values.append({"expr": "kwargs", "value": value(self.kwargs)})
+        if self.exception is None:
+            values.append({"expr": "return_obj", "value": value(self.return_obj)})
+        out["values"] = values
+        if self.exception is not None:
+            out["exception"] = exception_model(self.exception)
+        if self.copy_note:
+            out["copy_note"] = self.copy_note
+        out["located"] = self.located.to_json()
+        return out
+
+
+def _short(obj, is_exception=False):
+    if is_exception:
+        text = exception_text(obj)
+    else:
+        text = render.safe_repr(obj, SUMMARY_CHARS)[0]
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 3] + "..."
+
+
+def _rough_size(obj):
+    """The object's size plus one level of its items (a bound, not an exact figure)."""
+    size = sys.getsizeof(obj, 64)
+    items = None
+    if isinstance(obj, dict):
+        items = itertools.chain.from_iterable(itertools.islice(dict.items(obj), 100))
+        count = 2 * len(obj)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        items = itertools.islice(iter(obj), 200)
+        count = len(obj)
+    else:
+        namespace = getattr(obj, "__dict__", None)
+        if isinstance(namespace, dict):
+            items = itertools.islice(dict.values(namespace), 200)
+            count = len(namespace)
+    if items is not None and count:
+        seen = 0
+        total = 0
+        for item in items:
+            seen += 1
+            total += sys.getsizeof(item, 64)
+        if seen:
+            size += total * count // seen
+    return size
+
+
+def _copy(obj):
+    """(copy, None), or (obj, note) when it cannot be deep-copied."""
+    import copy
+
+    try:
+        return copy.deepcopy(obj), None
+    except Exception as exc:
+        return obj, "kept by reference: deepcopy failed (%s)" % exception_text(exc)
+
+
+def _running_loop():
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    try:
+        import weakref
+
+        loop = asyncio.events._get_running_loop()
+        return weakref.ref(loop) if loop is not None else None
+    except Exception:
+        return None
+
+
+def _store(record):
+    """Adds a record; returns its index, or None when the store is full."""
+    with _lock:
+        if len(_records) >= MAX_RECORDS or _bytes[0] + record.size > MAX_BYTES:
+            return None
+        record.index = _next_index[0]
+        _next_index[0] += 1
+        _records[record.index] = record
+        _bytes[0] += record.size
+        return record.index
+
+
+def _make_record(located, target, args, kwargs, return_obj, exception, cost_ns, copy, thread):
+    record = _Record()
+    record.time = call_time(cost_ns)
+    record.cost_ms = cost_ns / 1e6
+    record.thread = thread
+    record.method = located.method_key()
+    record.label = located.label
+    record.has_target = located.bind is not None
+    record.copy_note = None
+    record.copied = False
+    if copy:
+        notes = []
+        target, n1 = _copy(target) if record.has_target else (target, None)
+        args, n2 = _copy(args)
+        kwargs, n3 = _copy(kwargs)
+        return_obj, n4 = _copy(return_obj)
+        for name, note in (("target", n1), ("args", n2), ("kwargs", n3), ("return_obj", n4)):
+            if note:
+                notes.append("%s %s" % (name, note))
+        record.copy_note = "; ".join(notes) or None
+        record.copied = not notes
+    record.target = target
+    record.args = args
+    record.kwargs = kwargs
+    record.return_obj = return_obj
+    record.exception = exception
+    record.located = located
+    record.loop = None
+    record.replay_of = None
+    record.tt_id = None
+    record.size = _rough_size(args) + _rough_size(kwargs) + (_rough_size(return_obj) if exception is None else 0)
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# Recording
+
+
+class _Recording(instrument.Probe):
+    def __init__(self, client_id, located, cond, limit, copy):
+        self.id = next(_ids)
+        self.client_id = client_id
+        self.located = located
+        self.cond = cond
+        self.limit = limit
+        self.copy = copy
+        self.count = 0
+        self.dropped = 0
+        self.errors = 0
+        self.done = False
+        self.armed = False  # set once the client has the start response (events.Started)
+        self.install_id = None
+        self.cleanup_id = None
+        self.lock = _thread.allocate_lock()
+        self.is_coroutine = bool(located.code.co_flags & 0x80)
+        self.cond_at_entry = cond is not None and not (cond.names & frozenset(("return_obj", "cost", "exception")))
+
+    def arm(self):
+        self.armed = True
+
+    def precheck(self, bind):
+        return self.cond.precheck(bind) if self.cond_at_entry else None
+
+    def enter(self, target, args, kwargs):
+        if self.done or not self.armed:
+            return instrument.NO_OBSERVE
+        if self.cond_at_entry:
+            ok, error = evaluate(self.cond, (target, None, None, args, kwargs, None))
+            if error is None and not ok:
+                return instrument.NO_OBSERVE
+            if error is not None:
+                self.errors += 1
+                return instrument.NO_OBSERVE
+        return (target, args, kwargs)
+
+    def exit(self, token, return_obj, exception, cost_ns):
+        if self.done:
+            return
+        target, args, kwargs = token
+        if self.cond is not None and not self.cond_at_entry:
+            ok, error = evaluate(self.cond, (target, return_obj, cost_ns / 1e6, args, kwargs, exception))
+            if error is not None:
+                self.errors += 1
+                return
+            if not ok:
+                return
+        record = _make_record(self.located, target, args, kwargs, return_obj, exception, cost_ns, self.copy,
+                              events.thread_info(_thread.get_ident()))
+        record.tt_id = self.id
+        if self.is_coroutine:
+            record.loop = _running_loop()
+        end = None
+        with self.lock:
+            if self.done:
+                return
+            if _store(record) is None:
+                self.done = True
+                end = "full"
+            else:
+                self.count += 1
+                note = record.summary()
+                if self.dropped:
+                    note["dropped"] = self.dropped
+                if not events.notify(self.client_id, RECORD, note):
+                    self.dropped += 1
+                if self.count >= self.limit:
+                    self.done = True
+                    end = "limit"
+            if end is not None:
+                events.notify(self.client_id, END, self.summary(end))
+        if end is not None:
+            self._remove()
+
+    def summary(self, reason):
+        return {"tt_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
+                "filter_errors": self.errors, "stored": len(_records)}
+
+    def stop(self, reason):
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+            events.notify(self.client_id, END, self.summary(reason))
+        self._remove()
+        return True
+
+    def _remove(self):
+        _recordings.pop(self.id, None)
+        if self.install_id is not None:
+            instrument.uninstall(self.install_id)
+        if self.cleanup_id is not None:
+            registry.remove(self.cleanup_id)
+
+    def _gone(self):
+        with self.lock:
+            was_done = self.done
+            self.done = True
+            if not was_done:
+                events.notify(self.client_id, END, self.summary("detached"))
+        _recordings.pop(self.id, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+START_PARAMS = ("module", "class", "method", "nested", "filter", "limit", "copy")
+
+
+def start(client_id, params):
+    check_names(params, START_PARAMS)
+    module = get_str(params, "module", required=True)
+    class_name = get_str(params, "class") or None
+    method = get_str(params, "method", required=True)
+    nested = get_str(params, "nested") or None
+    cond_text = get_str(params, "filter") or None
+    limit = get_int(params, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_RECORDS)
+    copy = get_bool(params, "copy")
+
+    import builtins
+
+    if cond_text:
+        compile_expressions(cond_text, "filter", {"__builtins__": builtins}, split=False)
+    located = locate.locate_function(module, class_name, method, nested)
+    cond = compile_expressions(cond_text, "filter", expression_globals(located), split=False)[0] if cond_text else None
+    recording = _Recording(client_id, located, cond, limit, copy)
+    _recordings[recording.id] = recording
+    try:
+        recording.install_id = instrument.install(client_id, located, recording, "tt")
+    except BaseException:
+        _recordings.pop(recording.id, None)
+        raise
+    recording.cleanup_id = registry.add(client_id, "tt", recording._gone, located.label)
+    return events.Started({
+        "tt_id": recording.id,
+        "stream": events.stream("tt_id", recording.id, END, "tt.stop"),
+        "located": located.to_json(),
+        "note": located.note,
+        "engine": instrument.ENGINE,
+        "filter": cond_text,
+        "limit": limit,
+        "copy": copy,
+        "next_index": _next_index[0],
+    }, recording.arm)
+
+
+def stop(client_id, params):
+    check_names(params, ("tt_id",))
+    tt_id = get_int(params, "tt_id")
+    mine = [r for r in list(_recordings.values()) if r.client_id == client_id]
+    if tt_id is not None:
+        mine = [r for r in mine if r.id == tt_id]
+    stopped = []
+    for recording in mine:
+        if recording.stop("stopped"):
+            stopped.append(recording.summary("stopped"))
+    return {"stopped": stopped}
+
+
+def list_records(client_id, params):
+    check_names(params, ("method",))
+    method = get_str(params, "method") or None
+    with _lock:
+        records = list(_records.values())
+        size = _bytes[0]
+    if method:
+        records = [r for r in records if _matches(r, method)]
+    return {"records": [r.summary() for r in records], "method": method, "stored": len(_records),
+            "estimated_bytes": size, "recording": sorted(_recordings)}
+
+
+def _matches(record, method):
+    return method in (record.method, record.label)
+
+
+def _get(params):
+    index = get_int(params, "index", required=True)
+    record = _records.get(index)
+    if record is None:
+        with _lock:
+            indexes = list(_records)
+        near = sorted(indexes, key=lambda i: abs(i - index))[:5]
+        raise AgentError(
+            NOT_FOUND,
+            "no record %d in the time tunnel (%s)" % (index, "records: %s" % _ranges(indexes) if indexes
+                                                      else "it is empty; record with tt -t"),
+            {"missing": "record", "name": str(index), "suggestions": [str(i) for i in sorted(near)]},
+        )
+    return record
+
+
+def _ranges(indexes):
+    if not indexes:
+        return "none"
+    parts = []
+    start = prev = indexes[0]
+    for i in indexes[1:] + [None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(str(start) if start == prev else "%d-%d" % (start, prev))
+        if i is not None:
+            start = prev = i
+    return ", ".join(parts)
+
+
+def show(client_id, params):
+    check_names(params, ("index", "depth", "raw", "verbose"))
+    record = _get(params)
+    depth = get_int(params, "depth", default=1, low=1, high=4)
+    return record.detail(depth, get_bool(params, "verbose"), get_bool(params, "raw"))
+
+
+def replay(client_id, params):
+    """Call the recorded function again with the recorded target and arguments, in the agent's
+    thread (a coroutine: on the event loop it was recorded on, while that loop runs; else on a
+    fresh loop); the result is recorded as a new index and shown."""
+    check_names(params, ("index", "depth", "raw", "verbose"))
+    original = _get(params)
+    depth = get_int(params, "depth", default=1, low=1, high=4)
+    located = original.located
+    function = located.function
+    flags = located.code.co_flags
+    if function is None:
+        raise AgentError(NOT_SUPPORTED, "record %d is a call of a nested function, whose function object is made "
+                         "anew at each call of %s; fp cannot call it again" % (original.index, located.method))
+    if flags & (0x20 | 0x200):
+        raise AgentError(NOT_SUPPORTED, "record %d is a call of a generator function: replaying would create and "
+                         "consume a generator in the agent's thread; not supported" % original.index)
+    target, args, kwargs = original.target, original.args, original.kwargs
+    if original.copied:  # keep the recorded copies as they were
+        target = _copy(target)[0] if original.has_target else target
+        args = _copy(args)[0]
+        kwargs = _copy(kwargs)[0]
+    call_args = ((target,) if original.has_target else ()) + tuple(args)
+    return_obj = exception = None
+    t0 = time.perf_counter_ns()
+    try:
+        with instrument.suppressed():
+            result = function(*call_args, **kwargs)
+            if flags & 0x80:
+                result = _await(result, original.loop)
+        return_obj = result
+    except KeyboardInterrupt:
+        raise  # the client left (the agent interrupts the request): not the function's doing
+    except BaseException as exc:
+        exception = exc
+    cost_ns = time.perf_counter_ns() - t0
+    record = _make_record(located, target, args, kwargs, return_obj, exception, cost_ns, False,
+                          {"ident": _thread.get_ident(), "name": "fp-agent (replay)"})
+    record.replay_of = original.index
+    if _store(record) is None:
+        out = record.detail(depth, get_bool(params, "verbose"), get_bool(params, "raw"))
+        out["index"] = None
+        out["note"] = "the time tunnel is full: this replay was not stored (tt -d / tt -da frees room)"
+        return out
+    return record.detail(depth, get_bool(params, "verbose"), get_bool(params, "raw"))
+
+
+def _await(coro, loop_ref):
+    import asyncio
+
+    loop = loop_ref() if loop_ref is not None else None
+    if loop is not None and loop.is_running() and not loop.is_closed():
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        return future.result(REPLAY_TIMEOUT_S)
+    fresh = asyncio.new_event_loop()
+    try:
+        return fresh.run_until_complete(coro)
+    finally:
+        fresh.close()
+
+
+def delete(client_id, params):
+    check_names(params, ("index", "all"))
+    if get_bool(params, "all"):
+        with _lock:
+            gone = list(_records)
+            _records.clear()
+            _bytes[0] = 0
+            if not _recordings:  # an empty tunnel numbers from the start again
+                _next_index[0] = FIRST_INDEX
+        return {"deleted": gone}
+    record = _get(params)
+    with _lock:
+        if _records.pop(record.index, None) is not None:
+            _bytes[0] -= record.size
+    return {"deleted": [record.index]}

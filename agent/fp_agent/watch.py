@@ -1,0 +1,403 @@
+"""`watch`: the arguments, return value (or exception) and cost of each call of a function, as
+notifications while the target runs (see protocol/methods.md, watch.start).
+
+Expressions (--expr, -f) are Python expressions compiled once, before anything is installed,
+into functions of (target, return_obj, cost, args, kwargs, exception); they see the names of the
+observed function's module as globals. A filter that uses none of return_obj, cost and
+exception is evaluated when the call starts, so a call it rejects costs no more than that.
+Values are rendered into VALUE trees in the target's thread, only for the calls reported.
+"""
+
+import _thread
+import itertools
+import time
+
+from . import events, instrument, locate, registry, render
+from .errors import exception_text, expression_failed
+from .params import check_names, get_bool, get_int, get_str
+
+EVENT = "watch/event"
+END = "watch/end"
+
+DEFAULT_EXPR = "args,kwargs"
+DEFAULT_LIMIT = 10
+EXPRESSION_PARAMS = ("target", "return_obj", "cost", "args", "kwargs", "exception")
+_AFTER_CALL = frozenset(("return_obj", "cost", "exception"))
+_ARGUMENTS = frozenset(("target", "args", "kwargs"))
+
+_ids = itertools.count(1)
+_watches = {}  # watch id -> _Watch
+
+
+# --------------------------------------------------------------------------------------------
+# Expressions (shared with tt)
+
+
+class Expression(object):
+    """One compiled user expression: `text` as typed, `fn(*EXPRESSION_PARAMS)`, `names` it uses."""
+
+    __slots__ = ("text", "fn", "names", "node", "globals")
+
+    def __init__(self, text, fn, names, node, globals_dict):
+        self.text = text
+        self.fn = fn
+        self.names = names
+        self.node = node
+        self.globals = globals_dict
+
+    def precheck(self, bind):
+        """The expression as pre(all_args, kwargs) for instrument's precheck: only for
+        expressions of target, args and kwargs (they are known when the call starts)."""
+        return _precheck_function(self.node, bind, self.globals)
+
+
+def compile_expressions(text, param, globals_dict, split=True):
+    """[Expression] for `text`; with split, a top-level tuple written without parentheses
+    ("args, kwargs") gives one expression per item, each shown on its own.
+    A syntax error is a -32002 error (stage "compile") naming the parameter."""
+    import ast
+
+    try:
+        tree = ast.parse(text.strip(), "<%s>" % param, "eval")
+    except (SyntaxError, ValueError, OverflowError) as exc:
+        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, exception_text(exc)))
+        error.data["param"] = param
+        raise error
+    source = text.strip()
+    body = tree.body
+    parts = [(source, body)]
+    if split and isinstance(body, ast.Tuple) and body.elts and not _parenthesized(source, body):
+        if not any(isinstance(e, ast.Starred) for e in body.elts):
+            parts = [(_segment(source, e) or ast.dump(e), e) for e in body.elts]
+    return [Expression(label, _function(node, param, globals_dict), _names(node), node, globals_dict)
+            for label, node in parts]
+
+
+def _parenthesized(source, node):
+    first = node.elts[0]
+    return (node.lineno, node.col_offset) != (first.lineno, first.col_offset)
+
+
+def _segment(source, node):
+    import ast
+
+    try:
+        return ast.get_source_segment(source, node)
+    except Exception:
+        return None
+
+
+def _names(node):
+    import ast
+
+    return frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+
+
+def _function(node, param, globals_dict):
+    import ast
+
+    template = ast.parse("lambda %s: None" % ", ".join(EXPRESSION_PARAMS), "<%s>" % param, "eval")
+    template.body.body = node
+    ast.fix_missing_locations(template)
+    try:
+        code = compile(template, "<%s>" % param, "eval", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:  # e.g. `yield` or `await` outside a function
+        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, exception_text(exc)))
+        error.data["param"] = param
+        raise error
+    return eval(code, globals_dict)
+
+
+def _precheck_function(node, bind, globals_dict):
+    import ast
+    import copy
+
+    # Only the names the expression uses are bound: this runs for every call.
+    used = _names(node)
+    lines = ["def __fp_pre(__fp_args, kwargs):"]
+    if "target" in used:
+        lines.append("    target = __fp_args[0] if __fp_args else None" if bind else "    target = None")
+    if "args" in used:
+        lines.append("    args = __fp_args[1:]" if bind else "    args = __fp_args")
+    if "kwargs" in used:
+        lines += ["    if kwargs is None:", "        kwargs = {}"]
+    lines.append("    return None")
+    tree = ast.parse("\n".join(lines) + "\n", "<filter>", "exec")
+    tree.body[0].body[-1].value = copy.deepcopy(node)
+    ast.fix_missing_locations(tree)
+    namespace = {}
+    exec(compile(tree, "<filter>", "exec", dont_inherit=True), globals_dict, namespace)
+    return namespace["__fp_pre"]
+
+
+def expression_globals(located):
+    """The namespace user expressions see: the observed function's module globals (so module
+    names resolve), never written to."""
+    function = located.function or located.outer
+    namespace = getattr(function, "__globals__", None)
+    if not isinstance(namespace, dict):
+        import builtins
+
+        namespace = {"__builtins__": builtins}
+    return namespace
+
+
+def evaluate(expression, values):
+    """(value, None) or (None, error text). KeyboardInterrupt is the target's Ctrl-C (a signal
+    handler that ran inside the expression): it goes on to the target, as it would have."""
+    try:
+        return expression.fn(*values), None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit from an expression must not end the target
+        return None, exception_text(exc)
+
+
+def exception_model(exc):
+    """{"type", "message", "traceback"}: the traceback as the caller sees it (without fp's
+    wrapper frame on 3.8-3.10)."""
+    import traceback
+
+    model = {"type": render.type_name(type(exc)), "message": _safe_str(exc)}
+    try:
+        tb = exc.__traceback__
+        while tb is not None and instrument.is_wrapper_code(tb.tb_frame.f_code):
+            tb = tb.tb_next
+        lines = traceback.format_exception(type(exc), exc, tb, limit=50)
+        model["traceback"] = "".join(lines)
+    except Exception:
+        model["traceback"] = exception_text(exc) + "\n"
+    return model
+
+
+def _safe_str(exc):
+    try:
+        return str(exc)
+    except Exception:
+        return "<str() failed>"
+
+
+def call_time(cost_ns):
+    """Wall-clock time (epoch seconds) when a call that just ended started."""
+    return time.time() - cost_ns / 1e9
+
+
+# --------------------------------------------------------------------------------------------
+# The probe
+
+
+class _Watch(instrument.Probe):
+    def __init__(self, client_id, located, exprs, cond, only_exceptions, depth, verbose, raw, limit):
+        self.id = next(_ids)
+        self.client_id = client_id
+        self.located = located
+        self.exprs = exprs
+        self.cond = cond
+        self.only_exceptions = only_exceptions
+        self.depth = depth
+        self.verbose = verbose
+        self.raw = raw
+        self.limit = limit
+        self.install_id = None
+        self.cleanup_id = None
+        self.count = 0
+        self.dropped = 0
+        self.errors = 0
+        self.done = False
+        self.armed = False  # set once the client has the start response (events.Started)
+        self.lock = _thread.allocate_lock()
+        used = set()
+        for e in exprs + ([cond] if cond else []):
+            used |= e.names
+        self.needs_args = bool(used & _ARGUMENTS)
+        # A filter that does not need the call's outcome decides when the call starts.
+        self.cond_at_entry = cond is not None and not (cond.names & _AFTER_CALL)
+
+    # -- instrument.Probe --------------------------------------------------------------------
+    def arm(self):
+        self.armed = True
+
+    def precheck(self, bind):
+        # A filter on target/args/kwargs rejects calls before enter() runs, from C on 3.12+.
+        if not self.cond_at_entry:
+            return None
+        return self.cond.precheck(bind)
+
+    def enter(self, target, args, kwargs):
+        if self.done or not self.armed:
+            return instrument.NO_OBSERVE
+        if self.cond_at_entry:
+            ok, error = evaluate(self.cond, (target, None, None, args, kwargs, None))
+            if error is None and not ok:
+                return instrument.NO_OBSERVE
+            return (target, args, kwargs, error)
+        return (target, args, kwargs, None)
+
+    def exit(self, token, return_obj, exception, cost_ns):
+        if self.done or (self.only_exceptions and exception is None):
+            return
+        target, args, kwargs, cond_error = token
+        cost = cost_ns / 1e6
+        values = (target, return_obj, cost, args, kwargs, exception)
+        if self.cond is not None and not self.cond_at_entry:
+            ok, cond_error = evaluate(self.cond, values)
+            if cond_error is None and not ok:
+                return
+        event = {
+            "watch_id": self.id,
+            "time": call_time(cost_ns),
+            "thread": events.thread_info(_thread.get_ident()),
+            "cost_ms": cost,
+        }
+        rendered = []
+        expr_errors = []
+        if cond_error is not None:
+            expr_errors.append("-f %s: %s" % (self.cond.text, cond_error))
+        for expression in self.exprs:
+            value, error = evaluate(expression, values)
+            if error is None:
+                rendered.append({"expr": expression.text, "value": self._render(value)})
+            else:
+                rendered.append({"expr": expression.text, "error": error})
+                expr_errors.append("%s: %s" % (expression.text, error))
+        event["values"] = rendered
+        if exception is not None:
+            event["exception"] = exception_model(exception)
+        if expr_errors:
+            event["expr_error"] = "; ".join(expr_errors)
+        self._deliver(event)
+
+    # -- reporting ---------------------------------------------------------------------------
+    def _render(self, value):
+        try:
+            return render.render(value, depth=self.depth, verbose=self.verbose, raw=self.raw)
+        except Exception as exc:
+            return {"type": "?", "repr": "<fp could not render this value: %s>" % exception_text(exc)}
+
+    def _deliver(self, event):
+        last = False
+        with self.lock:
+            if self.done:
+                return
+            self.count += 1
+            event["index"] = self.count
+            if "expr_error" in event:
+                self.errors += 1
+            last = self.count >= self.limit
+            if self.dropped:
+                event["dropped"] = self.dropped
+            if not events.notify(self.client_id, EVENT, event):
+                self.dropped += 1
+            if last:
+                self.done = True
+                events.notify(self.client_id, END, self.summary("limit"))
+        if last:
+            self._remove()
+
+    def summary(self, reason):
+        return {"watch_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
+                "expr_errors": self.errors}
+
+    def stop(self, reason):
+        """Remove the probe and tell the client why (stopped by request)."""
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+            events.notify(self.client_id, END, self.summary(reason))
+        self._remove()
+        return True
+
+    def _remove(self):
+        _watches.pop(self.id, None)
+        if self.install_id is not None:
+            instrument.uninstall(self.install_id)
+        if self.cleanup_id is not None:
+            registry.remove(self.cleanup_id)
+
+    def _gone(self):
+        """Registry undo: the client detached or died, or the agent shuts down."""
+        with self.lock:
+            was_done = self.done
+            self.done = True
+            if not was_done:
+                events.notify(self.client_id, END, self.summary("detached"))
+        _watches.pop(self.id, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+START_PARAMS = ("module", "class", "method", "nested", "expr", "filter", "exceptions", "depth", "limit", "raw",
+                "verbose")
+
+
+def start(client_id, params):
+    check_names(params, START_PARAMS)
+    module = get_str(params, "module", required=True)
+    class_name = get_str(params, "class") or None
+    method = get_str(params, "method", required=True)
+    nested = get_str(params, "nested") or None
+    expr_text = get_str(params, "expr") or DEFAULT_EXPR
+    cond_text = get_str(params, "filter") or None
+    only_exceptions = get_bool(params, "exceptions")
+    depth = get_int(params, "depth", default=1, low=1, high=4)
+    limit = get_int(params, "limit", default=DEFAULT_LIMIT, low=1, high=1000000)
+    raw = get_bool(params, "raw")
+    verbose = get_bool(params, "verbose")
+
+    # Syntax first (nothing located, nothing installed), then the names, then the globals.
+    import builtins
+
+    scratch = {"__builtins__": builtins}
+    compile_expressions(expr_text, "expr", scratch)
+    if cond_text:
+        compile_expressions(cond_text, "filter", scratch, split=False)
+    located = locate.locate_function(module, class_name, method, nested)
+    namespace = expression_globals(located)
+    exprs = compile_expressions(expr_text, "expr", namespace)
+    cond = compile_expressions(cond_text, "filter", namespace, split=False)[0] if cond_text else None
+
+    watch = _Watch(client_id, located, exprs, cond, only_exceptions, depth, verbose, raw, limit)
+    _watches[watch.id] = watch
+    try:
+        watch.install_id = instrument.install(client_id, located, watch, "watch")
+    except BaseException:
+        _watches.pop(watch.id, None)
+        raise
+    watch.cleanup_id = registry.add(client_id, "watch", watch._gone, located.label)
+    return events.Started({
+        "watch_id": watch.id,
+        "stream": events.stream("watch_id", watch.id, END, "watch.stop"),
+        "located": located.to_json(),
+        "note": located.note,
+        "engine": instrument.ENGINE,
+        "callbacks": instrument.callbacks_in_use(),
+        "exprs": [e.text for e in exprs],
+        "filter": cond_text,
+        "filter_at": None if cond is None else ("call" if watch.cond_at_entry else "return"),
+        "exceptions": only_exceptions,
+        "limit": limit,
+        "depth": depth,
+        "raw": raw,
+        "verbose": verbose,
+    }, watch.arm)
+
+
+def stop(client_id, params):
+    """Stop one watch of this client (watch_id), or all of them (no watch_id)."""
+    check_names(params, ("watch_id",))
+    watch_id = get_int(params, "watch_id")
+    mine = [w for w in list(_watches.values()) if w.client_id == client_id]
+    if watch_id is not None:
+        mine = [w for w in mine if w.id == watch_id]
+    stopped = []
+    for watch in mine:
+        if watch.stop("stopped"):
+            stopped.append(watch.summary("stopped"))
+    return {"stopped": stopped}
+
+
+def active():
+    """Watches running now (for tests and status)."""
+    return sorted(_watches)

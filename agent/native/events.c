@@ -1,0 +1,200 @@
+/* The event channel: `emit(client_id, text[, reply])`, a C function handed to the agent's package,
+ * which the observed code's own threads call (GIL held) to push a notification to one client while
+ * a watch, trace or tt runs. It copies the text into the client's reply list and wakes the I/O
+ * thread, which frames and writes it. It never blocks: a client that is gone or slow loses the
+ * event (emit returns False and the package counts it). */
+#include "agent.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ===================================== Limits ================================================ */
+
+/* Notifications queued for one client and not yet taken by the I/O thread; more are dropped.
+ * The I/O thread also drops them while the client's unsent output is above FP_AGENT_OUT_HIGH,
+ * so a client that does not read costs at most about OUT_HIGH + these bytes. */
+#define FP_EVENTS_MAX_QUEUED 4096
+#define FP_EVENTS_MAX_BYTES (16u << 20)
+
+/* ===================================== The C API, by hand ==================================== */
+
+typedef struct fp_pyobj fp_pyobj;
+typedef fp_pyobj *(*fp_events_fastcall)(fp_pyobj *, fp_pyobj *const *, ssize_t);
+
+/* PyMethodDef, the same in every CPython 3; METH_FASTCALL (3.7+) passes a C array of args. */
+typedef struct fp_events_methoddef {
+    const char *ml_name;
+    fp_events_fastcall ml_meth;
+    int ml_flags;
+    const char *ml_doc;
+} fp_events_methoddef;
+
+enum { FP_EVENTS_METH_FASTCALL = 0x80 };
+
+static struct {
+    fp_pyobj *(*PyCFunction_NewEx)(fp_events_methoddef *, fp_pyobj *, fp_pyobj *);
+    long long (*PyLong_AsLongLong)(fp_pyobj *);
+    const char *(*PyUnicode_AsUTF8AndSize)(fp_pyobj *, ssize_t *);
+    fp_pyobj *(*PyBool_FromLong)(long);
+    int (*PyObject_IsTrue)(fp_pyobj *);
+    int (*PyObject_SetAttrString)(fp_pyobj *, const char *, fp_pyobj *);
+    fp_pyobj *(*PyErr_Occurred)(void);
+    void (*PyErr_Clear)(void);
+    void (*PyErr_SetString)(fp_pyobj *, const char *);
+    void (*Py_DecRef)(fp_pyobj *);
+    fp_pyobj **type_error;
+} api;
+
+static int fp_events_resolved; /* 1: usable; -1: this Python lacks a function we need */
+
+static int fp_events_resolve(void)
+{
+    struct {
+        const char *name;
+        void *slot;
+    } syms[] = {
+        {"PyCFunction_NewEx", &api.PyCFunction_NewEx},
+        {"PyLong_AsLongLong", &api.PyLong_AsLongLong},
+        {"PyUnicode_AsUTF8AndSize", &api.PyUnicode_AsUTF8AndSize},
+        {"PyBool_FromLong", &api.PyBool_FromLong},
+        {"PyObject_IsTrue", &api.PyObject_IsTrue},
+        {"PyObject_SetAttrString", &api.PyObject_SetAttrString},
+        {"PyErr_Occurred", &api.PyErr_Occurred},
+        {"PyErr_Clear", &api.PyErr_Clear},
+        {"PyErr_SetString", &api.PyErr_SetString},
+        {"Py_DecRef", &api.Py_DecRef},
+        {"PyExc_TypeError", &api.type_error},
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+        void *p = fp_agent_py_sym(syms[i].name);
+        if (!p) return -1;
+        memcpy(syms[i].slot, &p, sizeof p);
+    }
+    return 0;
+}
+
+/* ===================================== Connected clients ===================================== */
+
+/* Every client whose connection is open, by id (locked: fp_agent_lock). Across restarts ids are
+ * unique, so one table serves every instance. */
+static fp_agent_client *fp_events_clients[FP_AGENT_MAX_CLIENTS * 4];
+
+void fp_agent_events_connected(fp_agent_client *c)
+{
+    for (size_t i = 0; i < sizeof fp_events_clients / sizeof fp_events_clients[0]; i++) {
+        if (!fp_events_clients[i]) {
+            fp_events_clients[i] = c;
+            return;
+        }
+    }
+    /* Full (only if many stopped instances linger): this client gets no events. */
+}
+
+void fp_agent_events_disconnected(fp_agent_client *c)
+{
+    for (size_t i = 0; i < sizeof fp_events_clients / sizeof fp_events_clients[0]; i++)
+        if (fp_events_clients[i] == c) fp_events_clients[i] = NULL;
+}
+
+void fp_agent_events_forget_all(void)
+{
+    memset(fp_events_clients, 0, sizeof fp_events_clients);
+}
+
+static fp_agent_client *fp_events_find(int64_t id)
+{
+    for (size_t i = 0; i < sizeof fp_events_clients / sizeof fp_events_clients[0]; i++) {
+        fp_agent_client *c = fp_events_clients[i];
+        if (c && c->id == id) return c;
+    }
+    return NULL;
+}
+
+/* ===================================== emit ================================================== */
+
+/* Returns 1 when queued, 0 when dropped (no such client, gone, or too much waiting). A reply
+ * (a response sent this way to order it before a stream's events) is never dropped for being
+ * slow: like the worker's replies it only needs the client to be there. */
+static int fp_events_push(int64_t client, const char *text, size_t len, int reply)
+{
+    /* Copied before taking the lock: the lock is shared with the I/O thread. */
+    fp_agent_reply *r = calloc(1, sizeof(*r));
+    char *copy = malloc(len + 1);
+    if (!r || !copy) {
+        free(r);
+        free(copy);
+        return 0;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    r->text = copy;
+    r->len = len;
+    r->notification = !reply;
+
+    int queued = 0;
+    pthread_mutex_lock(&fp_agent_lock);
+    fp_agent_client *c = fp_events_find(client);
+    if (c && c->connected &&
+        (reply || (!atomic_load(&c->out_full) && c->notes_queued < FP_EVENTS_MAX_QUEUED &&
+                   c->notes_bytes + len <= FP_EVENTS_MAX_BYTES))) {
+        int was_empty = c->replies_head == NULL;
+        if (c->replies_tail)
+            c->replies_tail->next = r;
+        else
+            c->replies_head = r;
+        c->replies_tail = r;
+        if (!reply) {
+            c->notes_queued++;
+            c->notes_bytes += len;
+        }
+        /* A non-empty list means a wake-up is already pending (whoever made it non-empty wrote
+         * to the eventfd, and the I/O thread takes the whole list after reading it): one
+         * system call per burst, not per event. */
+        uint64_t one = 1;
+        if (was_empty && c->agent->wake_fd >= 0 &&
+            write(c->agent->wake_fd, &one, sizeof(one)) < 0) {
+            /* EAGAIN: the counter is already non-zero */
+        }
+        queued = 1;
+    } else if (c) {
+        c->notes_dropped++;
+    }
+    pthread_mutex_unlock(&fp_agent_lock);
+    if (!queued) fp_agent_reply_free(r);
+    return queued;
+}
+
+static fp_pyobj *fp_events_emit(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 && nargs != 3) {
+        api.PyErr_SetString(*api.type_error,
+                            "emit(client_id, text[, reply]) takes 2 or 3 arguments");
+        return NULL;
+    }
+    int reply = 0;
+    if (nargs == 3 && (reply = api.PyObject_IsTrue(args[2])) < 0) return NULL;
+    long long client = api.PyLong_AsLongLong(args[0]);
+    if (client == -1 && api.PyErr_Occurred()) return NULL;
+    ssize_t len = 0;
+    const char *text = api.PyUnicode_AsUTF8AndSize(args[1], &len);
+    if (!text) return NULL;
+    return api.PyBool_FromLong(fp_events_push(client, text, (size_t)len, reply));
+}
+
+static fp_events_methoddef fp_events_method = {
+    "emit", fp_events_emit, FP_EVENTS_METH_FASTCALL,
+    "emit(client_id, text, reply=False) -> bool: queue a JSON-RPC notification (or, with reply, "
+    "a response) for a client; False when it was dropped (client gone or not reading)."};
+
+int fp_agent_events_export(void *package)
+{
+    if (fp_events_resolved == 0) fp_events_resolved = fp_events_resolve() == 0 ? 1 : -1;
+    if (fp_events_resolved < 0) return -1;
+    fp_pyobj *f = api.PyCFunction_NewEx(&fp_events_method, NULL, NULL);
+    int rc = f && api.PyObject_SetAttrString(package, "_native_emit", f) == 0 ? 0 : -1;
+    if (f) api.Py_DecRef(f);
+    if (rc < 0) api.PyErr_Clear();
+    return rc;
+}
