@@ -22,10 +22,21 @@ _METHODS = {
     "module": ("modules", "module_of_file"),
     "getglobal": ("objects", "getglobal"),
     "stack": ("stack", "stack"),
+    "stack.async": ("tasks", "stack_async"),
     "console.open": ("console", "open_session"),
     "console.eval": ("console", "eval_line"),
     "console.complete": ("console", "complete"),
     "console.close": ("console", "close_session"),
+    "watch.start": ("watch", "start"),
+    "watch.stop": ("watch", "stop"),
+    "tt.start": ("tt", "start"),
+    "tt.stop": ("tt", "stop"),
+    "tt.list": ("tt", "list_records"),
+    "tt.show": ("tt", "show"),
+    "tt.replay": ("tt", "replay"),
+    "tt.delete": ("tt", "delete"),
+    "trace.start": ("trace", "start"),
+    "trace.stop": ("trace", "stop"),
 }
 
 # Served by the native agent without the GIL; listed so that a misspelling still gets a hint.
@@ -79,6 +90,8 @@ def _handle(client_id, body):
         method, params = _unpack(request)
         valid = True
         result = _call(client_id, method, params)
+        if getattr(result, "_fp_started", False):  # a stream (events.Started): answer, then start it
+            return result.answer(client_id, None if request_id is _NO_ID else request_id, _encode)
         if request_id is _NO_ID:
             return ""
         return _encode({"jsonrpc": "2.0", "id": request_id, "result": result})

@@ -167,3 +167,199 @@ def _near(name, candidates, n=5):
     import difflib
 
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions to instrument: `module [class] method [-nm NAME]` (watch, trace, tt)
+
+
+class FunctionLocation(object):
+    """A Python function found for instrumentation.
+
+    `code` is the code object to observe; `function` the function object that runs it (None for
+    a nested function, whose objects are made at each call of `outer`); `bind` says what the
+    first argument is ("self", "cls" or None); `note` tells the user what fp did on their
+    behalf (an unwrapped decorator, an inherited method...). `key` identifies the instrumented
+    thing: two clients naming it through different aliases share one instrumentation.
+    """
+
+    __slots__ = ("module_name", "class_name", "method", "nested", "kind", "function", "outer", "code", "bind",
+                 "notes", "key", "label")
+
+    def __init__(self, module_name, class_name, method, nested):
+        self.module_name = module_name
+        self.class_name = class_name
+        self.method = method
+        self.nested = nested
+        self.kind = "function"
+        self.function = None
+        self.outer = None
+        self.code = None
+        self.bind = None
+        self.notes = []
+        self.key = None
+        self.label = ".".join(p for p in (module_name, class_name, method) if p)
+        if nested:
+            self.label += "." + nested
+
+    @property
+    def note(self):
+        return "; ".join(self.notes) or None
+
+    def method_key(self):
+        """"module.class.method" as tt -m takes it (class is None for plain functions)."""
+        return "%s.%s.%s" % (self.module_name, self.class_name or "None", self.method)
+
+    def to_json(self):
+        code = self.code
+        flags = code.co_flags
+        return {
+            "module": self.module_name,
+            "class": self.class_name,
+            "method": self.method,
+            "nested": self.nested,
+            "kind": self.kind,
+            "qualname": getattr(code, "co_qualname", None) or _qualname(self),
+            "file": code.co_filename,
+            "line": code.co_firstlineno,
+            "async": bool(flags & 0x80 or flags & 0x200),
+            "generator": bool(flags & 0x20 or flags & 0x200),
+            "note": self.note,
+        }
+
+
+def _qualname(location):
+    function = location.function or location.outer
+    name = getattr(function, "__qualname__", location.method)
+    if location.nested:
+        return "%s.<locals>.%s" % (name, location.nested)
+    return name
+
+
+def locate_function(module_name, class_name, method, nested=None):
+    """Resolve `module [class] method [-nm nested]` to a FunctionLocation; a clear error for
+    names that are missing (near names suggested) and for things fp cannot instrument."""
+    import types
+
+    from .errors import NOT_SUPPORTED, AgentError
+
+    where = locate(module_name, class_name, method, missing="method", static=True)
+    loc = FunctionLocation(module_name, class_name, method, nested)
+    value = where.value
+    label = loc.label if not nested else loc.label[: -len(nested) - 1]
+
+    if class_name and where.cls is not None and method not in _namespace(where.cls):
+        for klass in _mro(where.cls)[1:]:
+            if method in _namespace(klass):
+                loc.notes.append(
+                    "%s is inherited from %s.%s: observing it there, for every class that uses it"
+                    % (method, getattr(klass, "__module__", "?"), getattr(klass, "__qualname__", "?"))
+                )
+                break
+
+    bind = "self" if class_name else None
+    kind = "method" if class_name else "function"
+    if isinstance(value, staticmethod):
+        value, kind, bind = value.__func__, "staticmethod", None
+    elif isinstance(value, classmethod):
+        value, kind, bind = value.__func__, "classmethod", "cls"
+    elif isinstance(value, property):
+        if value.fget is None:
+            raise AgentError(NOT_SUPPORTED, "%s is a property without a getter: nothing to observe" % label)
+        value, kind, bind = value.fget, "property", "self"
+        loc.notes.append("observing the property's getter")
+    elif type(value).__name__ == "cached_property" and hasattr(value, "func"):
+        value, kind, bind = value.func, "property", "self"
+        loc.notes.append("observing the cached_property's function (called once per instance)")
+    elif isinstance(value, types.MethodType):
+        # A bound method stored as a module global (handler = obj.method): its function.
+        value, kind, bind = value.__func__, "method", "self"
+        loc.notes.append("%s is a bound method: observing its function, for every instance" % label)
+
+    # functools.wraps-style decorators: the function that does the work is __wrapped__.
+    seen = set()
+    while isinstance(value, types.FunctionType) and id(value) not in seen:
+        seen.add(id(value))
+        inner = _own_attribute(value, "__wrapped__")
+        if inner is None:
+            break
+        if isinstance(inner, (staticmethod, classmethod)):
+            inner = inner.__func__
+        if not isinstance(inner, types.FunctionType):
+            break
+        decorator = getattr(value.__code__, "co_qualname", None) or value.__code__.co_name
+        loc.notes.append(
+            "instrumented the wrapped function %s.%s (functools.wraps' __wrapped__); its decorator's "
+            "wrapper (%s) is left alone" % (getattr(inner, "__module__", "?"), getattr(inner, "__qualname__", "?"),
+                                           decorator)
+        )
+        value = inner
+
+    if not isinstance(value, types.FunctionType):
+        raise AgentError(NOT_SUPPORTED, _not_python_function(label, value))
+    if nested is None:
+        defined = getattr(value, "__module__", None)
+        if not class_name and defined not in (None, module_name):
+            loc.notes.append("%s is %s.%s, imported into %s: observing it for every caller"
+                             % (label, defined, getattr(value, "__qualname__", method), module_name))
+
+    loc.kind = kind
+    loc.bind = bind
+    if nested is None:
+        loc.function = value
+        loc.code = value.__code__
+        loc.key = ("function", id(value)) if sys.version_info < (3, 12) else ("code", id(loc.code))
+        return loc
+
+    code = _nested_code(value.__code__, nested, label)
+    loc.kind = "nested"
+    loc.bind = None
+    loc.outer = value
+    loc.code = code
+    loc.key = ("nested", id(value), id(code)) if sys.version_info < (3, 12) else ("code", id(code))
+    return loc
+
+
+def _nested_code(code, name, label):
+    import types
+
+    from .errors import not_found
+
+    nested = [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    for c in nested:
+        if c.co_name == name:
+            return c
+    names = [c.co_name for c in nested if not c.co_name.startswith("<")]
+    raise not_found(
+        "nested",
+        name,
+        "%s has no function %r nested in it (one level deep)%s"
+        % (label, name, "; it defines: " + ", ".join(names) if names else "; it defines no nested function"),
+        _near(name, names) or names[:5],
+    )
+
+
+def _own_attribute(function, name):
+    try:
+        return object.__getattribute__(function, "__dict__").get(name)
+    except BaseException:
+        return None
+
+
+def _not_python_function(label, value):
+    import types
+
+    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType, types.WrapperDescriptorType,
+                          types.MethodDescriptorType, types.ClassMethodDescriptorType,
+                          types.MethodWrapperType)):
+        return ("%s is a builtin (implemented in C: %s); fp can only observe functions written in Python"
+                % (label, type(value).__name__))
+    if isinstance(value, type):
+        return "%s is a class, not a function; name one of its methods: module class method" % label
+    if type(value).__name__ == "partial" and hasattr(value, "func"):
+        return ("%s is a functools.partial of %r; name the function it wraps instead"
+                % (label, getattr(value.func, "__qualname__", value.func)))
+    if callable(value):
+        return ("%s is a callable %s object, not a function; name its class and __call__ instead "
+                "(module class __call__)" % (label, type(value).__name__))
+    return "%s is %s, not a function" % (label, _kind(value))

@@ -206,6 +206,7 @@ static void fp_agent_atfork_child(void)
     }
     fp_agent_instances = NULL;
     fp_agent_current = NULL;
+    fp_agent_events_forget_all();
     pthread_mutex_init(&fp_agent_lock, NULL);
 }
 

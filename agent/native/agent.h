@@ -59,6 +59,8 @@ typedef struct fp_agent_reply {
     char *text; /* a whole JSON-RPC response, owned */
     size_t len;
     int close; /* close the connection once this is written (detach) */
+    /* An event pushed by emit (events.c): may be dropped when the client does not read. */
+    int notification;
 } fp_agent_reply;
 
 typedef enum fp_agent_worker_state {
@@ -95,9 +97,14 @@ typedef struct fp_agent_client {
     int pending; /* CALL jobs queued or running */
     fp_agent_reply *replies_head, *replies_tail;
     pthread_cond_t cv; /* the worker waits here for jobs */
+    int notes_queued;  /* notifications in the reply list (events.c) */
+    size_t notes_bytes;
+    int64_t notes_dropped; /* notifications dropped: the client did not keep up */
 
     /* --- atomic --- */
     _Atomic int64_t gil_wait_since; /* monotonic ns when the worker began waiting; 0 if not */
+    /* Unsent output above FP_AGENT_OUT_HIGH (set by the I/O thread): emit drops events. */
+    atomic_int out_full;
 } fp_agent_client;
 
 typedef enum fp_agent_state {
@@ -202,5 +209,32 @@ void fp_agent_py_client_gone(int64_t client);
 void fp_agent_py_unload(uint64_t gen);
 /* Whether a fresh start would have to unload the package on behalf of gen (no GIL needed). */
 int fp_agent_py_owned_by(uint64_t gen);
+/* A C-API symbol of the target's Python (functions or data), NULL when absent or before
+ * fp_agent_py_resolve() succeeded. No GIL needed. */
+void *fp_agent_py_sym(const char *name);
+
+/* ===================================== trace.c: the trace recorder =========================== */
+
+/* Gives the package (a module object) its recorder: sets package._native_trace to a dict of
+ * functions (start, stop, cancel, tree, check, strays, active). Needs the GIL. Returns 0, or
+ * -1 (nothing set, no exception left) when this Python lacks a function the recorder needs. */
+int fp_agent_trace_export(void *package);
+
+/* ===================================== events.c: notifications from any thread ============== */
+
+/* Sets package._native_emit to emit(client_id, text) -> bool. Needs the GIL. Returns 0, or -1
+ * (nothing set, no exception left) when this Python lacks a function it needs. */
+int fp_agent_events_export(void *package);
+/* A connection opened / is being closed (lock held): whether emit may reach the client. */
+void fp_agent_events_connected(fp_agent_client *c);
+void fp_agent_events_disconnected(fp_agent_client *c);
+/* In a fork child: no client is reachable (lock held or single-threaded). */
+void fp_agent_events_forget_all(void);
+
+/* ===================================== monitor.c: sys.monitoring callbacks in C ============= */
+
+/* Sets package._native_monitor (configure, on_start, on_return, on_unwind). Needs the GIL.
+ * Returns 0, or -1 (nothing set, no exception left) on Pythons before 3.12. */
+int fp_agent_monitor_export(void *package);
 
 #endif

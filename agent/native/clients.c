@@ -38,6 +38,7 @@ void fp_agent_client_accepted(fp_agent_client *c, int fd)
 {
     c->fd = fd;
     c->id = atomic_fetch_add(&fp_client_next_id, 1) + 1;
+    fp_agent_events_connected(c);
 }
 
 static void fp_client_free_jobs(fp_agent_job *j)
@@ -367,12 +368,15 @@ void fp_agent_client_disconnect(fp_agent_client *c)
 
     pthread_mutex_lock(&fp_agent_lock);
     c->connected = 0;
+    fp_agent_events_disconnected(c);
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
     }
     fp_agent_reply *replies = c->replies_head;
     c->replies_head = c->replies_tail = NULL;
+    c->notes_queued = 0;
+    c->notes_bytes = 0;
     /* Queued requests of a client that left are not run; a queued detach still is (it is the
      * cleanup), and the request running now finishes. */
     fp_agent_job **p = &c->jobs_head;
@@ -421,6 +425,8 @@ fp_agent_reply *fp_agent_client_take_replies(fp_agent_client *c)
     pthread_mutex_lock(&fp_agent_lock);
     fp_agent_reply *r = c->replies_head;
     c->replies_head = c->replies_tail = NULL;
+    c->notes_queued = 0;
+    c->notes_bytes = 0;
     pthread_mutex_unlock(&fp_agent_lock);
     return r;
 }

@@ -109,6 +109,14 @@ static void *fp_py_lookup(void *handle, const char *name)
     return p;
 }
 
+/* libpython's handle when it is not in the global scope (see fp_py_find_libpython), else NULL. */
+static void *fp_py_libhandle;
+
+void *fp_agent_py_sym(const char *name)
+{
+    return atomic_load(&api_resolved) ? fp_py_lookup(fp_py_libhandle, name) : NULL;
+}
+
 static void fp_py_store(size_t offset, void *p)
 {
     memcpy((char *)&api + offset, &p, sizeof(p));
@@ -150,6 +158,7 @@ int fp_agent_py_resolve(void)
         return -1;
     }
     /* The handle (if any) stays open on purpose: libpython must not go while we use it. */
+    fp_py_libhandle = handle;
     atomic_store(&api_resolved, 1);
     return 0;
 }
@@ -405,6 +414,14 @@ static int fp_py_load(char **err)
         api.Py_DecRef(globals);
         return -1;
     }
+    /* trace's recorder (trace.c) is handed to the package; without it, trace.py records in
+     * Python. */
+    fp_pyobj *pkg = api.PyDict_GetItemString(globals, "_fp_pkg"); /* borrowed */
+    if (pkg) fp_agent_trace_export(pkg);
+    /* emit(client, text) for watch/tt/trace events from the observed threads (events.c). */
+    if (pkg) fp_agent_events_export(pkg);
+    /* instrument.py's sys.monitoring callbacks in C, 3.12+ (monitor.c). */
+    if (pkg) fp_agent_monitor_export(pkg);
     fp_py_handle = handle;
     fp_py_gone = fp_py_attr(dispatch, "client_gone");
     fp_py_shutdown = fp_py_attr(dispatch, "shutdown");

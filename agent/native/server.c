@@ -136,10 +136,17 @@ void fp_agent_server_close(fp_agent *a)
 
 /* ===================================== Output ================================================ */
 
+/* Tells emit (events.c) whether this client's unsent output is too big to take more events. */
+static void fp_server_note_backlog(fp_agent_client *c)
+{
+    atomic_store(&c->out_full, c->out_len - c->out_off > FP_AGENT_OUT_HIGH);
+}
+
 /* Sends what it can without blocking. A client that fails, or whose last reply is out, is
  * marked dead (it is dropped at the end of the poll round). */
 static void fp_server_flush(fp_agent_client *c)
 {
+    fp_server_note_backlog(c);
     while (!c->dead && c->out_off < c->out_len) {
         ssize_t n =
             send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -148,6 +155,7 @@ static void fp_server_flush(fp_agent_client *c)
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            fp_server_note_backlog(c);
             return;
         } else {
             c->dead = 1;
@@ -155,6 +163,7 @@ static void fp_server_flush(fp_agent_client *c)
         }
     }
     c->out_off = c->out_len = 0;
+    fp_server_note_backlog(c);
     if (c->out_cap > FP_AGENT_OUT_HIGH) { /* do not keep a big buffer for an idle client */
         free(c->out);
         c->out = NULL;
@@ -213,6 +222,9 @@ static void fp_server_take_replies(fp_agent_client *c)
 {
     fp_agent_reply *list = fp_agent_client_take_replies(c);
     for (fp_agent_reply *r = list; r; r = r->next) {
+        /* Events for a client that does not read are dropped (emit refuses them meanwhile,
+         * see out_full, so its caller counts them); replies never are. */
+        if (r->notification && c->out_len - c->out_off > FP_AGENT_OUT_HIGH) continue;
         if (r->text && r->len) fp_server_queue(c, r->text, r->len);
         if (r->close) {
             c->close_when_flushed = 1;

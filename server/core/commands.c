@@ -31,6 +31,95 @@ static const fp_cmd_opt getglobal_opts[] = {
 static const fp_cmd_opt stack_opts[] = {
     {"-f", "--file", FP_OPT_STRING, NULL, "FILE", 0, 0, 0,
      "write the stacks to FILE instead of the terminal"},
+    {NULL, "--native", FP_OPT_FLAG, "native", NULL, 0, 0, 0,
+     "interleave the C frames (native code, the interpreter's own)"},
+    {"-a", "--async", FP_OPT_FLAG, "async", NULL, 0, 0, 0,
+     "the asyncio tasks of every event loop instead (needs the agent and the GIL)"},
+    {0},
+};
+
+static const fp_cmd_opt perf_opts[] = {
+    {"-f", "--file", FP_OPT_STRING, NULL, "FILE", 0, 0, 0,
+     "write the profile to FILE (default flamegraph.svg, profile.speedscope.json or "
+     "profile.collapsed by format)"},
+    {"-r", "--rate", FP_OPT_INT, "rate", "RATE", 1, 10000, 100, "samples per second"},
+    {"-d", "--duration", FP_OPT_INT, "duration", "SECONDS", 0, 86400, 0,
+     "stop after SECONDS (0: at Ctrl-C or --timeout)"},
+    {NULL, "--native", FP_OPT_FLAG, "native", NULL, 0, 0, 0,
+     "C frames too (stops the process briefly at every sample)"},
+    {NULL, "--gil", FP_OPT_FLAG, "gil", NULL, 0, 0, 0, "only the thread holding the GIL"},
+    {NULL, "--idle", FP_OPT_FLAG, "idle", NULL, 0, 0, 0,
+     "also threads that are idle (not running and not holding the GIL)"},
+    {NULL, "--format", FP_OPT_STRING, "format", "FORMAT", 0, 0, 0,
+     "svg (flame graph, default), speedscope (JSON) or collapsed (text)"},
+    {0},
+};
+
+static const fp_cmd_opt gilstat_opts[] = {
+    {"-i", "--interval", FP_OPT_INT, "interval_s", "SECS", 1, 3600, 5,
+     "seconds between two per-thread reports"},
+    {0},
+};
+
+static const fp_cmd_opt watch_opts[] = {
+    {NULL, "--expr", FP_OPT_STRING, "expr", "E", 0, 0, 0,
+     "what to show per call, e.g. \"args[0], return_obj\" (default args,kwargs)"},
+    {"-f", "--filter", FP_OPT_STRING, "filter", "COND", 0, 0, 0,
+     "only calls for which COND is true, e.g. \"cost > 10 and args[0] == 'x'\""},
+    {"-e", "--exception", FP_OPT_FLAG, "exceptions", NULL, 0, 0, 0,
+     "only calls that raised (`exception` is in scope)"},
+    {"-x", "--expand", FP_OPT_INT, "depth", "N", 1, 4, 1, "depth of the value trees, 1 to 4"},
+    {"-n", "--limit", FP_OPT_INT, "limit", "N", 1, 1000000, 10, "stop after N calls"},
+    {"-r", "--raw", FP_OPT_FLAG, "raw", NULL, 0, 0, 0, "print full reprs instead of trees"},
+    {"-v", "--verbose", FP_OPT_FLAG, "verbose", NULL, 0, 0, 0,
+     "list every item of long containers (else the first 20)"},
+    {"-nm", "--nested-method", FP_OPT_STRING, "nested", "NAME", 0, 0, 0,
+     "observe the function NAME defined inside method (one level deep)"},
+    {0},
+};
+
+/* tt: the action options have no params key; commands_parse_tt builds each method's params. */
+static const fp_cmd_opt tt_opts[] = {
+    {"-t", "--time-tunnel", FP_OPT_FLAG, "record", NULL, 0, 0, 0,
+     "record calls of module [class] method"},
+    {"-l", "--list", FP_OPT_FLAG, "list", NULL, 0, 0, 0, "list the records"},
+    {"-i", "--index", FP_OPT_STRING, "index", "IDX", 0, 0, 0, "show record IDX in detail"},
+    {"-p", "--play", FP_OPT_FLAG, "play", NULL, 0, 0, 0,
+     "with -i: call the function again with the recorded target and arguments"},
+    {"-d", "--delete", FP_OPT_STRING, "delete", "IDX", 0, 0, 0, "delete record IDX"},
+    {"-da", "--delete-all", FP_OPT_FLAG, "delete_all", NULL, 0, 0, 0, "delete every record"},
+    {"-m", "--method", FP_OPT_STRING, "method_filter", "M", 0, 0, 0,
+     "with -l: only records of module.class.method (class None for functions)"},
+    {"-f", "--filter", FP_OPT_STRING, "filter", "COND", 0, 0, 0,
+     "with -t: record only calls for which COND is true"},
+    {"-n", "--limit", FP_OPT_INT, "limit", "N", 1, 10000, 50, "with -t: stop after N records"},
+    {NULL, "--copy", FP_OPT_FLAG, "copy", NULL, 0, 0, 0,
+     "with -t: deep-copy target, arguments and result when recorded (default: by reference)"},
+    {"-nm", "--nested-method", FP_OPT_STRING, "nested", "NAME", 0, 0, 0,
+     "with -t: a function nested one level inside method"},
+    {"-x", "--expand", FP_OPT_INT, "depth", "N", 1, 4, 1, "with -i: depth of the value trees"},
+    {"-r", "--raw", FP_OPT_FLAG, "raw", NULL, 0, 0, 0, "with -i: full reprs instead of trees"},
+    {"-v", "--verbose", FP_OPT_FLAG, "verbose", NULL, 0, 0, 0,
+     "with -i: every item of long containers"},
+    {0},
+};
+
+/* trace: -i and -et take decimals (0.1 ms); commands_parse_trace turns them into numbers. The
+ * long names are the seed's. */
+static const fp_cmd_opt trace_opts[] = {
+    {"-i", "--interval", FP_OPT_STRING, "interval", "MS", 0, 0, 0,
+     "hide inner calls that took less than MS milliseconds in all (default 0.1; 0: all)"},
+    {"-d", "--depth", FP_OPT_INT, "depth", "N", 0, 100, 0,
+     "show N levels of calls below the traced one, however cheap (-i is then 0); 0: no limit"},
+    {"-et", "--entrance_time", FP_OPT_STRING, "min_cost", "MS", 0, 0, 0,
+     "only invocations that took more than MS milliseconds"},
+    {"-f", "--filter_expr", FP_OPT_STRING, "filter", "COND", 0, 0, 0,
+     "only calls for which COND is true; target, args and kwargs are in scope"},
+    {"-n", "--limits", FP_OPT_INT, "limit", "N", 1, 1000000, 10, "stop after N invocations"},
+    {"-nm", "--nested-method", FP_OPT_STRING, "nested", "NAME", 0, 0, 0,
+     "trace the function NAME defined inside method (one level deep)"},
+    {NULL, "--recorder", FP_OPT_STRING, "recorder", "KIND", 0, 0, 0,
+     "native (the agent library's, default) or python (its pure-Python twin)"},
     {0},
 };
 
@@ -61,10 +150,50 @@ static const fp_command commands[] = {
      "  getglobal app.models User registry -x 2\n"
      "  getglobal __main__ cache -e \"len(target)\"",
      getglobal_opts, 2, 3, 0},
-    {FP_CMD_STACK, "stack", "stack", "stack [-f FILE]", "the Python stack of every thread",
-     "Taken inside the process by the agent (needs the GIL). Frames are listed like a\n"
-     "traceback: the innermost, current frame last.",
-     stack_opts, 0, 0, 0},
+    {FP_CMD_STACK, "stack", "stack", "stack [PID] [-f FILE] [--native] [-a|--async]",
+     "the stack of every thread, read from outside the process",
+     "Read from outside the process, without the agent and without the GIL: it works\n"
+     "while a thread holds the GIL forever or threads are deadlocked. The threads are\n"
+     "stopped only while their frames are walked (a fraction of a millisecond for a few\n"
+     "threads). Frames are listed like a traceback, the innermost (current) frame last;\n"
+     "the thread holding the GIL is marked. PID reads another process (default: the one\n"
+     "fp is attached to).\n"
+     "With -a, the asyncio tasks of every event loop: name, state, coroutine and the\n"
+     "chain of awaits; these are Python objects, so -a asks the agent and needs the GIL.\n"
+     "Examples:\n"
+     "  stack\n"
+     "  stack --native -f /tmp/stacks.txt\n"
+     "  stack -a",
+     stack_opts, 0, 1, FP_CMD_OUTSIDE},
+    {FP_CMD_PERF, "perf", NULL,
+     "perf [PID] [-f FILE] [-r RATE] [-d SECONDS] [--native] [--gil] [--idle] [--format F]",
+     "a sampling profile from outside the process: flame graph, hot functions and lines",
+     "Reads every thread's Python stack RATE times a second from outside the process: no\n"
+     "agent is loaded, the process is not stopped (but with --native), and it works while a\n"
+     "thread holds the GIL. Runs until -d, --timeout or Ctrl-C (or the process's exit), then\n"
+     "writes the profile and prints the top functions by self and total samples and the\n"
+     "hottest lines. PID defaults to the attached process. Idle threads (not running and not\n"
+     "holding the GIL, e.g. in time.sleep or waiting for a lock) are left out unless --idle.\n"
+     "Examples:\n"
+     "  perf -d 10                          flamegraph.svg, 100 Hz, 10 s\n"
+     "  perf -r 1000 --format speedscope    until Ctrl-C\n"
+     "  perf 4242 --native -d 5 -f native.svg",
+     perf_opts, 0, 1, FP_CMD_OUTSIDE},
+    {FP_CMD_GILSTAT, "gilstat", NULL, "gilstat on [TAKE_MS HOLD_MS] [-i SECS] | gilstat off",
+     "GIL statistics per thread from outside the process: waits, holds, releases",
+     "Counts and times every acquisition (take) and release (drop) of the GIL by every thread,\n"
+     "exactly, with uprobes on the interpreter's take_gil/drop_gil: no agent is loaded and\n"
+     "the process is never stopped. Every SECS seconds (default 5) a table per thread: takecnt,\n"
+     "hold_all, holdavg, take_all (time spent waiting), takeavg, dropcnt, drop_all (time\n"
+     "inside drop_gil), dropavg. With TAKE_MS and HOLD_MS, also a report with the thread's\n"
+     "stack each time one waited for the GIL longer than TAKE_MS or held it longer than\n"
+     "HOLD_MS (0 turns one off). In the shell it runs in the background until gilstat off;\n"
+     "with --cmd until --timeout or Ctrl-C. Needs root (or CAP_PERFMON and CAP_BPF).\n"
+     "Examples:\n"
+     "  gilstat on\n"
+     "  gilstat on 50 20          report waits over 50 ms and holds over 20 ms\n"
+     "  gilstat off",
+     gilstat_opts, 1, 3, FP_CMD_OUTSIDE | FP_CMD_STREAMING},
     {FP_CMD_CONSOLE, "console", NULL, "console", "an interactive Python console inside the process",
      "Each console has its own namespace; print() and expression values come back to you,\n"
      "never to the process's own stdout. Ctrl-D or exit() leaves. When stdin is not a\n"
@@ -81,13 +210,62 @@ static const fp_command commands[] = {
      "Detaches every client, unloads the agent's Python package and removes its socket.\n"
      "The library stays mapped; the next fp PID starts the agent again.",
      no_opts, 0, 0, 0},
+    {FP_CMD_WATCH, "watch", "watch.start",
+     "watch module [class] method [--expr E] [-f COND] [-e] [-x N] [-n N] [-r] [-v] [-nm NAME]",
+     "the arguments, result and cost of each call of a function, as it happens",
+     "Every caller is observed (any thread, `from m import f` references, bound methods,\n"
+     "callbacks); the function keeps its identity and behaviour, and is restored exactly at\n"
+     "the -n limit, Ctrl-C, --timeout, quit or disconnect. E and COND are Python expressions\n"
+     "with target (the instance, or None), return_obj, cost (ms), args, kwargs and exception\n"
+     "(for calls that raised) in scope, plus the function's module globals. A COND that uses\n"
+     "neither return_obj, cost nor exception is checked when the call starts. Decorated\n"
+     "functions (functools.wraps) are observed through __wrapped__; properties via their getter.\n"
+     "Examples:\n"
+     "  watch __main__ handle_request\n"
+     "  watch app.shop Cart add --expr \"args[0], return_obj\" -f \"cost > 5\" -n 3\n"
+     "  watch app.jobs run -e --expr \"exception\" -x 2\n"
+     "  watch app.views Home get -nm render_row",
+     watch_opts, 2, 3, FP_CMD_STREAMING},
+    {FP_CMD_TT, "tt", "tt.list",
+     "tt -t module [class] method [-f COND] [-n N] [--copy] | -l [-m M] | -i IDX [-p] [-x N] [-r] "
+     "[-v] | -d IDX | -da",
+     "time tunnel: record calls, look at them later, replay one",
+     "tt -t records calls (indices from 1000) while it runs, until -n, Ctrl-C or --timeout;\n"
+     "the records stay in the process (for every client) until deleted. Arguments, target and\n"
+     "result are kept BY REFERENCE: a later change to those objects shows in the record;\n"
+     "--copy deep-copies them when recorded (what cannot be copied stays a reference, noted).\n"
+     "-i IDX -p calls the function again, in the agent's thread, with the recorded target and\n"
+     "arguments; the replay is a new record.\n"
+     "Examples:\n"
+     "  tt -t app.shop Cart checkout -n 20 -f \"return_obj['success'] == False\"\n"
+     "  tt -l -m app.shop.Cart.checkout\n"
+     "  tt -i 1003 -x 3\n"
+     "  tt -i 1003 -p\n"
+     "  tt -da",
+     tt_opts, 0, 3, 0},
+    {FP_CMD_TRACE, "trace", "trace.start",
+     "trace module [class] method [-i MS] [-d N] [-et MS] [-f COND] [-n N] [-nm NAME]",
+     "the call tree of each invocation of a function, with the cost of every inner call",
+     "For each invocation (on any thread), every call it makes, Python functions and the C\n"
+     "functions they call (time.sleep, sorted, a driver's execute), as a tree: calls of the\n"
+     "same function from the same place are merged (count, total time), each with its share\n"
+     "of the invocation and, for Python code, file:line of its definition. Calls that took\n"
+     "less than -i in all are summed up under their caller. The profile hook is set only on\n"
+     "the thread running the invocation and only while it runs; a thread that already has a\n"
+     "profiler is left alone (that call is reported as skipped). Generators and coroutines\n"
+     "are one invocation from start to end, their suspensions shown as <suspended>.\n"
+     "Examples:\n"
+     "  trace __main__ handle_request\n"
+     "  trace app.shop Cart checkout -i 1 -n 3\n"
+     "  trace app.shop Cart checkout -et 30 -f \"args[0]['user'] == 'bob'\"\n"
+     "  trace app.views Home get -d 2",
+     trace_opts, 2, 3, FP_CMD_STREAMING},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 /* The seed's commands that fp does not have yet: named as such instead of "unknown". */
-static const char *const planned[] = {"watch", "trace", "tt",      "vmtool", "reload",
-                                      "perf",  "mem",   "gilstat", "torch"};
+static const char *const planned[] = {"vmtool", "reload", "mem", "torch"};
 
 const fp_command *fp_commands_table(size_t *count)
 {
@@ -354,6 +532,9 @@ static int commands_parse_args(const fp_command *c, int argc, char **argv, cJSON
         }
     }
     if (*npos < c->min_args) {
+        if (c->id == FP_CMD_WATCH || c->id == FP_CMD_TRACE)
+            return commands_usage_error(
+                c, err, "%s needs 2 or 3 names (module [class] method), got %d", c->name, *npos);
         if (c->id == FP_CMD_GETGLOBAL)
             return commands_usage_error(
                 c, err, "%s needs 2 or 3 names (module [class] field), got %d", c->name, *npos);
@@ -373,6 +554,7 @@ static cJSON *commands_default_params(const fp_command *c)
         cJSON_AddNullToObject(p, "class");
         cJSON_AddNullToObject(p, "field");
     }
+    if (c->id == FP_CMD_PERF || c->id == FP_CMD_STACK) cJSON_AddNullToObject(p, "pid");
     for (const fp_cmd_opt *o = c->opts; o->short_name || o->long_name; o++) {
         if (!o->key) continue;
         if (o->kind == FP_OPT_FLAG)
@@ -383,6 +565,189 @@ static cJSON *commands_default_params(const fp_command *c)
             cJSON_AddNullToObject(p, o->key);
     }
     return p;
+}
+
+/* watch module [class] method: the names into params. */
+static void commands_parse_watch(const char **pos, int npos, cJSON *params)
+{
+    cJSON_AddStringToObject(params, "module", pos[0]);
+    if (npos == 3)
+        cJSON_AddStringToObject(params, "class", pos[1]);
+    else
+        cJSON_AddNullToObject(params, "class");
+    cJSON_AddStringToObject(params, "method", pos[npos - 1]);
+}
+
+static bool commands_flag(const cJSON *params, const char *key)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, key));
+}
+
+static const char *commands_string(const cJSON *params, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(params, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int commands_tt_index(const fp_command *c, const char *opt, const char *text, cJSON *out,
+                             fp_error *err)
+{
+    errno = 0;
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || errno || v < 0 || v > INT_MAX)
+        return commands_usage_error(
+            c, err, "option %s expects a record index (e.g. 1000), got '%s'", opt, text);
+    cJSON_AddNumberToObject(out, "index", (double)v);
+    return 0;
+}
+
+/* A decimal option of trace (-i, -et): its text into a number, at least 0. */
+static int commands_trace_ms(const fp_command *c, cJSON *params, const char *key, const char *opt,
+                             fp_error *err)
+{
+    const char *text = commands_string(params, key);
+    if (!text) return 0;
+    errno = 0;
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || errno || !(v >= 0) || v > 1e9)
+        return commands_usage_error(c, err,
+                                    "option %s expects milliseconds (a number like 0.5 or 20), got "
+                                    "'%s'",
+                                    opt, text);
+    cJSON_ReplaceItemInObjectCaseSensitive(params, key, cJSON_CreateNumber(v));
+    return 0;
+}
+
+/* trace module [class] method: the names, and -i/-et as numbers. */
+static int commands_parse_trace(const fp_command *c, const char **pos, int npos, cJSON *params,
+                                fp_error *err)
+{
+    commands_parse_watch(pos, npos, params);
+    if (commands_trace_ms(c, params, "interval", "-i/--interval", err) != 0) return -1;
+    return commands_trace_ms(c, params, "min_cost", "-et/--entrance_time", err);
+}
+
+/* tt: one action among -t, -l, -i, -d, -da chooses the method; each gets only its params.
+ * Returns the new params (the parsed ones are consumed) or NULL with err. */
+static cJSON *commands_parse_tt(const fp_command *c, const char **pos, int npos, cJSON *parsed,
+                                fp_cmd_parsed *out, fp_error *err)
+{
+    bool record = commands_flag(parsed, "record"), list = commands_flag(parsed, "list");
+    bool play = commands_flag(parsed, "play"), all = commands_flag(parsed, "delete_all");
+    const char *index = commands_string(parsed, "index"), *del = commands_string(parsed, "delete");
+    int actions = record + list + (index != NULL) + (del != NULL) + all;
+    cJSON *p = cJSON_CreateObject();
+    if (actions != 1) {
+        commands_usage_error(c, err, "tt needs exactly one of -t, -l, -i IDX, -d IDX, -da%s",
+                             actions ? " (several were given)" : "");
+        goto fail;
+    }
+    if (play && !index) {
+        commands_usage_error(c, err, "-p replays a record: give it with -i IDX");
+        goto fail;
+    }
+    if (!record && npos > 0) {
+        commands_usage_error(c, err, "module [class] method are for tt -t; got '%s'", pos[0]);
+        goto fail;
+    }
+    if (record) {
+        if (npos < 2) {
+            commands_usage_error(c, err, "tt -t needs 2 or 3 names (module [class] method), got %d",
+                                 npos);
+            goto fail;
+        }
+        out->method = "tt.start";
+        commands_parse_watch(pos, npos, p);
+        static const char *const keys[] = {"nested", "filter", "limit", "copy"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            cJSON *v = cJSON_GetObjectItemCaseSensitive(parsed, keys[i]);
+            if (v) cJSON_AddItemToObject(p, keys[i], cJSON_Duplicate(v, 1));
+        }
+    } else if (list) {
+        out->method = "tt.list";
+        const char *m = commands_string(parsed, "method_filter");
+        if (m)
+            cJSON_AddStringToObject(p, "method", m);
+        else
+            cJSON_AddNullToObject(p, "method");
+    } else if (index) {
+        out->method = play ? "tt.replay" : "tt.show";
+        if (commands_tt_index(c, "-i", index, p, err) != 0) goto fail;
+        static const char *const keys[] = {"depth", "raw", "verbose"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            cJSON *v = cJSON_GetObjectItemCaseSensitive(parsed, keys[i]);
+            if (v) cJSON_AddItemToObject(p, keys[i], cJSON_Duplicate(v, 1));
+        }
+    } else if (del) {
+        out->method = "tt.delete";
+        if (commands_tt_index(c, "-d", del, p, err) != 0) goto fail;
+    } else {
+        out->method = "tt.delete";
+        cJSON_AddTrueToObject(p, "all");
+    }
+    cJSON_Delete(parsed);
+    return p;
+fail:
+    cJSON_Delete(p);
+    return NULL;
+}
+
+/* An outside command's optional PID argument, into params.pid. */
+static int commands_parse_pid(const fp_command *c, const char *text, cJSON *params, fp_error *err)
+{
+    errno = 0;
+    char *end;
+    long pid = strtol(text, &end, 10);
+    if (end == text || *end || errno || pid <= 0 || pid > INT_MAX)
+        return commands_usage_error(c, err, "'%s' is not a process id", text);
+    cJSON_ReplaceItemInObjectCaseSensitive(params, "pid", cJSON_CreateNumber((double)pid));
+    return 0;
+}
+
+bool fp_commands_needs_agent(const fp_cmd_parsed *p)
+{
+    if (!p->cmd) return false;
+    switch (p->cmd->id) {
+    case FP_CMD_HELP:
+    case FP_CMD_HISTORY:
+    case FP_CMD_QUIT:
+        return false;
+    default:
+        break;
+    }
+    if (!(p->cmd->flags & FP_CMD_OUTSIDE)) return true;
+    /* asyncio tasks are Python objects: only the agent can walk them */
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p->params, "async"));
+}
+
+/* gilstat on [TAKE_MS HOLD_MS] | gilstat off, into params.action, take_ms, hold_ms. */
+static int commands_parse_gilstat(const fp_command *c, const char **pos, int npos, cJSON *params,
+                                  fp_error *err)
+{
+    bool on = strcmp(pos[0], "on") == 0;
+    if (!on && strcmp(pos[0], "off") != 0)
+        return commands_usage_error(c, err, "gilstat takes on or off, got '%s'", pos[0]);
+    if (!on && npos > 1) return commands_usage_error(c, err, "gilstat off takes no arguments");
+    if (on && npos == 2)
+        return commands_usage_error(c, err, "gilstat on takes both TAKE_MS and HOLD_MS, or none");
+    cJSON_AddStringToObject(params, "action", pos[0]);
+    static const char *const keys[] = {"take_ms", "hold_ms"};
+    for (int i = 0; i < 2; i++) {
+        double ms = 0;
+        if (npos == 3) {
+            char *end;
+            errno = 0;
+            ms = strtod(pos[1 + i], &end);
+            if (end == pos[1 + i] || *end || errno || !(ms >= 0) || ms > 86400000)
+                return commands_usage_error(c, err,
+                                            "%s must be a number of milliseconds >= 0, got '%s'",
+                                            i ? "HOLD_MS" : "TAKE_MS", pos[1 + i]);
+        }
+        cJSON_AddNumberToObject(params, keys[i], ms);
+    }
+    return 0;
 }
 
 int fp_commands_parse(int argc, char **argv, fp_cmd_parsed *out, fp_error *err)
@@ -434,6 +799,13 @@ int fp_commands_parse(int argc, char **argv, fp_cmd_parsed *out, fp_error *err)
     case FP_CMD_MODULE:
         cJSON_AddStringToObject(params, "path", pos[0]);
         break;
+    case FP_CMD_STACK:
+        if (npos == 1 && commands_parse_pid(c, pos[0], params, err) != 0) {
+            cJSON_Delete(params);
+            fp_commands_parsed_free(out);
+            return -1;
+        }
+        break;
     case FP_CMD_GETGLOBAL: {
         /* module field, or module class field */
         cJSON_ReplaceItemInObjectCaseSensitive(params, "module", cJSON_CreateString(pos[0]));
@@ -442,11 +814,45 @@ int fp_commands_parse(int argc, char **argv, fp_cmd_parsed *out, fp_error *err)
         cJSON_ReplaceItemInObjectCaseSensitive(params, "field", cJSON_CreateString(pos[npos - 1]));
         break;
     }
+    case FP_CMD_WATCH:
+        commands_parse_watch(pos, npos, params);
+        break;
+    case FP_CMD_TRACE:
+        if (commands_parse_trace(c, pos, npos, params, err) != 0) {
+            cJSON_Delete(params);
+            fp_commands_parsed_free(out);
+            return -1;
+        }
+        break;
+    case FP_CMD_TT: {
+        cJSON *tt = commands_parse_tt(c, pos, npos, params, out, err);
+        if (!tt) {
+            cJSON_Delete(params);
+            fp_commands_parsed_free(out);
+            return -1;
+        }
+        params = tt;
+        break;
+    }
+    case FP_CMD_GILSTAT:
+        if (commands_parse_gilstat(c, pos, npos, params, err) != 0) {
+            cJSON_Delete(params);
+            fp_commands_parsed_free(out);
+            return -1;
+        }
+        break;
+    case FP_CMD_PERF:
+        if (npos == 1 && commands_parse_pid(c, pos[0], params, err) != 0) {
+            cJSON_Delete(params);
+            fp_commands_parsed_free(out);
+            return -1;
+        }
+        break;
     default:
         break;
     }
 
-    if (c->method) {
+    if (c->method || (c->flags & FP_CMD_OUTSIDE)) {
         out->params = params;
     } else {
         cJSON_Delete(params);

@@ -20,6 +20,11 @@ typedef enum fp_cmd_id {
     FP_CMD_HISTORY,
     FP_CMD_QUIT,
     FP_CMD_SHUTDOWN,
+    FP_CMD_PERF,
+    FP_CMD_GILSTAT,
+    FP_CMD_WATCH,
+    FP_CMD_TT,
+    FP_CMD_TRACE,
 } fp_cmd_id;
 
 typedef enum fp_cmd_opt_kind {
@@ -39,8 +44,15 @@ typedef struct fp_cmd_opt {
 } fp_cmd_opt;
 
 /* Streaming commands report through notifications until they finish or are stopped
- * (--timeout, Ctrl-C); stopping one is not a failure. */
+ * (--timeout, Ctrl-C); stopping one is not a failure. Whatever the flag, a result holding
+ * "stream": {"id_key", "id", "end", "stop"} (protocol/methods.md, "Streams") makes fp wait for
+ * the notifications whose params[id_key] == id until the one named end, or stop it with the
+ * request stop {id_key: id} at Ctrl-C or --timeout (watch, tt -t, trace). */
 #define FP_CMD_STREAMING 0x1u
+/* Outside commands read the process from outside (fp_remote): fp runs them itself, without
+ * loading the agent; fp PID --cmd with only such commands never injects anything. Their
+ * options still go to params. */
+#define FP_CMD_OUTSIDE 0x2u
 
 typedef struct fp_command {
     fp_cmd_id id;
@@ -57,8 +69,10 @@ typedef struct fp_command {
 typedef struct fp_cmd_parsed {
     const fp_command *cmd;
     cJSON *params; /* the agent request's params (owned), NULL for client-side commands */
-    char *file;    /* stack -f FILE: where the client writes the rendered text; else NULL */
+    char *file;    /* stack/perf -f FILE: where the client writes its output; else NULL */
     char *topic;   /* help COMMAND; else NULL */
+    /* The agent method when the options choose it (tt -l, tt -i ...); NULL: cmd->method. */
+    const char *method;
 } fp_cmd_parsed;
 
 /* The table, in the order help lists it (borrowed, static). */
@@ -78,6 +92,10 @@ void fp_commands_free_argv(int argc, char **argv);
  * fp_commands_parsed_free), or -1 with err (FP_E_USAGE: the message names the culprit, the
  * hint shows the usage line or a near command name). */
 int fp_commands_parse(int argc, char **argv, fp_cmd_parsed *out, fp_error *err);
+/* Whether running p takes the agent in the process: false for what the client does alone
+ * (help, history, quit) and for FP_CMD_OUTSIDE commands, unless an option of theirs needs
+ * Python objects (stack -a). */
+bool fp_commands_needs_agent(const fp_cmd_parsed *p);
 /* Tokenizes and parses line. Returns 1 with *out filled, 0 for a blank line, -1 with err. */
 int fp_commands_parse_line(const char *line, fp_cmd_parsed *out, fp_error *err);
 void fp_commands_parsed_free(fp_cmd_parsed *p);

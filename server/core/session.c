@@ -191,7 +191,7 @@ static void session_remote_error(fp_session *s, const char *method, const cJSON 
         snprintf(hint, hsize,
                  "a thread holds the GIL and did not release it%s%s, so the agent cannot run\n"
                  "Python code in process %d now. Commands that read the process from outside do\n"
-                 "not need the GIL (stack from outside comes in a later version).",
+                 "not need the GIL: `stack` shows every thread and which one holds it.",
                  waited[0] ? " in " : "", waited, s->target.pid);
         break;
     }
@@ -320,8 +320,8 @@ static void session_timeout_hint(fp_session *s, const char *method, fp_error *er
         snprintf(err->hint, sizeof err->hint,
                  "the agent has been waiting %s for the GIL: another thread holds it and does\n"
                  "not let go (a long C call, or a busy loop in an extension). Commands that read\n"
-                 "the process from outside do not need the GIL and will still work (stack from\n"
-                 "outside comes in a later version).",
+                 "the process from outside do not need the GIL and still work: `stack` shows\n"
+                 "every thread and which one holds it.",
                  waited);
     }
     cJSON_Delete(st);

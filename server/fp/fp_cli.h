@@ -65,6 +65,54 @@ void render_processes(FILE *out, const fp_target *targets, int n);
 /* The process list as the model --json prints. */
 cJSON *render_processes_model(const fp_target *targets, int n);
 
+/* ---- stream.c: results that start a stream (watch, tt -t, trace) */
+
+/* Follows the stream that result started ("stream": {id_key, id, end, stop}), passing its
+ * notifications to on_notify until its end, Ctrl-C or --timeout (which stop it). Returns a
+ * CLI_EXIT_* status; a result without a usable "stream" returns CLI_EXIT_OK at once. */
+int stream_follow(cli *c, const fp_cmd_parsed *p, const cJSON *result, fp_notify_fn on_notify,
+                  void *ud);
+
+/* ---- render_watch.c, render_tt.c: watch and tt models and notifications */
+
+void render_watch_started(FILE *out, const cJSON *result);
+void render_watch_event(FILE *out, const cJSON *event);
+void render_watch_end(FILE *out, const cJSON *end);
+/* tt's results, by the method that produced them (tt.start, tt.list, tt.show, ...). */
+void render_tt_result(FILE *out, const char *method, const cJSON *result);
+void render_tt_record(FILE *out, const cJSON *record);
+void render_tt_end(FILE *out, const cJSON *end);
+/* A VALUE tree (protocol/methods.md) under label, indented; returns whether a node was cut by
+ * the depth limit (the caller may suggest -x). */
+bool render_value_tree(FILE *out, const char *label, const cJSON *value, int indent);
+/* "0.012 ms", "12.35 ms", "1.204 s"; "2024-05-01 12:00:01.123" (local time); "name (ident)". */
+void render_cost(FILE *out, double ms);
+void render_epoch(FILE *out, double epoch);
+void render_thread(FILE *out, const cJSON *thread);
+/* "raised Type: message" and the traceback, indented. */
+void render_exception(FILE *out, const cJSON *exc, int indent);
+
+/* ---- render_trace.c: the trace command's call trees */
+
+/* A trace/event, trace/skipped, trace/start or trace/end notification. */
+void render_trace_notification(FILE *out, const char *method, const cJSON *params);
+/* The trace request's result: what is traced, with which options. */
+void render_trace_result(FILE *out, const cJSON *result);
+
+/* ---- perf.c, render_perf.c: the perf command (outside the process, no agent) */
+
+/* Samples, writes the profile and prints the summary. Returns a CLI_EXIT_* status. */
+int perf_run(cli *c, const fp_cmd_parsed *p);
+/* Renders perf's summary model (fp_profile_summary_model + file, format, stopped_by). */
+void render_perf(FILE *out, const cJSON *model);
+
+/* ---- stack.c: the stack command (from outside the process; -a through the agent) */
+
+/* Reads and shows the stacks (or with -a the asyncio tasks). Returns a CLI_EXIT_* status. */
+int stack_run(cli *c, const fp_cmd_parsed *p);
+/* Renders either stack model: threads (from outside or the agent's) or asyncio tasks. */
+void stack_render(FILE *out, const cJSON *result);
+
 /* ---- shell.c: the interactive shell and the line-editor helpers */
 
 /* Reads commands (libedit at a terminal, plain lines otherwise) until quit or end of input.
@@ -88,5 +136,13 @@ char *shell_read(EditLine *el, History *hist, bool *interrupted);
 
 /* Runs a console session. Returns CLI_EXIT_OK or CLI_EXIT_FAILED. */
 int console_run(cli *c);
+
+/* ---- gilstat.c, render_gilstat.c: the `gilstat` command (no agent) */
+
+/* gilstat on: streams until --timeout/Ctrl-C, or in the interactive shell starts a background
+ * collector; gilstat off stops that one. Returns CLI_EXIT_OK or CLI_EXIT_FAILED. */
+int gilstat_run(cli *c, const fp_cmd_parsed *p);
+/* Renders one gilstat model (method: "gilstat.started", ".report", ".threshold", ".stopped"). */
+void render_gilstat(FILE *out, const char *method, const cJSON *model);
 
 #endif

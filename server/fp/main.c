@@ -201,6 +201,26 @@ static fp_session *main_attach(const main_args *a, fp_error *e)
     return s;
 }
 
+/* Whether every --cmd is an outside command (perf): then fp loads no agent at all. A line
+ * that does not parse needs the normal path, which reports it. */
+static bool main_outside_only(const main_args *a)
+{
+    if (a->ncmds == 0) return false;
+    for (int i = 0; i < a->ncmds; i++) {
+        fp_cmd_parsed p;
+        fp_error e;
+        fp_error_clear(&e);
+        /* stack -a is an outside command that still asks the agent. A line that does not
+         * parse needs no agent either: it is reported, and the run stops there. */
+        int parsed = fp_commands_parse_line(a->cmds[i], &p, &e);
+        bool outside =
+            parsed != 1 || ((p.cmd->flags & FP_CMD_OUTSIDE) && !fp_commands_needs_agent(&p));
+        fp_commands_parsed_free(&p);
+        if (!outside) return false;
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     fp_log_start();
@@ -218,6 +238,16 @@ int main(int argc, char **argv)
     fp_error e;
     fp_error_clear(&e);
     cli_interrupted = 0;
+    if (main_outside_only(&a)) {
+        if (a.debug) fp_log_debug("outside commands only: no agent is loaded");
+        rc = CLI_EXIT_OK;
+        for (int i = 0; i < a.ncmds && rc == CLI_EXIT_OK && !c.quit; i++) {
+            run_history_add(&c, a.cmds[i]);
+            rc = run_line(&c, a.cmds[i]);
+        }
+        run_history_free(&c);
+        return rc;
+    }
     c.session = main_attach(&a, &e);
     if (!c.session) {
         run_report(&c, "attach", &e);

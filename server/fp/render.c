@@ -161,36 +161,6 @@ static void render_getglobal(FILE *out, const fp_cmd_parsed *p, const cJSON *r)
         fprintf(out, "(... has more inside: -x %d shows one level deeper)\n", depth + 1);
 }
 
-/* ---- stack */
-
-static void render_stack(FILE *out, const cJSON *r)
-{
-    const cJSON *threads = cJSON_GetObjectItemCaseSensitive(r, "threads");
-    int n = cJSON_GetArraySize(threads);
-    fprintf(out, "Process %.0f: %d thread%s\n", render_num(r, "pid", 0), n, n == 1 ? "" : "s");
-    const cJSON *th;
-    cJSON_ArrayForEach(th, threads)
-    {
-        fprintf(out, "\nThread %s (ident %.0f", render_str(th, "name", "?"),
-                render_num(th, "ident", 0));
-        const cJSON *native = cJSON_GetObjectItemCaseSensitive(th, "native_id");
-        if (cJSON_IsNumber(native)) fprintf(out, ", native %.0f", native->valuedouble);
-        if (render_bool(th, "main")) fputs(", main", out);
-        if (render_bool(th, "daemon")) fputs(", daemon", out);
-        fputs(")\n", out);
-        const cJSON *frames = cJSON_GetObjectItemCaseSensitive(th, "frames");
-        if (cJSON_GetArraySize(frames) == 0) fputs("  (no Python frames)\n", out);
-        const cJSON *f;
-        cJSON_ArrayForEach(f, frames)
-        {
-            fprintf(out, "  File \"%s\", line %.0f, in %s\n", render_str(f, "file", "?"),
-                    render_num(f, "line", 0), render_str(f, "function", "?"));
-            const char *src = render_str(f, "source", "");
-            if (src[0]) fprintf(out, "    %s\n", src);
-        }
-    }
-}
-
 /* ---- dispatch */
 
 void render_result(FILE *out, const fp_cmd_parsed *p, const cJSON *result)
@@ -206,10 +176,19 @@ void render_result(FILE *out, const fp_cmd_parsed *p, const cJSON *result)
         render_getglobal(out, p, result);
         break;
     case FP_CMD_STACK:
-        render_stack(out, result);
+        stack_render(out, result); /* stack.c */
         break;
     case FP_CMD_SHUTDOWN:
         fputs("the agent was shut down; the next fp PID starts it again\n", out);
+        break;
+    case FP_CMD_WATCH:
+        render_watch_started(out, result); /* render_watch.c */
+        break;
+    case FP_CMD_TT:
+        render_tt_result(out, p->method ? p->method : p->cmd->method, result); /* render_tt.c */
+        break;
+    case FP_CMD_TRACE:
+        render_trace_result(out, result); /* render_trace.c */
         break;
     default:
         if (!cJSON_IsNull(result)) {
@@ -223,7 +202,28 @@ void render_result(FILE *out, const fp_cmd_parsed *p, const cJSON *result)
 
 void render_notification(FILE *out, const fp_cmd_parsed *p, const char *method, const cJSON *params)
 {
-    /* No streaming command has a renderer yet; show the raw report rather than nothing. */
+    /* watch and tt (render_watch.c, render_tt.c) */
+    if (strcmp(method, "watch/event") == 0) {
+        render_watch_event(out, params);
+        return;
+    }
+    if (strcmp(method, "watch/end") == 0) {
+        render_watch_end(out, params);
+        return;
+    }
+    if (strcmp(method, "tt/record") == 0) {
+        render_tt_record(out, params);
+        return;
+    }
+    if (strcmp(method, "tt/end") == 0) {
+        render_tt_end(out, params);
+        return;
+    }
+    if (strncmp(method, "trace/", 6) == 0) { /* render_trace.c */
+        render_trace_notification(out, method, params);
+        return;
+    }
+    /* Without a renderer, show the raw report rather than nothing. */
     fprintf(out, "%s: ", method);
     if (params) render_generic(out, params);
     fputc('\n', out);

@@ -214,11 +214,13 @@ static int run_agent(cli *c, fp_cmd_parsed *p)
     int saved = c->timeout_ms;
     /* A stream runs until stopped: only an explicit --timeout bounds it. */
     if (streaming && !c->timeout_set) c->timeout_ms = -1;
-    if (c->debug) fp_log_debug("sending '%s'", cmd->method);
+    /* Some commands choose their method by their options (tt -l, tt -i ...). */
+    const char *method = p->method ? p->method : cmd->method;
+    if (c->debug) fp_log_debug("sending '%s'", method);
     cli_interrupted = 0;
-    cJSON *result = run_call(c, cmd->method, params, run_on_notify, &n, &e);
+    cJSON *result = run_call(c, method, params, run_on_notify, &n, &e);
     c->timeout_ms = saved;
-    if (c->debug) fp_log_debug("'%s' %s", cmd->method, result ? "answered" : "failed");
+    if (c->debug) fp_log_debug("'%s' %s", method, result ? "answered" : "failed");
 
     if (!result) {
         if (e.code == FP_E_CLOSED) c->detached = true;
@@ -241,6 +243,10 @@ static int run_agent(cli *c, fp_cmd_parsed *p)
         else if (!p->file)
             render_result(stdout, p, result);
     }
+    fflush(stdout);
+    /* A result that starts a stream (watch, tt -t): its notifications follow (stream.c). */
+    if (rc == CLI_EXIT_OK && cJSON_GetObjectItemCaseSensitive(result, "stream"))
+        rc = stream_follow(c, p, result, run_on_notify, &n);
     cJSON_Delete(result);
     fflush(stdout);
 
@@ -295,6 +301,15 @@ int run_line(cli *c, const char *line)
         break;
     case FP_CMD_CONSOLE:
         rc = console_run(c);
+        break;
+    case FP_CMD_STACK:
+        rc = stack_run(c, &p);
+        break;
+    case FP_CMD_PERF:
+        rc = perf_run(c, &p);
+        break;
+    case FP_CMD_GILSTAT:
+        rc = gilstat_run(c, &p);
         break;
     default:
         rc = run_agent(c, &p);
