@@ -1,0 +1,326 @@
+"""The agent's life: injected once and reused, several clients at once, a killed client leaves
+nothing behind, shutdown removes the socket and a later fp restarts the same mapped library."""
+import os
+import select
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+from conftest import FP, agent_mappings, agent_socket, thread_count, wait_until
+
+
+def exec_mappings(pid):
+    return [m for m in agent_mappings(pid) if " r-xp " in m]
+
+
+def clients(t):
+    return t.json("status")["clients"]
+
+
+class Console:
+    """`fp PID --cmd console` kept open on a stdin pipe."""
+
+    def __init__(self, t):
+        self.t = t
+        t.fp_runs += 1
+        self.proc = subprocess.Popen([FP, str(t.pid), "--cmd", "console"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.got = b""  # everything read from its stdout so far
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def read_until(self, needle, timeout=20):
+        """Reads the console's stdout until needle appears (bounded); returns all output so far."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while needle.encode() not in self.got:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail("console did not print %r within %ss; got %r" % (needle, timeout, self.got))
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    pytest.fail("console exited before printing %r; got %r; stderr %r"
+                                % (needle, self.got, self.proc.stderr.read()))
+                self.got += chunk
+        return self.got.decode()
+
+    def close(self, timeout=20):
+        """Closes the console's stdin (end of input) and waits for it to exit (bounded)."""
+        if self.proc.stdin:
+            self.proc.stdin.close()
+            self.proc.stdin = None
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail("console did not exit within %ss after its stdin closed" % timeout)
+        self.got += out
+        return self.proc.returncode, self.got.decode(), err.decode()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+
+
+@pytest.fixture
+def consoles():
+    opened = []
+    yield lambda t: opened.append(Console(t)) or opened[-1]
+    for c in opened:
+        c.kill()
+
+
+def test_second_fp_reuses_agent(spawn, python):
+    t = spawn("sleeper")
+    threads_before = thread_count(t.pid)
+    assert agent_mappings(t.pid) == []
+    first = t.json("status")
+    sock = agent_socket(t.pid)
+    st = os.stat(sock)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)
+    assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700
+    mappings = agent_mappings(t.pid)
+    assert len(exec_mappings(t.pid)) == 1, mappings
+
+    second = t.json("status")
+    assert second["pid"] == first["pid"] == t.pid
+    assert second["uptime_s"] >= first["uptime_s"], "a new agent was started: %s then %s" % (first, second)
+    assert second["agent_version"] == first["agent_version"]
+    assert agent_mappings(t.pid) == mappings, "the library was mapped again"
+    # Alone, a status client sees itself only.
+    assert second["clients"] == 1, second
+    assert thread_count(t.pid) > threads_before  # the agent's I/O thread
+    t.assert_healthy()
+
+
+def test_two_clients_at_once(spawn, python, consoles):
+    t = spawn("inspectee")
+    base = clients(t)
+    c = consoles(t)
+    c.send("import __main__\nprint('console-up', __main__.CONFIG['name'])\n")
+    assert "console-up inspectee" in c.read_until("console-up inspectee")
+    wait_until(lambda: clients(t) == base + 1, 10, "the console to count as a client")
+
+    # While the console is open, another client's commands work, Python ones too.
+    assert t.json("getglobal __main__ Registry counter")["value"]["repr"] == "42"
+    assert t.json("status")["clients"] == base + 1
+
+    c.send("x = 6 * 7\nprint('answer', x)\n")
+    assert "answer 42" in c.read_until("answer 42")
+    rc, out, err = c.close()
+    assert rc == 0, (rc, out, err)
+    wait_until(lambda: clients(t) == base, 10, "the console's client to go away after it exited")
+    t.assert_healthy()
+
+
+def test_killed_client_leaves_nothing(spawn, python, consoles):
+    t = spawn("sleeper")
+    base = clients(t)
+    t.cmd("getglobal fptarget MARKER").ok()  # a Python request: a worker comes and goes
+    wait_until(lambda: clients(t) == base, 10, "the getglobal client to go away")
+    threads_idle = thread_count(t.pid)
+
+    c = consoles(t)
+    c.send("import fptarget\nprint('before-kill', fptarget.MARKER)\n")
+    c.read_until("before-kill fp-integration-target")
+    wait_until(lambda: clients(t) == base + 1, 10, "the console to count as a client")
+    assert thread_count(t.pid) > threads_idle, "the console's worker thread is expected while it is open"
+
+    os.kill(c.proc.pid, signal.SIGKILL)
+    c.proc.wait(timeout=10)
+    wait_until(lambda: clients(t) == base, 10, lambda: "clients back to %d after the console was killed "
+               "(status says %d)" % (base, clients(t)))
+    wait_until(lambda: thread_count(t.pid) == threads_idle, 10,
+               lambda: "the killed client's worker thread to end (%d threads, %d when idle)"
+               % (thread_count(t.pid), threads_idle))
+    t.assert_healthy()
+
+
+def test_shutdown_and_restart(spawn, python):
+    t = spawn("sleeper")
+    threads_before = thread_count(t.pid)
+    t.json("status")
+    t.cmd("getglobal fptarget MARKER").ok()
+    mappings = agent_mappings(t.pid)
+    sock = agent_socket(t.pid)
+    assert os.path.exists(sock)
+
+    t.cmd("shutdown").ok()
+    wait_until(lambda: not os.path.exists(sock), 10, "the socket %s to be removed by shutdown" % sock)
+    wait_until(lambda: thread_count(t.pid) == threads_before, 10,
+               lambda: "the agent's threads to end after shutdown (%d threads, %d before attach)"
+               % (thread_count(t.pid), threads_before))
+    assert agent_mappings(t.pid) == mappings, "the library stays mapped after shutdown"
+    t.assert_healthy()
+
+    status = t.json("status")  # restarts the agent through fp_agent_start()
+    assert status["pid"] == t.pid
+    assert os.path.exists(sock)
+    assert agent_mappings(t.pid) == mappings, "restart must not map the library a second time"
+    value = t.json("getglobal fptarget MARKER")["value"]
+    assert value["repr"] == "'fp-integration-target'"
+    t.assert_healthy()
+
+
+def test_stale_socket_from_a_dead_process(spawn, python):
+    """A process killed with its agent inside leaves its socket file; when its PID is reused by
+    a new Python process, fp must still attach (nobody listens on the stale file)."""
+    t = spawn("sleeper")
+    sock = agent_socket(t.pid)
+    os.makedirs(os.path.dirname(sock), mode=0o700, exist_ok=True)
+    if os.path.exists(sock):
+        os.unlink(sock)  # already stale: left by an earlier process with this PID
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(sock)  # bound, never listening, closed: what a killed agent leaves
+    stale.close()
+    try:
+        status = t.json("status")
+        assert status["pid"] == t.pid
+        assert t.json("getglobal fptarget MARKER")["value"]["repr"] == "'fp-integration-target'"
+    finally:
+        if agent_mappings(t.pid) == []:
+            os.unlink(sock)  # attach failed: the test's own file
+    t.assert_healthy()
+
+
+def test_forking_target(spawn, python):
+    """A program that forks children which exit normally (finalizing Python in the child) after
+    the agent is in: the children exit 0 and print nothing, the parent's agent keeps its socket
+    and serves on (same agent, no second injection)."""
+    t = spawn("forker")
+    first = t.json("status")
+    t.cmd("getglobal fptarget MARKER").ok()
+    sock = agent_socket(t.pid)
+    t.wait_progress(more=3)
+    assert os.path.exists(sock), "a child's exit removed the parent's agent socket"
+    again = t.json("status")
+    assert again["uptime_s"] >= first["uptime_s"] and again["python_ready"] is True, (first, again)
+    assert len(exec_mappings(t.pid)) == 1
+    t.assert_healthy()  # includes: no child failed, nothing on stderr (no fork warnings either)
+
+
+def test_list_processes(spawn, python):
+    t = spawn("sleeper")
+    r = subprocess.run([FP], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=30)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    lines = [l for l in r.stdout.splitlines() if l.split() and l.split()[0] == str(t.pid)]
+    assert len(lines) == 1, "target %d not listed once:\n%s\n%s" % (t.pid, r.stdout, r.stderr)
+    assert "%d.%d" % python.version in lines[0], lines[0]
+    assert agent_mappings(t.pid) == [], "listing must not attach"
+    t.assert_healthy()
+
+
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_share(pid, window=0.5):
+    """Share of one core the process used over the next `window` seconds (a measurement)."""
+    before = cpu_seconds(pid)
+    time.sleep(window)
+    return (cpu_seconds(pid) - before) / window
+
+
+def test_killed_client_mid_request_leaves_nothing(spawn, python, consoles):
+    """A client killed while its code runs in the target (a runaway loop typed in the console)
+    must not leave that code running: the target is as it was before the client came."""
+    t = spawn("sleeper")
+    base = clients(t)
+    threads_idle = thread_count(t.pid)
+
+    c = consoles(t)
+    c.send("print('looping')\nfor _ in range(10 ** 12): pass\n\n")
+    c.read_until("looping")
+    wait_until(lambda: clients(t) == base + 1, 10, "the console to count as a client")
+    os.kill(c.proc.pid, signal.SIGKILL)
+    c.proc.wait(timeout=10)
+    wait_until(lambda: clients(t) == base, 10, lambda: "clients back to %d (status says %d)" % (base, clients(t)))
+
+    wait_until(lambda: cpu_share(t.pid) < 0.2, 10,
+               lambda: "the dead client's loop to stop burning the target's CPU (now %.0f%% of a core)"
+               % (100 * cpu_share(t.pid)))
+    wait_until(lambda: thread_count(t.pid) == threads_idle, 10,
+               lambda: "the dead client's worker thread to end (%d threads, %d when idle)"
+               % (thread_count(t.pid), threads_idle))
+    t.assert_healthy()
+
+
+def test_long_request_does_not_delay_other_clients(spawn, python, consoles, tmp_path):
+    t = spawn("inspectee")
+    c = consoles(t)
+    started = tmp_path / "started"
+    # A console line's output comes back when the line is done; the file says it began.
+    c.send("import time\nopen(%r, 'w').close(); time.sleep(5); print('woke')\n" % str(started))
+    wait_until(started.exists, 20, "the console's long request to start")
+    r = t.cmd("getglobal __main__ Registry counter").ok()
+    assert r.elapsed < 2.0, "another client's request waited for the console's: %s" % r.describe()
+    assert "woke" in c.read_until("woke", timeout=20)
+    rc, out, err = c.close()
+    assert rc == 0, (rc, out, err)
+    t.assert_healthy()
+
+
+def test_target_exits_cleanly_with_idle_agent(spawn, python):
+    """An attached program still shuts down normally (atexit, threading's shutdown, finalization
+    with the agent's threads inside): exit status 0, nothing on stderr."""
+    t = spawn("sleeper")
+    t.cmd("getglobal fptarget MARKER").ok()
+    t.cmd("console", input="x = 1\n").ok()
+    t.cmd("stack").ok()
+    rc = t.interrupt_and_wait()
+    assert rc == 0, "exit status %s\n%s" % (rc, t._output_excerpt())
+    assert t.stdout_lines()[-1] == "bye"
+    assert t.stderr_text() == "", t.stderr_text()
+    assert not os.path.exists(agent_socket(t.pid)), "the agent left its socket behind at exit"
+
+
+def test_target_exits_cleanly_with_client_connected(spawn, python, consoles):
+    t = spawn("sleeper")
+    c = consoles(t)
+    c.send("print('connected')\n")
+    c.read_until("connected")
+    rc = t.interrupt_and_wait()
+    assert rc == 0, "exit status %s\n%s" % (rc, t._output_excerpt())
+    assert t.stderr_text() == "", t.stderr_text()
+    # The client learns the target went away and ends by itself (bounded), with a reason.
+    try:
+        c.send("print('are you there')\n")
+    except BrokenPipeError:
+        pass  # it already noticed and exited
+    rc, out, err = c.close()
+    assert err.strip(), "the console said nothing about losing the target"
+
+
+def test_timed_out_request_leaves_nothing(spawn, python):
+    """fp gives up on a request after --timeout and exits; the request (an expression that would
+    run for hours) must not go on using the target's CPU after its client is gone. (A Python-level
+    loop: a single C call such as sum(range(N)) cannot be interrupted by anyone.)"""
+    t = spawn("inspectee")
+    base = clients(t)
+    threads_idle = thread_count(t.pid)
+    r = t.cmd('getglobal __main__ ITEMS -e "any(x < 0 for x in range(10 ** 12))"', "--timeout", "1").failed()
+    assert r.elapsed < 10, r.describe()
+    wait_until(lambda: clients(t) == base, 10, lambda: "clients back to %d (status says %d)" % (base, clients(t)))
+    wait_until(lambda: cpu_share(t.pid) < 0.2, 10,
+               lambda: "the abandoned expression to stop burning the target's CPU (now %.0f%% of a core)"
+               % (100 * cpu_share(t.pid)))
+    wait_until(lambda: thread_count(t.pid) == threads_idle, 10,
+               lambda: "the abandoned request's worker thread to end (%d threads, %d when idle)"
+               % (thread_count(t.pid), threads_idle))
+    t.assert_healthy()
