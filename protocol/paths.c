@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 /* snprintf that reports truncation as failure: a cut path would name another file. */
 __attribute__((format(printf, 3, 4))) static int format_path(char *buf, size_t size,
@@ -26,7 +27,19 @@ int fp_paths_socket_dir(uid_t uid, char *buf, size_t size)
     return format_path(buf, size, FP_SOCKET_DIR_FMT, (unsigned)uid);
 }
 
-int fp_paths_socket(uid_t uid, int pid, char *buf, size_t size)
+int fp_paths_socket(uid_t uid, unsigned long long pid_ns, int pid, char *buf, size_t size)
 {
-    return format_path(buf, size, FP_SOCKET_DIR_FMT "/" FP_SOCKET_NAME_FMT, (unsigned)uid, pid);
+    return format_path(buf, size, FP_SOCKET_DIR_FMT "/" FP_SOCKET_NAME_FMT, (unsigned)uid, pid_ns,
+                       pid);
+}
+
+unsigned long long fp_paths_pid_ns(int pid)
+{
+    char path[64];
+    struct stat st;
+    if (pid > 0)
+        snprintf(path, sizeof path, "/proc/%d/ns/pid", pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/ns/pid");
+    return stat(path, &st) == 0 ? (unsigned long long)st.st_ino : 0;
 }

@@ -144,7 +144,7 @@ void fp_agent_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2
 
 /* ===================================== server.c: socket and I/O thread ======================= */
 
-/* Makes /tmp/fp-UID and listens on its agent-PID.sock. Returns 0, or -1 (error recorded). */
+/* Makes /tmp/fp-UID and listens on its agent-NS-PID.sock. Returns 0, or -1 (error recorded). */
 int fp_agent_server_open(fp_agent *a);
 /* The poll loop; returns once a client asked for shutdown (every connection is then closed). */
 void fp_agent_server_run(fp_agent *a);

@@ -1,4 +1,4 @@
-/* The agent's socket and its I/O thread: the per-user directory and agent-PID.sock, the peer
+/* The agent's socket and its I/O thread: the per-user directory and agent-NS-PID.sock, the peer
  * check, one poll() loop over the listener, the clients and the wake-up eventfd, the framing,
  * and the methods answered without the GIL (ping, status, detach, shutdown). The I/O thread
  * never calls into Python, so it stays responsive while another thread holds the GIL forever. */
@@ -78,7 +78,7 @@ int fp_agent_server_open(fp_agent *a)
     uid_t uid = geteuid();
     char dir[64];
     if (fp_paths_socket_dir(uid, dir, sizeof(dir)) != 0 ||
-        fp_paths_socket(uid, getpid(), a->sock_path, sizeof(a->sock_path)) != 0) {
+        fp_paths_socket(uid, fp_paths_pid_ns(0), getpid(), a->sock_path, sizeof(a->sock_path)) != 0) {
         fp_agent_set_error("socket path too long");
         return -1;
     }

@@ -22,8 +22,9 @@
 #include "fp_rpc.h"
 
 /* The agent's I/O thread answers ping, status and detach without the GIL, so an answer that
- * takes longer than this means something is wrong, not that the target is busy. */
-#define SESSION_PING_MS 1000
+ * takes longer than this means something is wrong, not that the target is busy (the bound is
+ * generous for machines under heavy load, where the agent's thread may wait to be scheduled). */
+#define SESSION_PING_MS 5000
 #define SESSION_STATUS_MS 1000
 #define SESSION_DETACH_MS 1000
 /* Writing a request only stalls when the agent stopped reading altogether. */
@@ -429,7 +430,7 @@ static int session_socket_path(fp_session *s, fp_error *err)
     const fp_target *t = &s->target;
     char plain[sizeof s->socket_path];
     int ns_pid = t->ns_pid > 0 ? t->ns_pid : t->pid;
-    if (fp_paths_socket(t->uid, ns_pid, plain, sizeof plain) != 0)
+    if (fp_paths_socket(t->uid, fp_paths_pid_ns(t->pid), ns_pid, plain, sizeof plain) != 0)
         return fp_error_set(err, FP_E_INTERNAL, NULL, "socket path for process %d too long",
                             t->pid);
     char root[64], full[sizeof root + sizeof plain];

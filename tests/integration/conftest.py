@@ -250,8 +250,16 @@ def agent_mappings(pid):
         return [line for line in f if line.rstrip().endswith("/" + AGENT_LIB_NAME)]
 
 
-def agent_socket(pid):
-    return "/tmp/fp-%d/agent-%d.sock" % (os.geteuid(), pid)
+def pid_namespace(pid):
+    """The inode of pid's pid namespace (part of the agent's socket name)."""
+    return os.stat("/proc/%d/ns/pid" % pid).st_ino
+
+
+def agent_socket(pid, ns=None, ns_pid=None):
+    """The agent socket of host pid (ns: its pid-namespace inode, ns_pid: its pid in there)."""
+    if ns is None:
+        ns = pid_namespace(pid)
+    return "/tmp/fp-%d/agent-%d-%d.sock" % (os.geteuid(), ns, pid if ns_pid is None else ns_pid)
 
 
 def wait_until(predicate, timeout, what, poll=0.05):
@@ -296,6 +304,7 @@ class Target:
         self.proc = None
         self.pid = None
         self.facts = {}
+        self.known_stderr = None  # a compiled pattern of stderr text a test expects (documented)
         self.fp_runs = 0
         self.checked_after = -1  # fp_runs at the last health check
 
@@ -318,6 +327,7 @@ class Target:
             self._read_ready(rfd)
             if self.launcher:
                 self.pid = self._launched_child()
+            self.pid_ns = pid_namespace(self.pid)  # for the socket name, after the target is gone
             self.wait_settled()
         except BaseException:
             self.stop()
@@ -398,8 +408,8 @@ class Target:
                 except OSError:
                     pass
         try:
-            os.unlink(agent_socket(int(self.facts.get("pid", self.pid))))
-        except (OSError, ValueError):
+            os.unlink(agent_socket(self.pid, self.pid_ns, int(self.facts.get("pid", self.pid))))
+        except (OSError, ValueError, AttributeError):
             pass
 
     # -- fp against this target ------------------------------------------------------
@@ -463,6 +473,8 @@ class Target:
         assert not foreign, "%s (%s) stdout has lines it did not write itself:\n%s" % (
             self.kind, self.python.id, "\n".join(repr(l) for l in foreign[:20]))
         err = self.stderr_text()
+        if self.known_stderr is not None:
+            err = self.known_stderr.sub("", err)
         assert err == "", "%s (%s) stderr is not empty:\n%s" % (self.kind, self.python.id, err[-3000:])
 
     def finish(self):

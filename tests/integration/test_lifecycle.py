@@ -1,6 +1,7 @@
 """The agent's life: injected once and reused, several clients at once, a killed client leaves
 nothing behind, shutdown removes the socket and a later fp restarts the same mapped library."""
 import os
+import re
 import select
 import signal
 import socket
@@ -200,6 +201,12 @@ def test_forking_target(spawn, python):
     the agent is in: the children exit 0 and print nothing, the parent's agent keeps its socket
     and serves on (same agent, no second injection)."""
     t = spawn("forker")
+    if python.version >= (3, 12):
+        # 3.12+ warns at fork() in any process with more than one thread, and the agent's I/O
+        # thread is one (a documented limitation: README, Troubleshooting). Nothing else may show.
+        t.known_stderr = re.compile(r"^\S+forker\.py:\d+: DeprecationWarning: This process \(pid=\d+\) "
+                                    r"is multi-threaded, use of fork\(\) may lead to deadlocks in the "
+                                    r"child\.\n  pid = os\.fork\(\)\n", re.M)
     first = t.json("status")
     t.cmd("getglobal fptarget MARKER").ok()
     sock = agent_socket(t.pid)
@@ -287,7 +294,7 @@ def test_target_exits_cleanly_with_idle_agent(spawn, python):
     assert rc == 0, "exit status %s\n%s" % (rc, t._output_excerpt())
     assert t.stdout_lines()[-1] == "bye"
     assert t.stderr_text() == "", t.stderr_text()
-    assert not os.path.exists(agent_socket(t.pid)), "the agent left its socket behind at exit"
+    assert not os.path.exists(agent_socket(t.pid, t.pid_ns)), "the agent left its socket behind at exit"
 
 
 def test_target_exits_cleanly_with_client_connected(spawn, python, consoles):
