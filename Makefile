@@ -18,7 +18,8 @@ build: deps ## configure and build into ./build
 
 test: build ## run every test: C unit tests, then integration tests on every CPython here
 	ctest --test-dir $(BUILD) --output-on-failure
-	FP_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/agent tests/integration
+	$(PYTEST) -q tests/agent
+	FP_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
 
 unit: build ## C unit tests only
 	ctest --test-dir $(BUILD) --output-on-failure
