@@ -332,7 +332,9 @@ static const char fp_py_bootstrap[] =
     "        _imp.release_lock()\n"
     "        time.sleep(0.01)\n"
     "    return load()\n"
-    "_fp_dispatch = _fp_locked(_fp_load)\n";
+    "_fp_dispatch = _fp_locked(_fp_load)\n"
+    /* The package, for the C functions handed to it (trace.c, events.c, monitor.c). */
+    "_fp_pkg = __import__('sys').modules.get('fp_agent')\n";
 
 /* str(o) as a malloc'd UTF-8 string, or NULL (any error cleared). */
 static char *fp_py_text(fp_pyobj *o)
