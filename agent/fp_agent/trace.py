@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from . import events, instrument, locate, registry, watch
+from . import events, instrument, locate, registry, streams, watch
 from .errors import NOT_SUPPORTED, AgentError, exception_text, invalid_param
 from .params import check_names, get_int, get_str
 
@@ -545,7 +545,10 @@ def _calling_frame(code):
 _is_wrapper = None if instrument.MONITORING else instrument.is_wrapper_code
 
 
-class _Trace(instrument.Probe):
+class _Trace(streams.Stream, instrument.Probe):
+    end_method = END
+    table = _traces
+
     def __init__(self, client_id, located, recorder, interval, depth, min_cost, cond, limit):
         self.id = next(_trace_ids)
         self.client_id = client_id
@@ -678,32 +681,8 @@ class _Trace(instrument.Probe):
         return {"trace_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
                 "discarded": self.discarded, "filter_errors": self.filter_errors, "skipped": self.skipped}
 
-    def stop(self, reason):
-        """Remove the probe and tell the client why (stopped by request)."""
-        with self.lock:
-            if self.done:
-                return False
-            self.done = True
-            events.notify(self.client_id, END, self.summary(reason))
-        self._remove()
-        return True
-
-    def _remove(self):
-        _traces.pop(self.id, None)
-        self._drop_calls()
-        if self.install_id is not None:
-            instrument.uninstall(self.install_id)
-        if self.cleanup_id is not None:
-            registry.remove(self.cleanup_id)
-
-    def _gone(self):
-        """Registry undo: the client detached or died, or the agent shuts down."""
-        with self.lock:
-            was_done = self.done
-            self.done = True
-            if not was_done:
-                events.notify(self.client_id, END, self.summary("detached"))
-        _traces.pop(self.id, None)
+    def forget(self):
+        streams.Stream.forget(self)
         self._drop_calls()
 
     def _drop_calls(self):
@@ -796,16 +775,7 @@ def start(client_id, params):
 
 def stop(client_id, params):
     """Stop one trace of this client (trace_id), or all of them (no trace_id)."""
-    check_names(params, ("trace_id",))
-    trace_id = get_int(params, "trace_id")
-    mine = [t for t in list(_traces.values()) if t.client_id == client_id]
-    if trace_id is not None:
-        mine = [t for t in mine if t.id == trace_id]
-    stopped = []
-    for trace in mine:
-        if trace.stop("stopped"):
-            stopped.append(trace.summary("stopped"))
-    return {"stopped": stopped}
+    return streams.stop_request(client_id, params, _traces, "trace_id")
 
 
 def active():

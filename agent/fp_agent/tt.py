@@ -21,7 +21,7 @@ import itertools
 import sys
 import time
 
-from . import events, instrument, locate, registry, render
+from . import events, instrument, locate, registry, render, streams
 from .errors import NOT_FOUND, NOT_SUPPORTED, AgentError, exception_text
 from .params import check_names, get_bool, get_int, get_str
 from .watch import call_time, compile_expressions, evaluate, exception_model, expression_globals
@@ -193,7 +193,10 @@ def _make_record(located, target, args, kwargs, return_obj, exception, cost_ns, 
 # Recording
 
 
-class _Recording(instrument.Probe):
+class _Recording(streams.Stream, instrument.Probe):
+    end_method = END
+    table = _recordings
+
     def __init__(self, client_id, located, cond, limit, copy):
         self.id = next(_ids)
         self.client_id = client_id
@@ -272,30 +275,6 @@ class _Recording(instrument.Probe):
         return {"tt_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
                 "filter_errors": self.errors, "stored": len(_records)}
 
-    def stop(self, reason):
-        with self.lock:
-            if self.done:
-                return False
-            self.done = True
-            events.notify(self.client_id, END, self.summary(reason))
-        self._remove()
-        return True
-
-    def _remove(self):
-        _recordings.pop(self.id, None)
-        if self.install_id is not None:
-            instrument.uninstall(self.install_id)
-        if self.cleanup_id is not None:
-            registry.remove(self.cleanup_id)
-
-    def _gone(self):
-        with self.lock:
-            was_done = self.done
-            self.done = True
-            if not was_done:
-                events.notify(self.client_id, END, self.summary("detached"))
-        _recordings.pop(self.id, None)
-
 
 # --------------------------------------------------------------------------------------------
 # Requests
@@ -341,16 +320,8 @@ def start(client_id, params):
 
 
 def stop(client_id, params):
-    check_names(params, ("tt_id",))
-    tt_id = get_int(params, "tt_id")
-    mine = [r for r in list(_recordings.values()) if r.client_id == client_id]
-    if tt_id is not None:
-        mine = [r for r in mine if r.id == tt_id]
-    stopped = []
-    for recording in mine:
-        if recording.stop("stopped"):
-            stopped.append(recording.summary("stopped"))
-    return {"stopped": stopped}
+    """Stop one recording of this client (tt_id), or all of them (no tt_id)."""
+    return streams.stop_request(client_id, params, _recordings, "tt_id")
 
 
 def list_records(client_id, params):

@@ -12,7 +12,7 @@ import _thread
 import itertools
 import time
 
-from . import events, instrument, locate, registry, render
+from . import events, instrument, locate, registry, render, streams
 from .errors import exception_text, expression_failed
 from .params import check_names, get_bool, get_int, get_str
 
@@ -186,7 +186,10 @@ def call_time(cost_ns):
 # The probe
 
 
-class _Watch(instrument.Probe):
+class _Watch(streams.Stream, instrument.Probe):
+    end_method = END
+    table = _watches
+
     def __init__(self, client_id, located, exprs, cond, only_exceptions, depth, verbose, raw, limit):
         self.id = next(_ids)
         self.client_id = client_id
@@ -298,32 +301,6 @@ class _Watch(instrument.Probe):
         return {"watch_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
                 "expr_errors": self.errors}
 
-    def stop(self, reason):
-        """Remove the probe and tell the client why (stopped by request)."""
-        with self.lock:
-            if self.done:
-                return False
-            self.done = True
-            events.notify(self.client_id, END, self.summary(reason))
-        self._remove()
-        return True
-
-    def _remove(self):
-        _watches.pop(self.id, None)
-        if self.install_id is not None:
-            instrument.uninstall(self.install_id)
-        if self.cleanup_id is not None:
-            registry.remove(self.cleanup_id)
-
-    def _gone(self):
-        """Registry undo: the client detached or died, or the agent shuts down."""
-        with self.lock:
-            was_done = self.done
-            self.done = True
-            if not was_done:
-                events.notify(self.client_id, END, self.summary("detached"))
-        _watches.pop(self.id, None)
-
 
 # --------------------------------------------------------------------------------------------
 # Requests
@@ -386,16 +363,7 @@ def start(client_id, params):
 
 def stop(client_id, params):
     """Stop one watch of this client (watch_id), or all of them (no watch_id)."""
-    check_names(params, ("watch_id",))
-    watch_id = get_int(params, "watch_id")
-    mine = [w for w in list(_watches.values()) if w.client_id == client_id]
-    if watch_id is not None:
-        mine = [w for w in mine if w.id == watch_id]
-    stopped = []
-    for watch in mine:
-        if watch.stop("stopped"):
-            stopped.append(watch.summary("stopped"))
-    return {"stopped": stopped}
+    return streams.stop_request(client_id, params, _watches, "watch_id")
 
 
 def active():

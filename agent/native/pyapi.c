@@ -262,7 +262,7 @@ int fp_agent_py_owned_by(uint64_t gen)
  * import again. */
 static const char fp_py_bootstrap[] =
     "_fp_preload = tuple('fp_agent.' + m for m in ('console', 'events', 'instrument', 'locate',\n"
-    "    'modules', 'objects', 'render', 'stack', 'tasks', 'trace', 'tt', 'watch'))\n"
+    "    'modules', 'objects', 'render', 'stack', 'streams', 'tasks', 'trace', 'tt', 'watch'))\n"
     "_fp_preload += ('ast', 'types', 'traceback', 'difflib', 'linecache', 'inspect', 'copy',\n"
     "    'weakref', 'warnings', 're', 'keyword', 'codeop', '__future__', 'operator', 'json')\n"
     "def _fp_load():\n"

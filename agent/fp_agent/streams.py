@@ -1,0 +1,56 @@
+"""The life of a streaming command's probe (watch, tt, trace): stopped by its limit, by a stop
+request or by its client going away, it leaves its table, its instrumentation and its registry
+entry, and the client gets exactly one end notification."""
+
+from . import events, instrument, registry
+from .params import check_names, get_int
+
+
+class Stream(object):
+    """Mixin for a probe object. The subclass sets `end_method` (the end notification), `table`
+    (id -> stream, the module's dict) and, in __init__: id, client_id, lock, done, install_id,
+    cleanup_id; it defines summary(reason) and may override forget() for extra clean-up."""
+
+    end_method = None
+    table = None
+
+    def stop(self, reason):
+        """Remove the probe and tell the client why. False when it had already ended."""
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+            events.notify(self.client_id, self.end_method, self.summary(reason))
+        self._remove()
+        return True
+
+    def forget(self):
+        """Leave the module's table (subclasses add what else must go with it)."""
+        self.table.pop(self.id, None)
+
+    def _remove(self):
+        self.forget()
+        if self.install_id is not None:
+            instrument.uninstall(self.install_id)
+        if self.cleanup_id is not None:
+            registry.remove(self.cleanup_id)
+
+    def _gone(self):
+        """Registry undo: the client detached or died, or the agent shuts down (the registry
+        removes the instrumentation itself)."""
+        with self.lock:
+            was_done = self.done
+            self.done = True
+            if not was_done:
+                events.notify(self.client_id, self.end_method, self.summary("detached"))
+        self.forget()
+
+
+def stop_request(client_id, params, table, id_key):
+    """A `*.stop` request: stop one stream of this client (params[id_key]), or all of them."""
+    check_names(params, (id_key,))
+    wanted = get_int(params, id_key)
+    mine = [s for s in list(table.values()) if s.client_id == client_id]
+    if wanted is not None:
+        mine = [s for s in mine if s.id == wanted]
+    return {"stopped": [s.summary("stopped") for s in mine if s.stop("stopped")]}
