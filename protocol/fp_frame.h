@@ -11,10 +11,10 @@
 #define FP_FRAME_DEFAULT_MAX (64u * 1024u * 1024u)
 
 enum {
-    FP_FRAME_MORE = 0,       /* no whole message buffered yet */
-    FP_FRAME_OK = 1,         /* one body returned */
-    FP_FRAME_E_HEADER = -1,  /* malformed or missing Content-Length header */
-    FP_FRAME_E_TOOBIG = -2,  /* Content-Length above the reader's limit */
+    FP_FRAME_MORE = 0,      /* no whole message buffered yet */
+    FP_FRAME_OK = 1,        /* one body returned */
+    FP_FRAME_E_HEADER = -1, /* malformed or missing Content-Length header */
+    FP_FRAME_E_TOOBIG = -2, /* Content-Length above the reader's limit */
     FP_FRAME_E_NOMEM = -3,
 };
 

@@ -14,12 +14,13 @@
 #define FP_RPC_INVALID_PARAMS -32602
 #define FP_RPC_INTERNAL_ERROR -32603
 /* fp's own codes (catalogue in protocol/methods.md). */
-#define FP_ERR_NOT_FOUND -32001      /* module / class / attribute / file not found; data.suggestions */
-#define FP_ERR_EVAL -32002           /* a user expression failed to compile or raised; data.traceback */
-#define FP_ERR_GIL_TIMEOUT -32003    /* the GIL could not be taken in time */
-#define FP_ERR_NOT_SUPPORTED -32004  /* the request cannot be served by this target */
-#define FP_ERR_BUSY -32005           /* a limit was reached (too many clients, sessions) */
-#define FP_ERR_CANCELLED -32006      /* the request was cancelled or the agent is shutting down */
+#define FP_ERR_NOT_FOUND -32001 /* module / class / attribute / file not found; data.suggestions   \
+                                 */
+#define FP_ERR_EVAL -32002      /* a user expression failed to compile or raised; data.traceback */
+#define FP_ERR_GIL_TIMEOUT -32003   /* the GIL could not be taken in time */
+#define FP_ERR_NOT_SUPPORTED -32004 /* the request cannot be served by this target */
+#define FP_ERR_BUSY -32005          /* a limit was reached (too many clients, sessions) */
+#define FP_ERR_CANCELLED -32006     /* the request was cancelled or the agent is shutting down */
 
 typedef enum fp_rpc_kind {
     FP_RPC_REQUEST = 1,      /* method + id */
@@ -28,13 +29,13 @@ typedef enum fp_rpc_kind {
 } fp_rpc_kind;
 
 typedef struct fp_rpc_msg {
-    cJSON *root;          /* owns the whole message; free with fp_rpc_msg_free */
+    cJSON *root; /* owns the whole message; free with fp_rpc_msg_free */
     fp_rpc_kind kind;
-    const cJSON *id;      /* borrowed from root; NULL for notifications */
-    const char *method;   /* borrowed; requests and notifications */
-    const cJSON *params;  /* borrowed; may be NULL */
-    const cJSON *result;  /* borrowed; responses */
-    const cJSON *error;   /* borrowed; error responses */
+    const cJSON *id;     /* borrowed from root; NULL for notifications */
+    const char *method;  /* borrowed; requests and notifications */
+    const cJSON *params; /* borrowed; may be NULL */
+    const cJSON *result; /* borrowed; responses */
+    const cJSON *error;  /* borrowed; error responses */
 } fp_rpc_msg;
 
 /* Parses and validates one message. Returns 0 on success. On failure returns the JSON-RPC

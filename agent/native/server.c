@@ -78,7 +78,8 @@ int fp_agent_server_open(fp_agent *a)
     uid_t uid = geteuid();
     char dir[64];
     if (fp_paths_socket_dir(uid, dir, sizeof(dir)) != 0 ||
-        fp_paths_socket(uid, fp_paths_pid_ns(0), getpid(), a->sock_path, sizeof(a->sock_path)) != 0) {
+        fp_paths_socket(uid, fp_paths_pid_ns(0), getpid(), a->sock_path, sizeof(a->sock_path)) !=
+            0) {
         fp_agent_set_error("socket path too long");
         return -1;
     }

@@ -15,8 +15,8 @@
 
 typedef struct fp_thread_stop {
     int tgid, tid;
-    struct user_regs_struct regs;  /* registers at the stop, restored on release */
-    void *xstate;                  /* FPU/SSE/AVX state (NT_X86_XSTATE), restored on release */
+    struct user_regs_struct regs; /* registers at the stop, restored on release */
+    void *xstate;                 /* FPU/SSE/AVX state (NT_X86_XSTATE), restored on release */
     size_t xstate_len;
 } fp_thread_stop;
 

@@ -34,8 +34,8 @@ int fp_target_check(int pid, fp_target *t, fp_error *err);
 int fp_target_list(fp_target **out);
 
 typedef struct fp_attach_opts {
-    bool debug;         /* log each step to stderr */
-    int timeout_ms;     /* bound for stopping a thread and for the remote call (default 5000) */
+    bool debug;     /* log each step to stderr */
+    int timeout_ms; /* bound for stopping a thread and for the remote call (default 5000) */
 } fp_attach_opts;
 
 /* Loads agent_path (an absolute path to libfpagent.so) into the target, or, when it is

@@ -22,9 +22,9 @@
 /* ===================================================================== what to call */
 
 typedef struct remote_fn {
-    uint64_t addr;   /* function to call in the target */
-    uint64_t flags;  /* second argument (dlopen's mode) */
-    bool with_path;  /* first argument is the agent path */
+    uint64_t addr;  /* function to call in the target */
+    uint64_t flags; /* second argument (dlopen's mode) */
+    bool with_path; /* first argument is the agent path */
     const char *what;
 } remote_fn;
 
@@ -46,8 +46,8 @@ static bool is_runtime_lib(const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
-    return is_libc(path) || strncmp(base, "ld-linux", 8) == 0 || strncmp(base, "libpthread", 10) == 0 ||
-           strncmp(base, "libdl", 5) == 0;
+    return is_libc(path) || strncmp(base, "ld-linux", 8) == 0 ||
+           strncmp(base, "libpthread", 10) == 0 || strncmp(base, "libdl", 5) == 0;
 }
 
 static int choose_function(const fp_target *t, const fp_map *maps, int n, remote_fn *fn,
@@ -62,8 +62,8 @@ static int choose_function(const fp_target *t, const fp_map *maps, int n, remote
         return fp_error_set(err, FP_E_INJECT,
                             "The library mapped in the target is not fp's agent or is from an "
                             "incompatible version; restart the target to load a fresh one.",
-                            "%s is mapped in process %d but exports no fp_agent_start",
-                            agent->path, t->pid);
+                            "%s is mapped in process %d but exports no fp_agent_start", agent->path,
+                            t->pid);
     }
     const fp_map *libc = fp_maps_find(maps, n, is_libc);
     if (!libc)
@@ -214,8 +214,8 @@ static int stop_error(int r, const fp_target *t, fp_error *err)
 {
     if (r == -EPERM || r == -EACCES)
         return fp_error_set(err, FP_E_PERMISSION, fp_error_ptrace_hint(),
-                            "permission denied: cannot ptrace process %d (owned by uid %u)",
-                            t->pid, (unsigned)t->uid);
+                            "permission denied: cannot ptrace process %d (owned by uid %u)", t->pid,
+                            (unsigned)t->uid);
     if (r == -EAGAIN)
         return fp_error_set(err, FP_E_EXITING, "Resume it first (kill -CONT %d).",
                             "process %d is being stopped (SIGSTOP/SIGTSTP)", t->pid);
@@ -262,8 +262,9 @@ static int inject_with(const fp_target *t, const fp_map *maps, int n, const remo
                 return fp_error_set(err, FP_E_EXITING, NULL,
                                     "process %d exited while the agent was being loaded", t->pid);
             if (r != 0)
-                return fp_error_set(err, FP_E_INJECT, NULL, "the call to %s in process %d failed: %s",
-                                    fn->what, t->pid, strerror(-r));
+                return fp_error_set(err, FP_E_INJECT, NULL,
+                                    "the call to %s in process %d failed: %s", fn->what, t->pid,
+                                    strerror(-r));
             if (fn->with_path && ret == 0)
                 return fp_error_set(err, FP_E_INJECT,
                                     "The library must be readable by the target's user and "
@@ -308,7 +309,8 @@ int fp_attach_inject(const fp_target *t, const char *agent_path, const fp_attach
         sigset_t block, old;
         sigemptyset(&block);
         int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGPIPE};
-        for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaddset(&block, sigs[i]);
+        for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+            sigaddset(&block, sigs[i]);
         sigprocmask(SIG_BLOCK, &block, &old);
         rc = inject_with(t, maps, n, &fn, path, timeout_ms, err);
         sigprocmask(SIG_SETMASK, &old, NULL);

@@ -89,7 +89,8 @@ int fp_maps_read(int pid, fp_map **out)
                    m->perms, &m->offset, &off) < 4)
             continue;
         const char *p = line + off;
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         snprintf(m->path, sizeof m->path, "%s", p);
         m->path[strcspn(m->path, "\n")] = '\0';
         n++;
@@ -233,7 +234,8 @@ static int read_status_fields(fp_target *t)
         /* the last field is the pid in the innermost namespace */
         const char *end = strchr(ns + 1, '\n');
         const char *p = end ? end : ns + strlen(ns);
-        while (p > ns && !isspace((unsigned char)p[-1])) p--;
+        while (p > ns && !isspace((unsigned char)p[-1]))
+            p--;
         t->ns_pid = atoi(p);
     }
     return 0;
@@ -246,7 +248,8 @@ static void read_cmdline(fp_target *t)
     int n = read_file(path, buf, sizeof buf);
     for (int i = 0; i < n; i++)
         if (buf[i] == '\0') buf[i] = ' ';
-    while (n > 0 && buf[n - 1] == ' ') buf[--n] = '\0';
+    while (n > 0 && buf[n - 1] == ' ')
+        buf[--n] = '\0';
     snprintf(t->cmdline, sizeof t->cmdline, "%s", n > 0 ? buf : "");
 }
 
@@ -278,8 +281,7 @@ int fp_target_inspect(int pid, fp_target *t, fp_error *err)
                                 (unsigned)t->uid);
         if (errno == ENOENT)
             return fp_error_set(err, FP_E_EXITING, "Nothing to attach to: the process has ended.",
-                                "process %d has no executable (exiting, or a kernel thread)",
-                                pid);
+                                "process %d has no executable (exiting, or a kernel thread)", pid);
         return fp_error_set(err, FP_E_NO_PROCESS, NULL, "cannot read process %d: %s", pid,
                             strerror(errno));
     }

@@ -45,8 +45,8 @@ typedef struct fp_thread {
     char name[32];       /* /proc/PID/task/TID/comm */
     char state;          /* /proc state letter: R, S, D, T... */
     bool holds_gil;
-    bool is_main;        /* the interpreter's main thread */
-    fp_frame *frames;    /* innermost first */
+    bool is_main;     /* the interpreter's main thread */
+    fp_frame *frames; /* innermost first */
     int nframes;
     const char *thread_name; /* threading's name (FP_SNAP_THREAD_NAMES), NULL when unknown */
     int daemon;              /* threading's daemon flag: 1, 0, or -1 when unknown */
@@ -57,13 +57,13 @@ typedef struct fp_thread {
 typedef struct fp_remote_snapshot {
     fp_thread *threads;
     int nthreads;
-    double pause_ms;     /* how long the target's threads were stopped (0 without stopping) */
-    void *strings;       /* owned storage for the frames' strings */
+    double pause_ms; /* how long the target's threads were stopped (0 without stopping) */
+    void *strings;   /* owned storage for the frames' strings */
 } fp_remote_snapshot;
 
 enum {
-    FP_SNAP_NATIVE = 0x1,   /* unwind C frames too (needs the threads stopped) */
-    FP_SNAP_NO_STOP = 0x2,  /* read without stopping the threads (sampling: may be torn) */
+    FP_SNAP_NATIVE = 0x1,       /* unwind C frames too (needs the threads stopped) */
+    FP_SNAP_NO_STOP = 0x2,      /* read without stopping the threads (sampling: may be torn) */
     FP_SNAP_THREAD_NAMES = 0x4, /* name threads as threading does, with their daemon flag
                                    (reads threading._active after the threads are released) */
 };

@@ -324,8 +324,7 @@ cJSON *fp_gil_stats_report(gil_stats *s, uint64_t now, uint64_t lost)
         thread_read_name(s->pid, t);
         bool open = t->state == GIL_WAITING || t->state == GIL_HOLDING;
         /* The part of a hold still going on that falls in this window. */
-        if (t->state == GIL_HOLDING && now > t->since)
-            t->win.held_in += held_in_window(s, t, now);
+        if (t->state == GIL_HOLDING && now > t->since) t->win.held_in += held_in_window(s, t, now);
         if (t->seen || open) {
             cJSON_AddItemToArray(arr, thread_model(t, now, window));
             totals_add(&sum, &t->win);
