@@ -96,10 +96,10 @@ class Tracer:
         self.thread.join(5)
 
 
-def fp_tracer(fp, pid, func):
+def fp_tracer(fp, pid, func, options=""):
     # Ctrl-C: fp stops the trace and detaches; the function is restored.
-    argv = [fp, str(pid), "--json", "--cmd", "trace traced_bench %s -n 1000000" % func]
-    return Tracer(argv, b'"trace/event"')
+    argv = [fp, str(pid), "--json", "--cmd", "trace traced_bench %s -n 1000000 %s" % (func, options)]
+    return Tracer(argv, b'"trace/event"' if "-et" not in options else b'"result"')
 
 
 def seed_tracer(seed_bin, pid, func):
@@ -202,6 +202,8 @@ def main():
     ap.add_argument("--window", type=float, default=0.5, help="window length in seconds (default 0.5)")
     ap.add_argument("--workloads", default="service,dense", help="service,dense (default both)")
     ap.add_argument("--no-seed", action="store_true", help="do not measure PyFlightProfiler")
+    ap.add_argument("--fp-options", default="", help="more trace options for fp, e.g. '-et 1000' to record every "
+                    "call but report none (the recording's own cost)")
     args = ap.parse_args()
     fp, interpreters = benchlib.setup(args)
     workloads = [w for w in args.workloads.split(",") if w]
@@ -220,7 +222,7 @@ def main():
                 per_round = []
                 for _ in range(args.runs):
                     per_round += one_run(py, workload, args.rounds, args.windows, args.window,
-                                         lambda pid, func: fp_tracer(fp, pid, func), False)
+                                         lambda pid, func: fp_tracer(fp, pid, func, args.fp_options), False)
                 med = summarize(rows, label + " fp", per_round)
                 if workload == "service":
                     verdicts.append("%s: fp trace slows the service call by %+.1f%% (CPU), %s the %.0f%% goal"

@@ -14,9 +14,10 @@
 #define FP_RPC_INVALID_PARAMS -32602
 #define FP_RPC_INTERNAL_ERROR -32603
 /* fp's own codes (catalogue in protocol/methods.md). */
-#define FP_ERR_NOT_FOUND -32001 /* module / class / attribute / file not found; data.suggestions   \
-                                 */
-#define FP_ERR_EVAL -32002      /* a user expression failed to compile or raised; data.traceback */
+#define FP_ERR_NOT_FOUND                                                                           \
+    -32001                 /* module / class / attribute / file not found; data.suggestions        \
+                            */
+#define FP_ERR_EVAL -32002 /* a user expression failed to compile or raised; data.traceback */
 #define FP_ERR_GIL_TIMEOUT -32003   /* the GIL could not be taken in time */
 #define FP_ERR_NOT_SUPPORTED -32004 /* the request cannot be served by this target */
 #define FP_ERR_BUSY -32005          /* a limit was reached (too many clients, sessions) */

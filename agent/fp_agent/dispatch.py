@@ -37,6 +37,7 @@ _METHODS = {
     "tt.delete": ("tt", "delete"),
     "trace.start": ("trace", "start"),
     "trace.stop": ("trace", "stop"),
+    "agent.deferred": ("events", "run_deferred"),  # sent by the agent library itself (events.defer)
 }
 
 # Served by the native agent without the GIL; listed so that a misspelling still gets a hint.
@@ -62,6 +63,12 @@ def client_gone(client_id):
     """The client detached or died: remove everything it installed."""
     try:
         registry.undo_client(client_id)
+    except BaseException:
+        pass
+    try:
+        from . import events
+
+        events.drop_deferred(client_id)
     except BaseException:
         pass
 

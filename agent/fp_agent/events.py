@@ -29,6 +29,44 @@ def _emit_function():
     return getattr(package, "_native_emit", None)
 
 
+# Work a probe hands off the observed thread (trace turning a recording into its event): it runs
+# on the client's worker thread, in the order given. client id -> [callable].
+_deferred = {}
+
+
+def defer(client_id, fn):
+    """Run fn() soon on the client's worker thread rather than now on the observed one; at once
+    when there is no worker to run it (in-process tests, or the client is leaving)."""
+    package = sys.modules.get(__name__.rpartition(".")[0])
+    wake = None if _emitter else getattr(package, "_native_defer", None)
+    queue = _deferred.setdefault(client_id, [])
+    queue.append(fn)
+    try:
+        if wake is not None and wake(client_id):
+            return
+    except Exception:
+        pass
+    run_deferred(client_id)
+
+
+def run_deferred(client_id, params=None):
+    """The agent.deferred notification: runs what was deferred for this client."""
+    queue = _deferred.pop(client_id, None)
+    while queue:
+        fn = queue.pop(0)
+        try:
+            fn()
+        except Exception:
+            pass
+        if not queue:
+            queue = _deferred.pop(client_id, None)  # deferred meanwhile, by the fn or others
+
+
+def drop_deferred(client_id):
+    """The client is gone: what it deferred is not run."""
+    _deferred.pop(client_id, None)
+
+
 def notify(client_id, method, params):
     """Send one JSON-RPC notification; False when it was dropped (or cannot be sent at all)."""
     emit = _emit_function()

@@ -69,9 +69,71 @@ def _load_native():
         frame = sys._getframe()
         if not functions["check"](frame, frame.f_code, len, builtins):
             return None
+        if instrument.MONITORING and not functions["check_descr"](list.__dict__["append"], list, "append"):
+            functions = dict(functions, monitor=None)  # the profile function only
     except BaseException:
         return None
     return functions
+
+
+# On 3.12+ the C recorder hears the calls through sys.monitoring, with a tool id of its own held
+# while any trace exists. The id must be above the one the probes use (instrument.tool_id()):
+# CPython calls the tools of one event from the highest id down, so the recorder sees the root's
+# return before the probe that stops it runs, as it does with a profile function (whose tool is
+# above every other). With no such id free, the recorder uses a profile function.
+TRACE_TOOL_NAME = "fp trace"
+_trace_tool = []  # [tool id] while held
+
+
+def _acquire_trace_tool(functions):
+    if _trace_tool:
+        return _trace_tool[0]
+    if not instrument.MONITORING or functions.get("monitor") is None:
+        return None
+    probes = instrument.tool_id()
+    mon = sys.monitoring
+    ev = mon.events
+    for tool in (5, 4, 3):
+        if probes is not None and tool <= probes or mon.get_tool(tool) is not None:
+            continue
+        try:
+            mon.use_tool_id(tool, TRACE_TOOL_NAME)
+        except ValueError:
+            continue
+        for event, callback in _TOOL_CALLBACKS:
+            mon.register_callback(tool, getattr(ev, event), functions[callback])
+        mask = 0
+        for event, _ in _TOOL_CALLBACKS:
+            mask |= getattr(ev, event)
+        functions["monitor"](tool, mask, mon.set_events)
+        _trace_tool.append(tool)
+        return tool
+    return None
+
+
+_TOOL_CALLBACKS = (("PY_START", "ev_start"), ("PY_RESUME", "ev_start"), ("PY_THROW", "ev_start"),
+                   ("PY_RETURN", "ev_return"), ("PY_YIELD", "ev_return"), ("PY_UNWIND", "ev_return"),
+                   ("CALL", "ev_call"), ("C_RETURN", "ev_c_return"), ("C_RAISE", "ev_c_return"))
+
+
+def _release_trace_tool():
+    if not _trace_tool or _traces:
+        return
+    tool = _trace_tool.pop()
+    mon = sys.monitoring
+    try:
+        native_recorder()["monitor"]()  # recordings still running end; the events go off
+        mon.set_events(tool, 0)
+        for event, _ in _TOOL_CALLBACKS:
+            mon.register_callback(tool, getattr(mon.events, event), None)
+    finally:
+        if mon.get_tool(tool) == TRACE_TOOL_NAME:
+            mon.free_tool_id(tool)
+
+
+def trace_tool_id():
+    """The sys.monitoring tool id the C recorder holds now, or None."""
+    return _trace_tool[0] if _trace_tool else None
 
 
 class NativeRecorder(object):
@@ -82,6 +144,13 @@ class NativeRecorder(object):
         self._stop = functions["stop"]
         self._tree = functions["tree"]
         self._cancel = functions["cancel"]
+        self._functions = functions
+        self.hook = "profile function"
+
+    def choose_hook(self):
+        """Called once the probe is installed (its tool id is known)."""
+        if _acquire_trace_tool(self._functions) is not None:
+            self.hook = "sys.monitoring"
 
     def start(self, root_code, root_frame, pass_frame, max_depth, max_nodes):
         return self._start(root_code, root_frame, pass_frame, max_depth, max_nodes)
@@ -271,6 +340,10 @@ class _PyRecording(object):
 
 class PythonRecorder(object):
     name = "python"
+    hook = "profile function"
+
+    def choose_hook(self):
+        pass
 
     def start(self, root_code, root_frame, pass_frame, max_depth, max_nodes):
         if _recording_here():
@@ -389,6 +462,16 @@ def _c_name(owner, name):
     return function
 
 
+def raw_cost(raw):
+    """The invocation's cost (ns): a plain call's is its activation (without the probe around
+    it); a generator's or coroutine's, which runs in several activations, or one that ended on
+    another thread (cut "stopped"), is timed from its start to its end."""
+    t_start, t_stop, active_ns, activations, cut, _ = raw
+    wall = max(0, t_stop - t_start)
+    cost = wall if activations != 1 or cut & CUT_CANCEL else active_ns
+    return cost if cost > 0 else (wall or 1)
+
+
 def build_tree(raw, root_code, interval_ms, depth, is_wrapper=None):
     """The model's `tree` and the invocation's cost (ns) from a recorder's tree.
 
@@ -402,11 +485,8 @@ def build_tree(raw, root_code, interval_ms, depth, is_wrapper=None):
     t_start, t_stop, active_ns, activations, cut, nodes = raw
     wall = max(0, t_stop - t_start)
     # A generator or coroutine runs in several activations; the time between them is shown as
-    # a "<suspended>" child. A plain call's cost is its activation (without the probe around it);
-    # one that ended on another thread (cut "stopped") is timed from its start to its end.
-    cost = wall if activations != 1 or cut & CUT_CANCEL else active_ns
-    if cost <= 0:
-        cost = wall or 1
+    # a "<suspended>" child.
+    cost = raw_cost(raw)
     limit_depth = MODEL_DEPTH if depth is None else min(depth, MODEL_DEPTH)
     threshold = 0 if depth is not None else interval_ms * 1e6
 
@@ -567,7 +647,8 @@ class _Trace(streams.Stream, instrument.Probe):
         self.filter_errors = 0
         self.skipped = 0
         self.skipped_threads = set()
-        self.done = False
+        self.done = False  # ended: no more recordings start, no more events are sent
+        self.reserved = 0  # invocations recorded and kept (their events sent or on their way)
         self.armed = False  # set once the client has the start response (events.Started)
         self.lock = _thread.allocate_lock()
         self.live = set()  # _Calls in flight
@@ -579,7 +660,7 @@ class _Trace(streams.Stream, instrument.Probe):
 
     # -- instrument.Probe, on the target's threads -------------------------------------------
     def enter(self, target, args, kwargs):
-        if self.done or not self.armed:
+        if self.done or not self.armed or self.reserved >= self.limit:
             return instrument.NO_OBSERVE
         filter_error = None
         if self.cond is not None:
@@ -595,7 +676,7 @@ class _Trace(streams.Stream, instrument.Probe):
             if call.raw is None and call.code is self.code and call.frame_id == id(frame):
                 return self._join(call, filter_error)
             return instrument.NO_OBSERVE
-        profiler = sys.getprofile()
+        profiler = sys.getprofile() if self.recorder.hook == "profile function" else None
         if profiler is not None:
             self._skip(ident, "this thread already has a profiler (sys.getprofile() is %s); fp does not "
                        "replace it, so this call is not traced" % _describe(profiler))
@@ -628,15 +709,24 @@ class _Trace(streams.Stream, instrument.Probe):
             call.raw = call.recorder.tree(call.handle)
             call.handle = None
         self.live.discard(call)
-        if not self.done and self in call.traces:
-            self._report(call)
+        if self.done or self not in call.traces:
+            return
+        # Decided here (-et, -n); the model is built and sent on the client's worker thread, so
+        # the traced thread only stops the recording.
+        with self.lock:
+            if self.reserved >= self.limit:
+                return  # began before the last one kept ended
+            if self.min_cost_ns is not None and raw_cost(call.raw) < self.min_cost_ns:
+                self.discarded += 1
+                return
+            self.reserved += 1  # from the limit on, no more recordings start
+        events.defer(self.client_id, lambda: self._report(call))
 
     # -- reports -----------------------------------------------------------------------------
     def _report(self, call):
-        tree, cost = build_tree(call.raw, self.code, self.interval, self.depth, _is_wrapper)
-        if self.min_cost_ns is not None and cost < self.min_cost_ns:
-            self.discarded += 1
+        if self.done:
             return
+        tree, cost = build_tree(call.raw, self.code, self.interval, self.depth, _is_wrapper)
         event = {
             "trace_id": self.id,
             "time": time.time() - (_now() - call.raw[0]) / 1e9,
@@ -684,6 +774,7 @@ class _Trace(streams.Stream, instrument.Probe):
     def forget(self):
         streams.Stream.forget(self)
         self._drop_calls()
+        _release_trace_tool()
 
     def _drop_calls(self):
         """Recordings in flight that only this trace wanted are cancelled: their hook leaves its
@@ -757,6 +848,7 @@ def start(client_id, params):
         _traces.pop(trace.id, None)
         raise
     trace.code = _root_code(located)
+    recorder.choose_hook()
     trace.cleanup_id = registry.add(client_id, "trace", trace._gone, located.label)
     return events.Started({
         "trace_id": trace.id,
@@ -765,6 +857,7 @@ def start(client_id, params):
         "note": located.note,
         "engine": instrument.ENGINE,
         "recorder": recorder.name,
+        "hook": recorder.hook,
         "interval": 0 if depth is not None else interval,
         "depth": depth,
         "min_cost": min_cost,
@@ -792,6 +885,8 @@ def diagnostics():
         "python_strays": _strays[0],
         "recording_threads": sorted(_calls),
         "python_recordings": sorted(_py_recordings),
+        "monitored": native["monitored"]() if native is not None else 0,
+        "trace_tool": trace_tool_id(),
     }
 
 

@@ -51,7 +51,8 @@ typedef struct fp_agent_job {
     fp_agent_job_kind kind;
     char *body; /* CALL: the request text, owned */
     size_t len;
-    cJSON *id; /* the request id (owned copy; NULL for notifications) */
+    cJSON *id;    /* the request id (owned copy; NULL for notifications) */
+    int deferred; /* the agent.deferred notification (fp_agent_client_defer) */
 } fp_agent_job;
 
 typedef struct fp_agent_reply {
@@ -94,7 +95,8 @@ typedef struct fp_agent_client {
     int interrupted;    /* an interrupt of that call was sent (the client left mid-request) */
     unsigned long worker_thread; /* the worker's pthread_t */
     fp_agent_job *jobs_head, *jobs_tail;
-    int pending; /* CALL jobs queued or running */
+    int pending;         /* CALL jobs queued or running */
+    int deferred_queued; /* the job that runs the package's deferred work is queued, not begun */
     fp_agent_reply *replies_head, *replies_tail;
     pthread_cond_t cv; /* the worker waits here for jobs */
     int notes_queued;  /* notifications in the reply list (events.c) */
@@ -162,6 +164,10 @@ void fp_agent_client_unref(fp_agent_client *c); /* lock not held */
  * worker at the first one. Returns 0, or an error code with *why (static) for the reply. */
 int fp_agent_client_submit(fp_agent_client *c, char *body, size_t len, const cJSON *id,
                            const char **why);
+/* Lock held. Queues, behind the client's requests, the notification that makes its worker run
+ * the work the package deferred for it (events.defer), unless one is queued and not begun.
+ * Returns 1 when the work will run, 0 when the client has no worker running. */
+int fp_agent_client_defer(fp_agent_client *c);
 /* Queues the detach behind the client's requests. Returns 1 when queued (the worker answers),
  * 0 when the client has no worker (the caller answers at once). */
 int fp_agent_client_detach(fp_agent_client *c, const cJSON *id);

@@ -102,6 +102,26 @@ static void fp_client_append_job(fp_agent_client *c, fp_agent_job *j)
     pthread_cond_signal(&c->cv);
 }
 
+int fp_agent_client_defer(fp_agent_client *c)
+{
+    static const char body[] = "{\"jsonrpc\":\"2.0\",\"method\":\"agent.deferred\"}";
+    if (!c->connected || c->worker != FP_AGENT_WORKER_RUNNING || c->cleanup_queued) return 0;
+    if (c->deferred_queued) return 1;
+    fp_agent_job *j = fp_client_job(FP_AGENT_JOB_CALL, NULL);
+    if (j) j->body = malloc(sizeof body);
+    if (!j || !j->body) {
+        free(j);
+        return 0;
+    }
+    memcpy(j->body, body, sizeof body);
+    j->len = sizeof body - 1;
+    j->deferred = 1;
+    c->deferred_queued = 1;
+    c->pending++;
+    fp_client_append_job(c, j);
+    return 1;
+}
+
 /* Lock held. A reply for a connection the I/O thread already let go is dropped. */
 static void fp_client_push_reply(fp_agent_client *c, fp_agent_reply *r)
 {
@@ -226,6 +246,7 @@ static void *fp_client_worker(void *arg)
         c->jobs_head = j->next;
         if (!c->jobs_head) c->jobs_tail = NULL;
         j->next = NULL;
+        if (j->deferred) c->deferred_queued = 0; /* work deferred from now on needs another */
         pthread_mutex_unlock(&fp_agent_lock);
 
         fp_agent_reply *r = NULL;

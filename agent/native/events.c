@@ -183,18 +183,42 @@ static fp_pyobj *fp_events_emit(fp_pyobj *self, fp_pyobj *const *args, ssize_t n
     return api.PyBool_FromLong(fp_events_push(client, text, (size_t)len, reply));
 }
 
-static fp_events_methoddef fp_events_method = {
-    "emit", fp_events_emit, FP_EVENTS_METH_FASTCALL,
-    "emit(client_id, text, reply=False) -> bool: queue a JSON-RPC notification (or, with reply, "
-    "a response) for a client; False when it was dropped (client gone or not reading)."};
+static fp_pyobj *fp_events_defer(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 1) {
+        api.PyErr_SetString(*api.type_error, "defer(client_id) takes 1 argument");
+        return NULL;
+    }
+    long long client = api.PyLong_AsLongLong(args[0]);
+    if (client == -1 && api.PyErr_Occurred()) return NULL;
+    pthread_mutex_lock(&fp_agent_lock);
+    fp_agent_client *c = fp_events_find(client);
+    int queued = c && fp_agent_client_defer(c);
+    pthread_mutex_unlock(&fp_agent_lock);
+    return api.PyBool_FromLong(queued);
+}
+
+static fp_events_methoddef fp_events_methods[] = {
+    {"emit", fp_events_emit, FP_EVENTS_METH_FASTCALL,
+     "emit(client_id, text, reply=False) -> bool: queue a JSON-RPC notification (or, with "
+     "reply, a response) for a client; False when it was dropped (client gone or not reading)."},
+    {"defer", fp_events_defer, FP_EVENTS_METH_FASTCALL,
+     "defer(client_id) -> bool: have the client's worker call dispatch with agent.deferred "
+     "soon (once for any number of calls before it runs); False when it has no worker."},
+};
 
 int fp_agent_events_export(void *package)
 {
     if (fp_events_resolved == 0) fp_events_resolved = fp_events_resolve() == 0 ? 1 : -1;
     if (fp_events_resolved < 0) return -1;
-    fp_pyobj *f = api.PyCFunction_NewEx(&fp_events_method, NULL, NULL);
-    int rc = f && api.PyObject_SetAttrString(package, "_native_emit", f) == 0 ? 0 : -1;
-    if (f) api.Py_DecRef(f);
+    static const char *const attrs[] = {"_native_emit", "_native_defer"};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+        fp_pyobj *f = api.PyCFunction_NewEx(&fp_events_methods[i], NULL, NULL);
+        if (!f || api.PyObject_SetAttrString(package, attrs[i], f) != 0) rc = -1;
+        if (f) api.Py_DecRef(f);
+    }
     if (rc < 0) api.PyErr_Clear();
     return rc;
 }

@@ -1,7 +1,15 @@
-/* The `trace` recorder: a C profile function (PyEval_SetProfile) installed on one thread for the
- * duration of one traced call, which aggregates every Python and C call into a calling-context
- * tree as it happens (count and inclusive time per call path). fp_agent/trace.py starts and
- * stops it and turns the tree into the model; it has a pure-Python twin of this recorder. */
+/* The `trace` recorder: it aggregates every Python and C call of one traced call into a
+ * calling-context tree as it happens (count and inclusive time per call path). It hears the
+ * calls in one of two ways:
+ * - a C profile function (PyEval_SetProfile) set on the thread of the traced call, for that
+ *   call only (3.8-3.11, and 3.12+ when no sys.monitoring tool id is free);
+ * - on 3.12+, sys.monitoring callbacks written in C, for a tool id of its own (see
+ *   fp_trace_py_monitor). Events are on only while a recording runs, and every thread's events
+ *   reach the callbacks, which ignore those of threads that are not recording. It costs the
+ *   traced call far less than the profile function, which CPython 3.12+ builds on the same
+ *   events plus a frame object and a bound method per call.
+ * fp_agent/trace.py starts and stops it and turns the tree into the model; it has a pure-Python
+ * twin of this recorder (sys.setprofile). */
 #include "agent.h"
 
 #include <stdio.h>
@@ -35,7 +43,7 @@ enum {
     FP_PT_C_EXCEPTION = 5,
     FP_PT_C_RETURN = 6
 };
-enum { FP_METH_VARARGS = 0x1, FP_METH_NOARGS = 0x4, FP_METH_O = 0x8 };
+enum { FP_METH_VARARGS = 0x1, FP_METH_NOARGS = 0x4, FP_METH_O = 0x8, FP_METH_FASTCALL = 0x80 };
 
 /* Layouts read in the profile function, checked once against live objects (fp_trace_check):
  * ob_type is the second word of every object; PyCFunctionObject is {head, m_ml, m_self, ...}
@@ -44,6 +52,10 @@ enum { FP_METH_VARARGS = 0x1, FP_METH_NOARGS = 0x4, FP_METH_O = 0x8 };
 #define FP_CFUNC_ML(o) (*(fp_trace_methoddef **)((char *)(o) + 2 * sizeof(void *)))
 #define FP_CFUNC_SELF(o) (*(fp_pyobj **)((char *)(o) + 3 * sizeof(void *)))
 #define FP_FRAME38_CODE(f) (*(fp_pyobj **)((char *)(f) + 4 * sizeof(void *)))
+/* PyMethodDescrObject (list.append before it is bound): {head, d_type, d_name, d_qualname,
+ * d_method, ...} in 3.8-3.13. */
+#define FP_DESCR_TYPE(o) (*(fp_pyobj **)((char *)(o) + 2 * sizeof(void *)))
+#define FP_DESCR_ML(o) (*(fp_trace_methoddef **)((char *)(o) + 5 * sizeof(void *)))
 #define FP_TPFLAGS_TYPE_SUBCLASS (1UL << 31)
 
 static struct {
@@ -51,6 +63,8 @@ static struct {
     int (*PyEval_SetProfileTstate)(void *, fp_trace_func,
                                    fp_pyobj *); /* _PyEval_SetProfile, 3.9+ */
     void *(*PyThreadState_Get)(void);
+    fp_pyobj *(*PyEval_GetFrame)(void); /* borrowed */
+    fp_pyobj *(*PyObject_CallObject)(fp_pyobj *, fp_pyobj *);
     fp_pyobj *(*PyFrame_GetCode)(fp_pyobj *); /* 3.9+, a new reference */
     void (*Py_IncRef)(fp_pyobj *);
     void (*Py_DecRef)(fp_pyobj *);
@@ -75,6 +89,7 @@ static struct {
     void (*PyErr_Clear)(void);
     void (*PyErr_SetString)(fp_pyobj *, const char *);
     fp_pyobj *none, *module_type, *type_type;
+    fp_pyobj *cfunction_type, *cmethod_type, *methoddescr_type; /* cmethod_type: 3.9+ */
     fp_pyobj **runtime_error, **type_error;
 } api;
 
@@ -92,6 +107,8 @@ static int fp_trace_resolve_all(void)
     FP_TRACE_SYM(PyEval_SetProfile, "PyEval_SetProfile", 1);
     FP_TRACE_SYM(PyEval_SetProfileTstate, "_PyEval_SetProfile", 0);
     FP_TRACE_SYM(PyThreadState_Get, "PyThreadState_Get", 1);
+    FP_TRACE_SYM(PyEval_GetFrame, "PyEval_GetFrame", 1);
+    FP_TRACE_SYM(PyObject_CallObject, "PyObject_CallObject", 1);
     FP_TRACE_SYM(PyFrame_GetCode, "PyFrame_GetCode", 0);
     FP_TRACE_SYM(Py_IncRef, "Py_IncRef", 1);
     FP_TRACE_SYM(Py_DecRef, "Py_DecRef", 1);
@@ -118,6 +135,9 @@ static int fp_trace_resolve_all(void)
     FP_TRACE_SYM(none, "_Py_NoneStruct", 1);
     FP_TRACE_SYM(module_type, "PyModule_Type", 1);
     FP_TRACE_SYM(type_type, "PyType_Type", 1);
+    FP_TRACE_SYM(cfunction_type, "PyCFunction_Type", 1);
+    FP_TRACE_SYM(cmethod_type, "PyCMethod_Type", 0);
+    FP_TRACE_SYM(methoddescr_type, "PyMethodDescr_Type", 1);
     FP_TRACE_SYM(runtime_error, "PyExc_RuntimeError", 1);
     FP_TRACE_SYM(type_error, "PyExc_TypeError", 1);
     return 0;
@@ -162,7 +182,9 @@ typedef struct fp_trace_entry {
 
 typedef struct fp_trace_rec {
     int refs;      /* the capsule and the installed hook; both change under the GIL */
-    int installed; /* the profile function is set on `tstate` */
+    int installed; /* the profile function is set on `tstate`, or (monitored) the recording is
+                    * listed in fp_mon.active */
+    int monitored; /* heard through sys.monitoring, not a profile function */
     int cancelled; /* remove the hook at the next event (set by another thread, under the GIL) */
     int stopped;   /* stop() ran: the tree is final */
     void *tstate;
@@ -444,39 +466,57 @@ static fp_pyobj *fp_trace_owner(fp_pyobj *func)
     return type;
 }
 
-static void fp_trace_remove(fp_trace_rec *r)
+/* ===================================== Events ================================================ */
+
+/* What one event is about: its frame (a profile function is given it) or its code
+ * (sys.monitoring gives that), the other found only when needed. */
+typedef struct fp_trace_ev {
+    fp_pyobj *frame;
+    fp_pyobj *code;
+    int owned; /* code is a new reference */
+} fp_trace_ev;
+
+static fp_pyobj *fp_trace_ev_code(fp_trace_ev *ev)
 {
-    /* Only ever called on the recording's own thread. */
-    if (!r->installed) return;
-    if (api.PyEval_SetProfileTstate) {
-        if (api.PyEval_SetProfileTstate(api.PyThreadState_Get(), NULL, NULL) < 0)
-            api.PyErr_Clear(); /* an audit hook refused; nothing else can be done */
-    } else {
-        api.PyEval_SetProfile(NULL, NULL);
+    if (!ev->code) ev->code = fp_trace_code(ev->frame, &ev->owned);
+    return ev->code;
+}
+
+static void fp_trace_ev_done(fp_trace_ev *ev)
+{
+    if (ev->owned) api.Py_DecRef(ev->code);
+    ev->owned = 0;
+}
+
+/* Whether the event is about frame `want` (the root's, or its wrapper's). Under sys.monitoring
+ * there is no wrapper, and only a frame running the root's code can be the root's: the frame
+ * is looked up (and its object made, when it had none) only for those. */
+static int fp_trace_ev_is(fp_trace_rec *r, fp_trace_ev *ev, fp_pyobj *want)
+{
+    if (!want) return 0;
+    if (!ev->frame) {
+        if (ev->code != r->root_code) return 0;
+        ev->frame = api.PyEval_GetFrame();
     }
-    r->installed = 0;
-    fp_trace_tls = NULL;
-    fp_trace_unref(r);
+    return ev->frame == want;
 }
 
 /* A Python call while the root is not running: the root (or its wrapper) starting or resuming,
  * or code outside the root (skipped). */
-static void fp_trace_outside_call(fp_trace_rec *r, fp_pyobj *frame)
+static void fp_trace_outside_call(fp_trace_rec *r, fp_trace_ev *ev)
 {
-    int root = frame == r->root_frame;
+    int root = fp_trace_ev_is(r, ev, r->root_frame);
     if (!root && !r->root_frame && r->skip == 0 &&
         (r->sp == 0 || r->stack[r->sp - 1].node == FP_TRACE_PASS)) {
         /* The first activation, called from the wrapper: this frame is the root's. */
-        int owned;
-        fp_pyobj *code = fp_trace_code(frame, &owned);
-        root = code == r->root_code;
-        if (owned) api.Py_DecRef(code);
+        root = fp_trace_ev_code(ev) == r->root_code;
         if (root) {
-            r->root_frame = frame;
-            api.Py_IncRef(frame);
+            if (!ev->frame) ev->frame = api.PyEval_GetFrame();
+            r->root_frame = ev->frame;
+            api.Py_IncRef(ev->frame);
         }
     }
-    if ((root || (r->pass_frame && frame == r->pass_frame)) && r->sp < FP_TRACE_STACK) {
+    if ((root || fp_trace_ev_is(r, ev, r->pass_frame)) && r->sp < FP_TRACE_STACK) {
         fp_trace_entry *e = &r->stack[r->sp++];
         e->node = root ? FP_TRACE_ROOT : FP_TRACE_PASS;
         e->last_child = FP_TRACE_NONE;
@@ -492,6 +532,85 @@ static void fp_trace_outside_call(fp_trace_rec *r, fp_pyobj *frame)
     r->skip++;
 }
 
+/* A Python frame starts or resumes. */
+static void fp_trace_on_py_call(fp_trace_rec *r, fp_trace_ev *ev)
+{
+    if (!r->running) {
+        fp_trace_outside_call(r, ev);
+        return;
+    }
+    if (r->skip) {
+        r->skip++;
+        return;
+    }
+    /* The root's own start, reported after the probe set the hook: it is running already. */
+    if (fp_trace_ev_is(r, ev, r->root_frame)) return;
+    fp_pyobj *code = fp_trace_ev_code(ev);
+    if (fp_trace_push(r, FP_TRACE_PY, code, NULL)) {
+        if (!ev->owned) api.Py_IncRef(code);
+        ev->owned = 0; /* the node keeps the reference */
+    }
+}
+
+/* A C function is called. */
+static void fp_trace_on_c_call(fp_trace_rec *r, const void *ml, fp_pyobj *owner)
+{
+    if (r->skip || !r->running) {
+        r->skip++;
+        return;
+    }
+    if (fp_trace_push(r, FP_TRACE_C, ml, owner) && owner) api.Py_IncRef(owner);
+}
+
+/* A Python frame returns, yields or unwinds (py), or a C function returns or raises. */
+static void fp_trace_on_return(fp_trace_rec *r, int py, fp_trace_ev *ev)
+{
+    if (r->skip) {
+        r->skip--;
+        return;
+    }
+    if (r->sp == 0) return; /* a frame entered before the recording, outside the root */
+    uint32_t top = r->stack[r->sp - 1].node;
+    /* At the root's (or its wrapper's) level, only that frame's own return counts: returns of
+     * frames entered before the recording began (the probe's, ours, the root's callers) are
+     * passed over. */
+    if (top == FP_TRACE_ROOT || top == FP_TRACE_PASS) {
+        if (!py || !fp_trace_ev_is(r, ev, top == FP_TRACE_ROOT ? r->root_frame : r->pass_frame))
+            return;
+    }
+    fp_trace_pop(r, fp_trace_ticks());
+}
+
+/* ===================================== The profile function ================================== */
+
+static void fp_trace_clear_profile(void)
+{
+    if (api.PyEval_SetProfileTstate) {
+        if (api.PyEval_SetProfileTstate(api.PyThreadState_Get(), NULL, NULL) < 0)
+            api.PyErr_Clear(); /* an audit hook refused; nothing else can be done */
+    } else {
+        api.PyEval_SetProfile(NULL, NULL);
+    }
+}
+
+static void fp_trace_remove(fp_trace_rec *r)
+{
+    /* Only ever called on the recording's own thread. */
+    if (!r->installed) return;
+    fp_trace_clear_profile();
+    r->installed = 0;
+    fp_trace_tls = NULL;
+    fp_trace_unref(r);
+}
+
+static void fp_trace_mark_stop(fp_trace_rec *r)
+{
+    if (!r->t_stop) {
+        r->t_stop = fp_trace_now();
+        r->tick_stop = fp_trace_ticks();
+    }
+}
+
 static int fp_trace_profile(fp_pyobj *obj, fp_pyobj *frame, int what, fp_pyobj *arg)
 {
     (void)obj;
@@ -499,79 +618,174 @@ static int fp_trace_profile(fp_pyobj *obj, fp_pyobj *frame, int what, fp_pyobj *
     if (!r) {
         /* Cannot happen: the hook and the recording come and go together. Still, never stay. */
         atomic_fetch_add(&fp_trace_strays, 1);
-        if (api.PyEval_SetProfileTstate) {
-            if (api.PyEval_SetProfileTstate(api.PyThreadState_Get(), NULL, NULL) < 0)
-                api.PyErr_Clear();
-        } else {
-            api.PyEval_SetProfile(NULL, NULL);
-        }
+        fp_trace_clear_profile();
         return 0;
     }
     if (r->cancelled) {
         if (!r->stopped) {
             r->cut |= FP_TRACE_CUT_CANCEL;
-            r->t_stop = fp_trace_now();
-            r->tick_stop = fp_trace_ticks();
+            fp_trace_mark_stop(r);
         }
         fp_trace_remove(r);
         return 0;
     }
+    fp_trace_ev ev = {frame, NULL, 0};
     switch (what) {
-    case FP_PT_CALL: {
-        if (!r->running) {
-            fp_trace_outside_call(r, frame);
-            return 0;
-        }
-        if (r->skip) {
-            r->skip++;
-            return 0;
-        }
-        /* The root's own start, reported after the probe set the hook: it is running already. */
-        if (frame == r->root_frame) return 0;
-        int owned;
-        fp_pyobj *code = fp_trace_code(frame, &owned);
-        if (fp_trace_push(r, FP_TRACE_PY, code, NULL)) {
-            if (!owned) api.Py_IncRef(code);
-            return 0; /* the node keeps the reference */
-        }
-        if (owned) api.Py_DecRef(code);
+    case FP_PT_CALL:
+        fp_trace_on_py_call(r, &ev);
+        fp_trace_ev_done(&ev);
         return 0;
-    }
     case FP_PT_C_CALL:
-        if (r->skip || !r->running) {
-            r->skip++;
-            return 0;
-        }
-        {
-            fp_pyobj *owner = fp_trace_owner(arg);
-            if (fp_trace_push(r, FP_TRACE_C, FP_CFUNC_ML(arg), owner) && owner)
-                api.Py_IncRef(owner);
-        }
+        fp_trace_on_c_call(r, FP_CFUNC_ML(arg), fp_trace_owner(arg));
         return 0;
     case FP_PT_RETURN:
     case FP_PT_C_RETURN:
     case FP_PT_C_EXCEPTION:
-        if (r->skip) {
-            r->skip--;
-            return 0;
-        }
-        if (r->sp == 0) return 0; /* a frame entered before the recording, outside the root */
-        {
-            uint32_t top = r->stack[r->sp - 1].node;
-            /* At the root's (or its wrapper's) level, only that frame's own return counts:
-             * returns of frames entered before the recording began (the probe's, ours, the
-             * root's callers) are passed over. */
-            if (top == FP_TRACE_ROOT || top == FP_TRACE_PASS) {
-                if (what != FP_PT_RETURN) return 0;
-                if (top == FP_TRACE_ROOT && frame != r->root_frame) return 0;
-                if (top == FP_TRACE_PASS && frame != r->pass_frame) return 0;
-            }
-        }
-        fp_trace_pop(r, fp_trace_ticks());
+        fp_trace_on_return(r, what == FP_PT_RETURN, &ev);
         return 0;
     default:
         return 0;
     }
+}
+
+/* ===================================== sys.monitoring (3.12+) ================================ */
+
+/* Set by fp_trace_py_monitor while trace.py holds a tool id with our callbacks registered. */
+static struct {
+    int on;
+    long tool, mask;
+    fp_pyobj *set_events;  /* sys.monitoring.set_events, strong */
+    fp_trace_rec **active; /* the recordings running now, one per thread, in no order */
+    uint32_t nactive, cap;
+} fp_mon;
+
+/* The recording of this thread, from a callback. Every thread's events arrive while any thread
+ * records; a list (of one, mostly) searched by thread state is cheaper than C thread-local
+ * storage in a library loaded with dlopen, and cancel() can take a recording out of it from
+ * another thread. */
+static inline fp_trace_rec *fp_mon_current(void)
+{
+    if (fp_mon.nactive == 0) return NULL;
+    void *ts = api.PyThreadState_Get();
+    for (uint32_t i = 0; i < fp_mon.nactive; i++)
+        if (fp_mon.active[i]->tstate == ts) return fp_mon.active[i];
+    return NULL;
+}
+
+/* sys.monitoring.set_events(tool, events); -1 with the exception set when it failed. */
+static int fp_mon_set_events(long events)
+{
+    fp_pyobj *args = api.PyTuple_New(2);
+    if (!args) return -1;
+    api.PyTuple_SetItem(args, 0, api.PyLong_FromLongLong(fp_mon.tool));
+    api.PyTuple_SetItem(args, 1, api.PyLong_FromLongLong(events));
+    fp_pyobj *res = api.PyErr_Occurred() ? NULL : api.PyObject_CallObject(fp_mon.set_events, args);
+    api.Py_DecRef(args);
+    if (!res) return -1;
+    api.Py_DecRef(res);
+    return 0;
+}
+
+static int fp_mon_add(fp_trace_rec *r)
+{
+    if (fp_mon.nactive == fp_mon.cap) {
+        uint32_t cap = fp_mon.cap ? fp_mon.cap * 2 : 8;
+        fp_trace_rec **a = realloc(fp_mon.active, cap * sizeof *a);
+        if (!a) {
+            api.PyErr_SetString(*api.runtime_error, "out of memory for a trace recording");
+            return -1;
+        }
+        fp_mon.active = a;
+        fp_mon.cap = cap;
+    }
+    fp_mon.active[fp_mon.nactive++] = r;
+    if (fp_mon.nactive == 1 && fp_mon_set_events(fp_mon.mask) != 0) {
+        fp_mon.nactive--;
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes a monitored recording out of the list (from any thread: under the GIL its thread runs
+ * none of our code); the events go off with the last one. */
+static void fp_mon_remove(fp_trace_rec *r)
+{
+    if (!r->installed) return;
+    for (uint32_t i = 0; i < fp_mon.nactive; i++) {
+        if (fp_mon.active[i] != r) continue;
+        fp_mon.active[i] = fp_mon.active[--fp_mon.nactive];
+        break;
+    }
+    r->installed = 0;
+    if (fp_mon.nactive == 0 && fp_mon.on && fp_mon_set_events(0) != 0)
+        api.PyErr_Clear(); /* nothing else can be done; the callbacks ignore every event */
+    fp_trace_unref(r);
+}
+
+/* Whether a callable is a C function the recorder shows (as the profile function sees them:
+ * builtin functions and methods, and method descriptors such as list.append called unbound by
+ * the interpreter), with its PyMethodDef and owner. */
+static inline int fp_mon_c_function(fp_pyobj *callable, const void **ml, fp_pyobj **owner)
+{
+    fp_pyobj *type = FP_OB_TYPE(callable);
+    if (type == api.cfunction_type || type == api.cmethod_type) {
+        *ml = FP_CFUNC_ML(callable);
+        *owner = fp_trace_owner(callable);
+        return 1;
+    }
+    if (type == api.methoddescr_type) {
+        *ml = FP_DESCR_ML(callable);
+        *owner = FP_DESCR_TYPE(callable);
+        return 1;
+    }
+    return 0;
+}
+
+/* PY_START, PY_RESUME, PY_THROW (code, offset, ...). */
+static fp_pyobj *fp_mon_on_start(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
+{
+    (void)self;
+    fp_trace_rec *r = fp_mon_current();
+    if (r && nargs >= 1) {
+        fp_trace_ev ev = {NULL, args[0], 0};
+        fp_trace_on_py_call(r, &ev);
+    }
+    return fp_trace_none();
+}
+
+/* PY_RETURN, PY_YIELD, PY_UNWIND (code, offset, value). */
+static fp_pyobj *fp_mon_on_return(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
+{
+    (void)self;
+    fp_trace_rec *r = fp_mon_current();
+    if (r && nargs >= 1) {
+        fp_trace_ev ev = {NULL, args[0], 0};
+        fp_trace_on_return(r, 1, &ev);
+    }
+    return fp_trace_none();
+}
+
+/* CALL (code, offset, callable, arg0): C functions only; a Python one reports its PY_START. */
+static fp_pyobj *fp_mon_on_call(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
+{
+    (void)self;
+    fp_trace_rec *r = fp_mon_current();
+    const void *ml;
+    fp_pyobj *owner;
+    if (r && nargs >= 3 && fp_mon_c_function(args[2], &ml, &owner))
+        fp_trace_on_c_call(r, ml, owner);
+    return fp_trace_none();
+}
+
+/* C_RETURN, C_RAISE (code, offset, callable, arg0): the same callables as CALL's. */
+static fp_pyobj *fp_mon_on_c_return(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
+{
+    (void)self;
+    fp_trace_rec *r = fp_mon_current();
+    const void *ml;
+    fp_pyobj *owner;
+    if (r && nargs >= 3 && fp_mon_c_function(args[2], &ml, &owner)) fp_trace_on_return(r, 0, NULL);
+    return fp_trace_none();
 }
 
 /* ===================================== Functions for fp_agent ================================ */
@@ -588,8 +802,10 @@ static void fp_trace_capsule_free(fp_pyobj *capsule)
         api.PyErr_Clear();
         return;
     }
-    /* A recording still installed keeps itself alive; it goes at its next event. */
+    /* A recording still installed keeps itself alive; a profile function goes at its next
+     * event, a monitored recording now. */
     r->cancelled = 1;
+    if (r->monitored) fp_mon_remove(r);
     fp_trace_unref(r);
 }
 
@@ -606,7 +822,8 @@ static long long fp_trace_arg_int(fp_pyobj *args, ssize_t i, long long dflt, int
 /* start(root_code, root_frame, pass_frame, max_depth, max_nodes) -> recording, or None when this
  * thread is already recording. root_frame: the root's frame when it is running now (the probe
  * fired in it), else None; pass_frame: the frame of the wrapper that is about to call the root
- * (3.8-3.11), else None. */
+ * (3.8-3.11), else None. It hears the calls through sys.monitoring while monitor() is on, else
+ * through a profile function. */
 static fp_pyobj *fp_trace_py_start(fp_pyobj *self, fp_pyobj *args)
 {
     (void)self;
@@ -615,7 +832,7 @@ static fp_pyobj *fp_trace_py_start(fp_pyobj *self, fp_pyobj *args)
                             "start(root_code, root_frame, pass_frame, max_depth, max_nodes)");
         return NULL;
     }
-    if (fp_trace_tls) return fp_trace_none();
+    if (fp_trace_tls || fp_mon_current()) return fp_trace_none();
     int err = 0;
     fp_pyobj *root = api.PyTuple_GetItem(args, 0);
     fp_pyobj *root_frame = api.PyTuple_GetItem(args, 1);
@@ -665,9 +882,19 @@ static fp_pyobj *fp_trace_py_start(fp_pyobj *self, fp_pyobj *args)
         r->stack[r->sp++] = (fp_trace_entry){
             .node = FP_TRACE_ROOT, .last_child = FP_TRACE_NONE, .t0 = r->tick_start};
     }
-    fp_trace_tls = r;
     r->refs++;
     r->installed = 1;
+    if (fp_mon.on) {
+        r->monitored = 1;
+        if (fp_mon_add(r) != 0) {
+            r->installed = 0;
+            r->refs--;
+            api.Py_DecRef(capsule);
+            return NULL;
+        }
+        return capsule;
+    }
+    fp_trace_tls = r;
     if (api.PyEval_SetProfileTstate) {
         if (api.PyEval_SetProfileTstate(r->tstate, fp_trace_profile, NULL) < 0) {
             /* An audit hook said no: leave the thread as it was and tell the caller. */
@@ -683,9 +910,24 @@ static fp_pyobj *fp_trace_py_start(fp_pyobj *self, fp_pyobj *args)
     return capsule;
 }
 
-/* stop(recording, clear) -> None: ends the recording on its own thread. clear: our hook is
- * still the thread's profile function (sys.getprofile() is None): remove it. When the traced
- * code installed a profiler of its own meanwhile, it is left alone. */
+/* Ends a recording that no event will reach any more: calls still open (the root suspended in
+ * one, an exception on its way, the probe's own frames) end at its stop time. */
+static void fp_trace_finish(fp_trace_rec *r)
+{
+    while (r->sp > 0)
+        fp_trace_pop(r, r->tick_stop);
+    r->stopped = 1;
+    /* Nothing is compared any more (a hook still installed elsewhere only leaves): the frames
+     * go now, not with the recording. */
+    if (r->root_frame) api.Py_DecRef(r->root_frame);
+    if (r->pass_frame) api.Py_DecRef(r->pass_frame);
+    r->root_frame = r->pass_frame = NULL;
+}
+
+/* stop(recording, clear) -> None: ends the recording, on its own thread but for a generator
+ * finished on another one. clear (profile function): our hook is still the thread's profile
+ * function (sys.getprofile() is None): remove it. When the traced code installed a profiler of
+ * its own meanwhile, it is left alone. */
 static fp_pyobj *fp_trace_py_stop(fp_pyobj *self, fp_pyobj *args)
 {
     (void)self;
@@ -699,15 +941,15 @@ static fp_pyobj *fp_trace_py_stop(fp_pyobj *self, fp_pyobj *args)
     long long clear = fp_trace_arg_int(args, 1, 1, &err);
     if (err) return NULL;
     if (r->stopped) return fp_trace_none();
-    if (!r->t_stop) {
-        r->t_stop = fp_trace_now();
-        r->tick_stop = fp_trace_ticks();
-    }
-    if (r->installed && r->tstate != api.PyThreadState_Get()) {
-        /* A generator started on one thread and finished on another: the hook can only be
-         * removed on its own thread, at its next event. The tree misses what ran here. */
+    fp_trace_mark_stop(r);
+    /* A generator started on one thread and finished on another: the tree misses what ran
+     * here. A profile function can only be removed on its own thread, at its next event. */
+    int elsewhere = r->installed && r->tstate != api.PyThreadState_Get();
+    if (elsewhere) r->cut |= FP_TRACE_CUT_CANCEL;
+    if (r->monitored) {
+        fp_mon_remove(r);
+    } else if (elsewhere) {
         r->cancelled = 1;
-        r->cut |= FP_TRACE_CUT_CANCEL;
     } else if (r->installed) {
         if (clear) {
             fp_trace_remove(r);
@@ -717,26 +959,24 @@ static fp_pyobj *fp_trace_py_stop(fp_pyobj *self, fp_pyobj *args)
             fp_trace_unref(r);
         }
     }
-    /* Calls still open (the root suspended in one, an exception on its way, the probe's own
-     * frames) end now. */
-    while (r->sp > 0)
-        fp_trace_pop(r, r->tick_stop);
-    r->stopped = 1;
-    /* Nothing is compared any more (a hook still installed elsewhere only leaves): the frames
-     * go now, not with the recording. */
-    if (r->root_frame) api.Py_DecRef(r->root_frame);
-    if (r->pass_frame) api.Py_DecRef(r->pass_frame);
-    r->root_frame = r->pass_frame = NULL;
+    fp_trace_finish(r);
     return fp_trace_none();
 }
 
-/* cancel(recording): the hook goes at the thread's next event (from any thread). */
+/* cancel(recording): a profile function goes at its thread's next event; a monitored recording
+ * ends now (from any thread). */
 static fp_pyobj *fp_trace_py_cancel(fp_pyobj *self, fp_pyobj *capsule)
 {
     (void)self;
     fp_trace_rec *r = fp_trace_from(capsule);
     if (!r) return NULL;
     r->cancelled = 1;
+    if (r->monitored && !r->stopped) {
+        r->cut |= FP_TRACE_CUT_CANCEL;
+        fp_trace_mark_stop(r);
+        fp_mon_remove(r);
+        fp_trace_finish(r);
+    }
     return fp_trace_none();
 }
 
@@ -843,6 +1083,65 @@ static fp_pyobj *fp_trace_py_check(fp_pyobj *self, fp_pyobj *args)
     return api.PyBool_FromLong(ok);
 }
 
+/* monitor(tool, events, set_events) -> None: from now on recordings hear the calls through
+ * sys.monitoring: trace.py holds `tool`, with ev_start (PY_START, PY_RESUME, PY_THROW),
+ * ev_return (PY_RETURN, PY_YIELD, PY_UNWIND), ev_call (CALL) and ev_c_return (C_RETURN,
+ * C_RAISE) registered for it; `events` (their mask) is set with set_events while any recording
+ * runs. monitor() with no arguments: back to the profile function; recordings still running
+ * end (cut), and the events go off. */
+static fp_pyobj *fp_trace_py_monitor(fp_pyobj *self, fp_pyobj *args)
+{
+    (void)self;
+    ssize_t n = api.PyTuple_Size(args);
+    if (n != 0 && n != 3) {
+        api.PyErr_SetString(*api.type_error, "monitor(tool, events, set_events) or monitor()");
+        return NULL;
+    }
+    while (fp_mon.nactive > 0) {
+        fp_trace_rec *r = fp_mon.active[0];
+        r->cancelled = 1;
+        r->cut |= FP_TRACE_CUT_CANCEL;
+        fp_trace_mark_stop(r);
+        fp_mon_remove(r);
+        fp_trace_finish(r);
+    }
+    if (fp_mon.set_events) api.Py_DecRef(fp_mon.set_events);
+    fp_mon.set_events = NULL;
+    fp_mon.on = 0;
+    if (n == 0) return fp_trace_none();
+    int err = 0;
+    long long tool = fp_trace_arg_int(args, 0, -1, &err);
+    long long mask = fp_trace_arg_int(args, 1, -1, &err);
+    if (err) return NULL;
+    if (tool < 0 || tool > 5 || mask <= 0) {
+        api.PyErr_SetString(*api.type_error, "monitor(): tool is 0-5 and events a mask");
+        return NULL;
+    }
+    fp_mon.tool = (long)tool;
+    fp_mon.mask = (long)mask;
+    fp_mon.set_events = api.PyTuple_GetItem(args, 2);
+    api.Py_IncRef(fp_mon.set_events);
+    fp_mon.on = 1;
+    return fp_trace_none();
+}
+
+/* check_descr(descriptor, type, name) -> bool: PyMethodDescrObject reads right (list.append). */
+static fp_pyobj *fp_trace_py_check_descr(fp_pyobj *self, fp_pyobj *args)
+{
+    (void)self;
+    if (api.PyTuple_Size(args) != 3) {
+        api.PyErr_SetString(*api.type_error, "check_descr(descriptor, type, name)");
+        return NULL;
+    }
+    fp_pyobj *descr = api.PyTuple_GetItem(args, 0), *type = api.PyTuple_GetItem(args, 1);
+    const void *ml = NULL;
+    fp_pyobj *owner = NULL;
+    int ok = FP_OB_TYPE(descr) == api.methoddescr_type && fp_mon_c_function(descr, &ml, &owner) &&
+             owner == type && ml && ((const fp_trace_methoddef *)ml)->ml_name &&
+             strcmp(((const fp_trace_methoddef *)ml)->ml_name, "append") == 0;
+    return api.PyBool_FromLong(ok);
+}
+
 /* strays() -> int: how often the profile function ran on a thread with no recording. */
 static fp_pyobj *fp_trace_py_strays(fp_pyobj *self, fp_pyobj *unused)
 {
@@ -856,7 +1155,15 @@ static fp_pyobj *fp_trace_py_active(fp_pyobj *self, fp_pyobj *unused)
 {
     (void)self;
     (void)unused;
-    return api.PyBool_FromLong(fp_trace_tls != NULL);
+    return api.PyBool_FromLong(fp_trace_tls != NULL || fp_mon_current() != NULL);
+}
+
+/* monitored() -> int: recordings heard through sys.monitoring now, on every thread. */
+static fp_pyobj *fp_trace_py_monitored(fp_pyobj *self, fp_pyobj *unused)
+{
+    (void)self;
+    (void)unused;
+    return fp_trace_int(fp_mon.nactive);
 }
 
 static fp_trace_methoddef fp_trace_methods[] = {
@@ -867,6 +1174,13 @@ static fp_trace_methoddef fp_trace_methods[] = {
     {"check", (fp_trace_cfn)fp_trace_py_check, FP_METH_VARARGS, NULL},
     {"strays", (fp_trace_cfn)fp_trace_py_strays, FP_METH_NOARGS, NULL},
     {"active", (fp_trace_cfn)fp_trace_py_active, FP_METH_NOARGS, NULL},
+    {"monitored", (fp_trace_cfn)fp_trace_py_monitored, FP_METH_NOARGS, NULL},
+    {"monitor", (fp_trace_cfn)fp_trace_py_monitor, FP_METH_VARARGS, NULL},
+    {"check_descr", (fp_trace_cfn)fp_trace_py_check_descr, FP_METH_VARARGS, NULL},
+    {"ev_start", (fp_trace_cfn)(void (*)(void))fp_mon_on_start, FP_METH_FASTCALL, NULL},
+    {"ev_return", (fp_trace_cfn)(void (*)(void))fp_mon_on_return, FP_METH_FASTCALL, NULL},
+    {"ev_call", (fp_trace_cfn)(void (*)(void))fp_mon_on_call, FP_METH_FASTCALL, NULL},
+    {"ev_c_return", (fp_trace_cfn)(void (*)(void))fp_mon_on_c_return, FP_METH_FASTCALL, NULL},
 };
 
 int fp_agent_trace_export(void *package)

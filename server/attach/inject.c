@@ -301,7 +301,7 @@ int fp_attach_inject(const fp_target *t, const char *agent_path, const fp_attach
     if (n < 0)
         return fp_error_set(err, FP_E_PERMISSION, fp_error_ptrace_hint(),
                             "cannot read the memory map of process %d", t->pid);
-    remote_fn fn;
+    remote_fn fn = {0};
     int rc = choose_function(t, maps, n, &fn, err);
     if (rc == 0) {
         fp_attach_debug("process %d: %s at %#llx", t->pid, fn.what, (unsigned long long)fn.addr);

@@ -223,7 +223,7 @@ def check_pristine():
         d = trace.diagnostics()
         if d["native_strays"] or d["python_strays"]:
             problems.append("fp's profile hook ran on a thread it was not recording: %r" % (d,))
-        if d["recording_threads"] or d["python_recordings"] or trace.active():
+        if d["recording_threads"] or d["python_recordings"] or d.get("monitored") or trace.active():
             problems.append("recordings or traces still running: %r %r" % (d, trace.active()))
     return problems
 
