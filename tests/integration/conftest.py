@@ -22,6 +22,12 @@ import pytest
 
 import pythons
 
+# Targets and clients get Ctrl-C (SIGINT) from the tests. A suite started in the background by a
+# non-interactive shell inherits SIGINT ignored, which exec keeps: give it a handler, which exec
+# resets to the default in every child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGETS = os.path.join(REPO, "tests", "targets")
 FP_BUILD = os.environ.get("FP_BUILD") or os.path.join(REPO, "build")
@@ -59,6 +65,7 @@ PTRACE_FIX = """ptrace is not permitted here, so fp cannot attach. Fix one of:
 
 _PTRACE_PROBE = r"""
 import ctypes, os, sys
+
 libc = ctypes.CDLL(None, use_errno=True)
 libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
 libc.ptrace.restype = ctypes.c_long
