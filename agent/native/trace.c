@@ -722,23 +722,32 @@ static void fp_mon_remove(fp_trace_rec *r)
     fp_trace_unref(r);
 }
 
-/* Whether a callable is a C function the recorder shows (as the profile function sees them:
- * builtin functions and methods, and method descriptors such as list.append called unbound by
- * the interpreter), with its PyMethodDef and owner. */
-static inline int fp_mon_c_function(fp_pyobj *callable, const void **ml, fp_pyobj **owner)
+/* 1: a builtin function or method; 2: a method descriptor called unbound by the interpreter
+ * (list.append); 0: another callable. These are the C functions the recorder shows, as the
+ * profile function sees them. */
+static inline int fp_mon_c_kind(fp_pyobj *callable)
 {
     fp_pyobj *type = FP_OB_TYPE(callable);
-    if (type == api.cfunction_type || type == api.cmethod_type) {
-        *ml = FP_CFUNC_ML(callable);
+    if (type == api.cfunction_type || type == api.cmethod_type) return 1;
+    return type == api.methoddescr_type ? 2 : 0;
+}
+
+/* The PyMethodDef and owner of a callable of kind 1 or 2. */
+static inline const void *fp_mon_c_key(fp_pyobj *callable, int kind, fp_pyobj **owner)
+{
+    if (kind == 1) {
         *owner = fp_trace_owner(callable);
-        return 1;
+        return FP_CFUNC_ML(callable);
     }
-    if (type == api.methoddescr_type) {
-        *ml = FP_DESCR_ML(callable);
-        *owner = FP_DESCR_TYPE(callable);
-        return 1;
-    }
-    return 0;
+    *owner = FP_DESCR_TYPE(callable);
+    return FP_DESCR_ML(callable);
+}
+
+/* What a callback returns: None, without a reference (3.12+, where these run, None is
+ * immortal: its count is never changed). */
+static inline fp_pyobj *fp_mon_none(void)
+{
+    return api.none;
 }
 
 /* PY_START, PY_RESUME, PY_THROW (code, offset, ...). */
@@ -750,7 +759,7 @@ static fp_pyobj *fp_mon_on_start(fp_pyobj *self, fp_pyobj *const *args, ssize_t 
         fp_trace_ev ev = {NULL, args[0], 0};
         fp_trace_on_py_call(r, &ev);
     }
-    return fp_trace_none();
+    return fp_mon_none();
 }
 
 /* PY_RETURN, PY_YIELD, PY_UNWIND (code, offset, value). */
@@ -762,30 +771,32 @@ static fp_pyobj *fp_mon_on_return(fp_pyobj *self, fp_pyobj *const *args, ssize_t
         fp_trace_ev ev = {NULL, args[0], 0};
         fp_trace_on_return(r, 1, &ev);
     }
-    return fp_trace_none();
+    return fp_mon_none();
 }
 
 /* CALL (code, offset, callable, arg0): C functions only; a Python one reports its PY_START. */
 static fp_pyobj *fp_mon_on_call(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
 {
     (void)self;
-    fp_trace_rec *r = fp_mon_current();
-    const void *ml;
-    fp_pyobj *owner;
-    if (r && nargs >= 3 && fp_mon_c_function(args[2], &ml, &owner))
+    int kind;
+    fp_trace_rec *r;
+    /* Most calls are of Python functions: the callable is checked first. */
+    if (nargs >= 3 && (kind = fp_mon_c_kind(args[2])) != 0 && (r = fp_mon_current()) != NULL) {
+        fp_pyobj *owner;
+        const void *ml = fp_mon_c_key(args[2], kind, &owner);
         fp_trace_on_c_call(r, ml, owner);
-    return fp_trace_none();
+    }
+    return fp_mon_none();
 }
 
 /* C_RETURN, C_RAISE (code, offset, callable, arg0): the same callables as CALL's. */
 static fp_pyobj *fp_mon_on_c_return(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
 {
     (void)self;
-    fp_trace_rec *r = fp_mon_current();
-    const void *ml;
-    fp_pyobj *owner;
-    if (r && nargs >= 3 && fp_mon_c_function(args[2], &ml, &owner)) fp_trace_on_return(r, 0, NULL);
-    return fp_trace_none();
+    fp_trace_rec *r;
+    if (nargs >= 3 && fp_mon_c_kind(args[2]) && (r = fp_mon_current()) != NULL)
+        fp_trace_on_return(r, 0, NULL);
+    return fp_mon_none();
 }
 
 /* ===================================== Functions for fp_agent ================================ */
@@ -1134,11 +1145,11 @@ static fp_pyobj *fp_trace_py_check_descr(fp_pyobj *self, fp_pyobj *args)
         return NULL;
     }
     fp_pyobj *descr = api.PyTuple_GetItem(args, 0), *type = api.PyTuple_GetItem(args, 1);
-    const void *ml = NULL;
     fp_pyobj *owner = NULL;
-    int ok = FP_OB_TYPE(descr) == api.methoddescr_type && fp_mon_c_function(descr, &ml, &owner) &&
-             owner == type && ml && ((const fp_trace_methoddef *)ml)->ml_name &&
-             strcmp(((const fp_trace_methoddef *)ml)->ml_name, "append") == 0;
+    const fp_trace_methoddef *ml = NULL;
+    int ok = fp_mon_c_kind(descr) == 2;
+    if (ok) ml = fp_mon_c_key(descr, 2, &owner);
+    ok = ok && owner == type && ml && ml->ml_name && strcmp(ml->ml_name, "append") == 0;
     return api.PyBool_FromLong(ok);
 }
 
