@@ -21,6 +21,9 @@ PyFlightProfiler (pip install flight-profiler, into a venv under /tmp/fp-bench-s
 interpreter, shared with watch_overhead.py; skipped where that fails) is measured on targets
 started from that venv: one target per round (untraced block, then its trace), because its
 client cannot be stopped and started again on one process (see seed_tracer).
+--method alternate measures within each window instead: traced and untraced calls of one
+target in turn, by blocks of 5 (the tracer filters on the call's second argument); see
+bench/README.md.
 Goal: the service workload's CPU-time slowdown <= 5% (the seed documents 5%-20%).
 The figures need a quiet machine: other processes on the same cores move them by several %.
 """
@@ -136,6 +139,39 @@ def one_run(py, workload, rounds, windows, window, start_tracer, fresh_target):
     return out
 
 
+def collect_alternating(t, count, window):
+    """on/off CPU ratios of the next `count` windows (the one in flight dropped)."""
+    out, skipped = [], False
+    while len(out) < count:
+        line = t.readline(timeout=window * 20 + 10)
+        if not line.startswith("window "):
+            continue
+        if not skipped:
+            skipped = True
+            continue
+        fields = dict(kv.split("=") for kv in line.split()[1:])
+        if "on_cpu_us" in fields:
+            out.append(float(fields["on_cpu_us"]) / float(fields["off_cpu_us"]))
+    return out
+
+
+def one_run_alternating(py, workload, windows, window, start_tracer):
+    """In one target, calls alternate by blocks of 5 between a second argument True and False;
+    the tracer traces only the True ones (-f "args[1]"). Per window: median CPU of the traced
+    calls / median CPU of the others, so slow drift of the machine is on both sides. Returns
+    (ratios without a tracer: the method's own spread, ratios with it)."""
+    func = FUNCS[workload]
+    with benchlib.Target(py, "traced_bench", window, 0, workload, "alternate") as t:
+        collect(t, 2, window)  # warm-up
+        null = collect_alternating(t, windows, window)
+        tracer = start_tracer(t.pid, func)
+        try:
+            traced = collect_alternating(t, windows, window)
+        finally:
+            tracer.stop()
+    return null, traced
+
+
 def call_density(py, workload):
     """Calls (Python and C) per microsecond of the workload, counted by cProfile's twin-free
     sibling: sys.setprofile in a child process (reported for context only)."""
@@ -204,8 +240,14 @@ def main():
     ap.add_argument("--no-seed", action="store_true", help="do not measure PyFlightProfiler")
     ap.add_argument("--fp-options", default="", help="more trace options for fp, e.g. '-et 1000' to record every "
                     "call but report none (the recording's own cost)")
+    ap.add_argument("--method", choices=("blocks", "alternate"), default="blocks",
+                    help="blocks: untraced and traced blocks of windows in turn (default); alternate: "
+                    "traced and untraced calls in turn by blocks of 5 calls, in every window (-f on "
+                    "the call's second argument), steadier where the machine drifts")
     args = ap.parse_args()
     fp, interpreters = benchlib.setup(args)
+    if args.method == "alternate":
+        return main_alternate(args, fp, interpreters)
     workloads = [w for w in args.workloads.split(",") if w]
     for w in workloads:
         if w not in FUNCS:
@@ -248,6 +290,44 @@ def main():
                    rows)
     print()
     print("slowdown = median(traced) / median(untraced) - 1 per call; CPU = the traced thread's CPU time")
+    for v in verdicts:
+        print(v)
+
+
+def main_alternate(args, fp, interpreters):
+    windows = args.windows * args.rounds
+    print("trace overhead, alternating calls: traced (-f \"args[1]\") and untraced calls of one process in "
+          "turn, by blocks of 5; %d windows of %.1fs per interpreter and workload" % (windows, args.window))
+    rows, verdicts = [], []
+    for py in interpreters:
+        seed = None if args.no_seed else seed_python(py)
+        for workload in [w for w in args.workloads.split(",") if w]:
+            tools = [("fp", py, lambda pid, func: fp_tracer(fp, pid, func, '-f "args[1]" ' + args.fp_options))]
+            if seed is not None and seed[0] is not None:
+                tool = seed[1]
+                tools.append(("PyFlightProfiler", seed[0],
+                              lambda pid, func: Tracer([tool, str(pid), "--no-color", "--cmd",
+                                                        'trace traced_bench %s -n 1000000 -f "args[1]"' % func],
+                                                       b"cost=", signal.SIGKILL)))
+            for name, tpy, start_tracer in tools:
+                label = "%s %s %s" % (py.id, workload, name)
+                try:
+                    null, traced = one_run_alternating(tpy, workload, windows, args.window, start_tracer)
+                except benchlib.BenchError as e:
+                    rows.append([label, "error: %s" % e, "", ""])
+                    continue
+                med = benchlib.median(traced)
+                rows.append([label, "%+.1f%%" % ((med - 1) * 100),
+                             "%+.1f..%+.1f%%" % ((min(traced) - 1) * 100, (max(traced) - 1) * 100),
+                             "%+.1f%%" % ((benchlib.median(null) - 1) * 100)])
+                if name == "fp" and workload == "service":
+                    verdicts.append("%s: fp trace slows the service call by %+.1f%% (CPU), %s the %.0f%% goal"
+                                    % (py.id, (med - 1) * 100, "within" if med - 1 <= GOAL else "OUTSIDE",
+                                       GOAL * 100))
+    benchlib.table(["python workload tracer", "CPU slowdown", "window range", "without tracer"], rows)
+    print()
+    print("slowdown = median over windows of median(traced calls) / median(untraced calls) - 1, thread CPU "
+          "time; 'without tracer': the same ratio before the tracer started (the method's own bias)")
     for v in verdicts:
         print(v)
 

@@ -7,11 +7,14 @@ the loop times each call itself.
 - dense (handle_request): pure Python business logic, a call every ~0.3 us: the worst case
   for any tracer that sees every call.
 
-Usage: traced_bench.py READY [WINDOW_S] [SIZE] [WORKLOAD]
+Usage: traced_bench.py READY [WINDOW_S] [SIZE] [WORKLOAD] [alternate]
 Progress: every WINDOW_S seconds (default 0.5) one line
     "window calls=N med_us=M cpu_us=C" (median wall time and median thread CPU time of the
     calls of that window, microseconds, measured around the call, so whatever a tracer adds
     in the call's entry and exit counts).
+With "alternate", every call gets a second argument, True and False in turn by blocks of
+ALTERNATE_BLOCK calls (a tracer filtering on args[1] traces every other block), and each line
+also has "on_cpu_us=A off_cpu_us=B": the median thread CPU time of the calls of each kind.
 The module is also imported as traced_bench (its directory is sys.path[0]), and the loop calls
 traced_bench.serve or traced_bench.handle_request: that is what the bench traces.
 """
@@ -81,7 +84,7 @@ def summarize(groups):
                "mean": sum(r["score"] for r in rows) / len(rows)}
 
 
-def handle_request(records):
+def handle_request(records, flag=None):
     rows = [normalize(r) for r in records]
     summary = list(summarize(by_domain(rows)))
     body = json.dumps({"rows": rows, "summary": summary}, sort_keys=True)
@@ -140,7 +143,7 @@ def stats_by_status(since):
     return dict((status, {"orders": n, "sum": money(total), "mean": money(mean)}) for status, n, total, mean in cur)
 
 
-def serve(users):
+def serve(users, flag=None):
     stats = stats_by_status(1000)
     rows = fetch_orders(users)
     views = [order_view(r) for r in rows if r[3] != "returned"]
@@ -162,25 +165,41 @@ def main():
     else:
         arg = traced_bench.make_records(size or 1500)
         call = traced_bench.handle_request
+    alternate = len(sys.argv) > 5 and sys.argv[5] == "alternate"
     for _ in range(20):  # warm-up
         call(arg)
     fptarget.announce(sys.argv[1], workload=workload, size=len(arg))
     clock, cpu = time.perf_counter, time.thread_time
+    n = 0
     while True:
-        walls, cpus = [], []
+        walls, cpus, by_flag = [], [], ([], [])
         end = clock() + window
         while True:
+            flag = alternate and (n // ALTERNATE_BLOCK) % 2 == 0
+            n += 1
             t0, c0 = clock(), cpu()
-            call(arg)
+            if alternate:
+                call(arg, flag)
+            else:
+                call(arg)
             t1, c1 = clock(), cpu()
             walls.append(t1 - t0)
             cpus.append(c1 - c0)
+            by_flag[flag].append(c1 - c0)
             if t1 >= end:
                 break
-        walls.sort()
-        cpus.sort()
-        fptarget.report("window calls=%d med_us=%.1f cpu_us=%.1f"
-                        % (len(walls), walls[len(walls) // 2] * 1e6, cpus[len(cpus) // 2] * 1e6))
+        line = "window calls=%d med_us=%.1f cpu_us=%.1f" % (len(walls), _median(walls) * 1e6, _median(cpus) * 1e6)
+        if alternate and by_flag[0] and by_flag[1]:
+            line += " on_cpu_us=%.1f off_cpu_us=%.1f" % (_median(by_flag[1]) * 1e6, _median(by_flag[0]) * 1e6)
+        fptarget.report(line)
+
+
+ALTERNATE_BLOCK = 5
+
+
+def _median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
 
 
 if __name__ == "__main__":
