@@ -87,6 +87,8 @@ static struct {
     int (*PyObject_SetAttrString)(fp_pyobj *, const char *, fp_pyobj *);
     fp_pyobj *(*PyErr_Occurred)(void);
     void (*PyErr_Clear)(void);
+    void (*PyErr_Fetch)(fp_pyobj **, fp_pyobj **, fp_pyobj **);
+    void (*PyErr_Restore)(fp_pyobj *, fp_pyobj *, fp_pyobj *);
     void (*PyErr_SetString)(fp_pyobj *, const char *);
     fp_pyobj *none, *module_type, *type_type;
     fp_pyobj *cfunction_type, *cmethod_type, *methoddescr_type; /* cmethod_type: 3.9+ */
@@ -131,6 +133,8 @@ static int fp_trace_resolve_all(void)
     FP_TRACE_SYM(PyObject_SetAttrString, "PyObject_SetAttrString", 1);
     FP_TRACE_SYM(PyErr_Occurred, "PyErr_Occurred", 1);
     FP_TRACE_SYM(PyErr_Clear, "PyErr_Clear", 1);
+    FP_TRACE_SYM(PyErr_Fetch, "PyErr_Fetch", 1);
+    FP_TRACE_SYM(PyErr_Restore, "PyErr_Restore", 1);
     FP_TRACE_SYM(PyErr_SetString, "PyErr_SetString", 1);
     FP_TRACE_SYM(none, "_Py_NoneStruct", 1);
     FP_TRACE_SYM(module_type, "PyModule_Type", 1);
@@ -672,18 +676,26 @@ static inline fp_trace_rec *fp_mon_current(void)
     return NULL;
 }
 
-/* sys.monitoring.set_events(tool, events); -1 with the exception set when it failed. */
+/* sys.monitoring.set_events(tool, events); -1 with the exception set when it failed. An
+ * exception already pending (a recording freed while one propagates) is kept as it was. */
 static int fp_mon_set_events(long events)
 {
+    fp_pyobj *type, *value, *tb;
+    api.PyErr_Fetch(&type, &value, &tb);
     fp_pyobj *args = api.PyTuple_New(2);
-    if (!args) return -1;
-    api.PyTuple_SetItem(args, 0, api.PyLong_FromLongLong(fp_mon.tool));
-    api.PyTuple_SetItem(args, 1, api.PyLong_FromLongLong(events));
-    fp_pyobj *res = api.PyErr_Occurred() ? NULL : api.PyObject_CallObject(fp_mon.set_events, args);
-    api.Py_DecRef(args);
-    if (!res) return -1;
-    api.Py_DecRef(res);
-    return 0;
+    fp_pyobj *res = NULL;
+    if (args) {
+        api.PyTuple_SetItem(args, 0, api.PyLong_FromLongLong(fp_mon.tool));
+        api.PyTuple_SetItem(args, 1, api.PyLong_FromLongLong(events));
+        if (!api.PyErr_Occurred()) res = api.PyObject_CallObject(fp_mon.set_events, args);
+        api.Py_DecRef(args);
+    }
+    if (res) api.Py_DecRef(res);
+    if (type) {
+        if (!res) api.PyErr_Clear();
+        api.PyErr_Restore(type, value, tb);
+    }
+    return res ? 0 : -1;
 }
 
 static int fp_mon_add(fp_trace_rec *r)
@@ -717,7 +729,8 @@ static void fp_mon_remove(fp_trace_rec *r)
         break;
     }
     r->installed = 0;
-    if (fp_mon.nactive == 0 && fp_mon.on && fp_mon_set_events(0) != 0)
+    int pending = api.PyErr_Occurred() != NULL;
+    if (fp_mon.nactive == 0 && fp_mon.on && fp_mon_set_events(0) != 0 && !pending)
         api.PyErr_Clear(); /* nothing else can be done; the callbacks ignore every event */
     fp_trace_unref(r);
 }
