@@ -9,6 +9,7 @@ holds `stream` (see stream()), which tells a client which notifications belong t
 one ends it, and how to stop it.
 """
 
+import collections
 import json
 import sys
 
@@ -30,7 +31,9 @@ def _emit_function():
 
 
 # Work a probe hands off the observed thread (trace turning a recording into its event): it runs
-# on the client's worker thread, in the order given. client id -> [callable].
+# on the client's worker thread, in the order given. client id -> deque of callables; a deque
+# stays in place until its client is gone (appends and pops of a deque are atomic under the GIL,
+# so an append racing with the worker is never lost).
 _deferred = {}
 
 
@@ -39,7 +42,9 @@ def defer(client_id, fn):
     when there is no worker to run it (in-process tests, or the client is leaving)."""
     package = sys.modules.get(__name__.rpartition(".")[0])
     wake = None if _emitter else getattr(package, "_native_defer", None)
-    queue = _deferred.setdefault(client_id, [])
+    queue = _deferred.get(client_id)
+    if queue is None:
+        queue = _deferred.setdefault(client_id, collections.deque())
     queue.append(fn)
     try:
         if wake is not None and wake(client_id):
@@ -51,15 +56,16 @@ def defer(client_id, fn):
 
 def run_deferred(client_id, params=None):
     """The agent.deferred notification: runs what was deferred for this client."""
-    queue = _deferred.pop(client_id, None)
+    queue = _deferred.get(client_id)
     while queue:
-        fn = queue.pop(0)
+        try:
+            fn = queue.popleft()
+        except IndexError:  # another thread ran it meanwhile
+            break
         try:
             fn()
         except Exception:
             pass
-        if not queue:
-            queue = _deferred.pop(client_id, None)  # deferred meanwhile, by the fn or others
 
 
 def drop_deferred(client_id):
