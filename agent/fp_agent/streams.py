@@ -24,6 +24,30 @@ class Stream(object):
         self._remove()
         return True
 
+    def install(self, located, kind):
+        """Enter the module's table, put the probe on the located function and register the
+        clean-up for when the client goes; on failure nothing stays."""
+        self.table[self.id] = self
+        try:
+            self.install_id = instrument.install(self.client_id, located, self, kind)
+        except BaseException:
+            self.table.pop(self.id, None)
+            raise
+        self.cleanup_id = registry.add(self.client_id, kind, self._gone, located.label)
+
+    def started(self, id_key, stop_method, located, fields):
+        """The start request's answer: the fields every stream has, then `fields`; the probe is
+        armed once the client has it."""
+        result = {
+            id_key: self.id,
+            "stream": events.stream(id_key, self.id, self.end_method, stop_method),
+            "located": located.to_json(),
+            "note": located.note,
+            "engine": instrument.ENGINE,
+        }
+        result.update(fields)
+        return events.Started(result, self.arm)
+
     def forget(self):
         """Leave the module's table (subclasses add what else must go with it)."""
         self.table.pop(self.id, None)

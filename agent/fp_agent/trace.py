@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from . import events, instrument, locate, registry, streams, watch
+from . import events, instrument, locate, streams, watch
 from .errors import NOT_SUPPORTED, AgentError, exception_text, invalid_param
 from .params import check_names, get_int, get_str
 
@@ -841,21 +841,10 @@ def start(client_id, params):
                                 "kwargs, not %s (use -et MS for the cost)" % ", ".join(late))
 
     trace = _Trace(client_id, located, recorder, interval, depth, min_cost, cond, limit)
-    _traces[trace.id] = trace
-    try:
-        trace.install_id = instrument.install(client_id, located, trace, "trace")
-    except BaseException:
-        _traces.pop(trace.id, None)
-        raise
+    trace.install(located, "trace")
     trace.code = _root_code(located)
     recorder.choose_hook()
-    trace.cleanup_id = registry.add(client_id, "trace", trace._gone, located.label)
-    return events.Started({
-        "trace_id": trace.id,
-        "stream": events.stream("trace_id", trace.id, END, "trace.stop"),
-        "located": located.to_json(),
-        "note": located.note,
-        "engine": instrument.ENGINE,
+    return trace.started("trace_id", "trace.stop", located, {
         "recorder": recorder.name,
         "hook": recorder.hook,
         "interval": 0 if depth is not None else interval,
@@ -863,7 +852,7 @@ def start(client_id, params):
         "min_cost": min_cost,
         "filter": cond_text,
         "limit": limit,
-    }, trace.arm)
+    })
 
 
 def stop(client_id, params):

@@ -21,7 +21,7 @@ import itertools
 import sys
 import time
 
-from . import events, instrument, locate, registry, render, streams
+from . import events, instrument, locate, render, streams
 from .errors import NOT_FOUND, NOT_SUPPORTED, AgentError, exception_text
 from .params import check_names, get_bool, get_int, get_str
 from .watch import call_time, compile_expressions, evaluate, exception_model, expression_globals
@@ -299,24 +299,13 @@ def start(client_id, params):
     located = locate.locate_function(module, class_name, method, nested)
     cond = compile_expressions(cond_text, "filter", expression_globals(located), split=False)[0] if cond_text else None
     recording = _Recording(client_id, located, cond, limit, copy)
-    _recordings[recording.id] = recording
-    try:
-        recording.install_id = instrument.install(client_id, located, recording, "tt")
-    except BaseException:
-        _recordings.pop(recording.id, None)
-        raise
-    recording.cleanup_id = registry.add(client_id, "tt", recording._gone, located.label)
-    return events.Started({
-        "tt_id": recording.id,
-        "stream": events.stream("tt_id", recording.id, END, "tt.stop"),
-        "located": located.to_json(),
-        "note": located.note,
-        "engine": instrument.ENGINE,
+    recording.install(located, "tt")
+    return recording.started("tt_id", "tt.stop", located, {
         "filter": cond_text,
         "limit": limit,
         "copy": copy,
         "next_index": _next_index[0],
-    }, recording.arm)
+    })
 
 
 def stop(client_id, params):

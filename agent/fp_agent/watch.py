@@ -12,7 +12,7 @@ import _thread
 import itertools
 import time
 
-from . import events, instrument, locate, registry, render, streams
+from . import events, instrument, locate, render, streams
 from .errors import exception_text, expression_failed
 from .params import check_names, get_bool, get_int, get_str
 
@@ -336,19 +336,8 @@ def start(client_id, params):
     cond = compile_expressions(cond_text, "filter", namespace, split=False)[0] if cond_text else None
 
     watch = _Watch(client_id, located, exprs, cond, only_exceptions, depth, verbose, raw, limit)
-    _watches[watch.id] = watch
-    try:
-        watch.install_id = instrument.install(client_id, located, watch, "watch")
-    except BaseException:
-        _watches.pop(watch.id, None)
-        raise
-    watch.cleanup_id = registry.add(client_id, "watch", watch._gone, located.label)
-    return events.Started({
-        "watch_id": watch.id,
-        "stream": events.stream("watch_id", watch.id, END, "watch.stop"),
-        "located": located.to_json(),
-        "note": located.note,
-        "engine": instrument.ENGINE,
+    watch.install(located, "watch")
+    return watch.started("watch_id", "watch.stop", located, {
         "callbacks": instrument.callbacks_in_use(),
         "exprs": [e.text for e in exprs],
         "filter": cond_text,
@@ -358,7 +347,7 @@ def start(client_id, params):
         "depth": depth,
         "raw": raw,
         "verbose": verbose,
-    }, watch.arm)
+    })
 
 
 def stop(client_id, params):
