@@ -608,15 +608,20 @@ class _SwapSite(_Site):
             _busy.discard(ident)
 
     def strip(self, exc):
-        # 3.11 re-raises exc with exc.__traceback__: drop the wrapper's own entry, so the
-        # traceback the caller sees is the one it would have seen without fp.
+        # Called in the wrapper's handler before its bare `raise`: drop the wrapper's own entry,
+        # so the traceback the caller sees is the one it would have seen without fp. 3.11
+        # re-raises exc.__traceback__; 3.8-3.10 the traceback kept as the exception being
+        # handled, which only C can change.
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code is self.wrapper:
             exc.__traceback__ = tb.tb_next
+            if _HANDLED_TB:
+                handled = _handled_traceback()
+                if handled is not None:
+                    handled(tb.tb_next)
 
     def fail(self, pairs, exc, cost_ns):
-        if _STRIP_WRAPPER_FRAME:
-            self.strip(exc)
+        self.strip(exc)
         if pairs is None:
             return
         ident = _get_ident()
@@ -647,9 +652,19 @@ def _make_gate(pre, enter):
     return gate
 
 
-# Before 3.11 a bare `raise` re-raises the traceback saved when the handler was entered, which
-# already holds the wrapper's entry: it stays (pointing at the function's `def` line).
-_STRIP_WRAPPER_FRAME = sys.version_info >= (3, 11)
+# Before 3.11 a bare `raise` re-raises the traceback kept as the exception being handled
+# (sys.exc_info()), not the exception's __traceback__: trace.c's handled_traceback() sets it.
+_HANDLED_TB = sys.version_info < (3, 11)
+_handled_tb = []
+
+
+def _handled_traceback():
+    """trace.c's handled_traceback, or None (then the wrapper's entry stays in tracebacks)."""
+    if not _handled_tb:
+        package = sys.modules.get(__name__.rpartition(".")[0])
+        functions = getattr(package, "_native_trace", None)
+        _handled_tb.append(functions.get("handled_traceback") if isinstance(functions, dict) else None)
+    return _handled_tb[0]
 
 _CONFLICT = (
     "on Python < 3.12 fp cannot observe %s and a function nested in it (or the function it is "
@@ -781,19 +796,16 @@ def _build_wrapper(code, site, nested):
     elif is_generator:
         call = "(yield from %s)" % call
     s = repr(_SITE)
-    # A call no probe wants goes straight to the original (on 3.11 inside a try, which costs
-    # nothing there, so that its traceback loses the wrapper's entry as well).
-    if _STRIP_WRAPPER_FRAME:
-        fast = [
-            "if %s is None:" % tok,
-            "    try:",
-            "        return %s" % call,
-            "    except BaseException as %s:" % exc,
-            "        %s.strip(%s)" % (s, exc),
-            "        raise",
-        ]
-    else:
-        fast = ["if %s is None:" % tok, "    return %s" % call]
+    # A call no probe wants goes straight to the original, inside a try (free on 3.11, one
+    # block push and pop before), so that its traceback loses the wrapper's entry as well.
+    fast = [
+        "if %s is None:" % tok,
+        "    try:",
+        "        return %s" % call,
+        "    except BaseException as %s:" % exc,
+        "        %s.strip(%s)" % (s, exc),
+        "        raise",
+    ]
     body = ["%s = %s.gate(%s, %s)" % (tok, s, args_expr, kwargs_expr)] + fast + [
         "%s = %s.clock()" % (t0, s),
         "try:",

@@ -90,6 +90,8 @@ static struct {
     void (*PyErr_Fetch)(fp_pyobj **, fp_pyobj **, fp_pyobj **);
     void (*PyErr_Restore)(fp_pyobj *, fp_pyobj *, fp_pyobj *);
     void (*PyErr_SetString)(fp_pyobj *, const char *);
+    void (*PyErr_GetExcInfo)(fp_pyobj **, fp_pyobj **, fp_pyobj **);
+    void (*PyErr_SetExcInfo)(fp_pyobj *, fp_pyobj *, fp_pyobj *);
     fp_pyobj *none, *module_type, *type_type;
     fp_pyobj *cfunction_type, *cmethod_type, *methoddescr_type; /* cmethod_type: 3.9+ */
     fp_pyobj **runtime_error, **type_error;
@@ -136,6 +138,8 @@ static int fp_trace_resolve_all(void)
     FP_TRACE_SYM(PyErr_Fetch, "PyErr_Fetch", 1);
     FP_TRACE_SYM(PyErr_Restore, "PyErr_Restore", 1);
     FP_TRACE_SYM(PyErr_SetString, "PyErr_SetString", 1);
+    FP_TRACE_SYM(PyErr_GetExcInfo, "PyErr_GetExcInfo", 1);
+    FP_TRACE_SYM(PyErr_SetExcInfo, "PyErr_SetExcInfo", 1);
     FP_TRACE_SYM(none, "_Py_NoneStruct", 1);
     FP_TRACE_SYM(module_type, "PyModule_Type", 1);
     FP_TRACE_SYM(type_type, "PyType_Type", 1);
@@ -1190,6 +1194,27 @@ static fp_pyobj *fp_trace_py_monitored(fp_pyobj *self, fp_pyobj *unused)
     return fp_trace_int(fp_mon.nactive);
 }
 
+/* handled_traceback(tb): the exception being handled (sys.exc_info()) gets traceback tb (None
+ * allowed). A bare `raise` in the handler then re-raises with it: before 3.11 it re-raises the
+ * traceback kept there, not the exception's __traceback__. Used by instrument.py's wrapper to
+ * leave its own entry out of the traceback its caller sees. */
+static fp_pyobj *fp_trace_py_handled_traceback(fp_pyobj *self, fp_pyobj *tb)
+{
+    (void)self;
+    fp_pyobj *type, *value, *old;
+    api.PyErr_GetExcInfo(&type, &value, &old);
+    if (!value) {
+        api.PyErr_SetExcInfo(type, value, old);
+        api.PyErr_SetString(*api.runtime_error, "handled_traceback(): no exception is being handled");
+        return NULL;
+    }
+    if (tb == api.none) tb = NULL;
+    if (tb) api.Py_IncRef(tb);
+    api.PyErr_SetExcInfo(type, value, tb); /* takes the three references */
+    api.Py_DecRef(old);
+    return fp_trace_none();
+}
+
 static fp_trace_methoddef fp_trace_methods[] = {
     {"start", (fp_trace_cfn)fp_trace_py_start, FP_METH_VARARGS, NULL},
     {"stop", (fp_trace_cfn)fp_trace_py_stop, FP_METH_VARARGS, NULL},
@@ -1201,6 +1226,7 @@ static fp_trace_methoddef fp_trace_methods[] = {
     {"monitored", (fp_trace_cfn)fp_trace_py_monitored, FP_METH_NOARGS, NULL},
     {"monitor", (fp_trace_cfn)fp_trace_py_monitor, FP_METH_VARARGS, NULL},
     {"check_descr", (fp_trace_cfn)fp_trace_py_check_descr, FP_METH_VARARGS, NULL},
+    {"handled_traceback", (fp_trace_cfn)fp_trace_py_handled_traceback, FP_METH_O, NULL},
     {"ev_start", (fp_trace_cfn)(void (*)(void))fp_mon_on_start, FP_METH_FASTCALL, NULL},
     {"ev_return", (fp_trace_cfn)(void (*)(void))fp_mon_on_return, FP_METH_FASTCALL, NULL},
     {"ev_call", (fp_trace_cfn)(void (*)(void))fp_mon_on_call, FP_METH_FASTCALL, NULL},

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -586,6 +587,54 @@ static void session_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* Two fp started at once on a process without an agent would both inject it, and the second
+ * would find the process stopped under the first one's ptrace. They take turns: an flock on
+ * /tmp/fp-EUID/attach-PID.lock, held from the first look at the process until the agent
+ * answers (milliseconds; nothing when an agent is already up). The holder unlinks the file
+ * before letting go, so a waiter that locked a file no longer at the path tries again.
+ * Returns the lock's descriptor, -1 when no lock can be had here (fp goes on without one), or
+ * -2 with err when another fp holds it past the deadline. */
+static int session_attach_lock(int pid, double deadline, char *path, size_t size, fp_error *err)
+{
+    char dir[64];
+    if (fp_paths_socket_dir(geteuid(), dir, sizeof dir) != 0) return -1;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return -1;
+    snprintf(path, size, "%s/attach-%d.lock", dir, pid);
+    int pause_ms = 1;
+    for (;;) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) return -1;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            struct stat held, now;
+            if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_ino == now.st_ino &&
+                held.st_dev == now.st_dev)
+                return fd;
+            close(fd); /* the last holder unlinked it: lock the new one */
+            continue;
+        }
+        int e = errno;
+        close(fd);
+        if (e != EWOULDBLOCK && e != EINTR) return -1;
+        if (session_now_ms() + pause_ms >= deadline) {
+            fp_error_set(err, FP_E_AGENT_TIMEOUT,
+                         "another fp is still attaching to it; try again, or raise the attach "
+                         "timeout",
+                         "gave up waiting for another fp attaching to process %d", pid);
+            return -2;
+        }
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = pause_ms * 1000000L};
+        nanosleep(&ts, NULL);
+        if (pause_ms < 8) pause_ms *= 2;
+    }
+}
+
+static void session_attach_unlock(int fd, const char *path)
+{
+    if (fd < 0) return;
+    unlink(path);
+    close(fd);
+}
+
 /* After injection: connect + ping until the agent answers or the deadline passes. */
 static int session_wait_agent(fp_session *s, double deadline, int timeout_ms, fp_error *err)
 {
@@ -632,6 +681,12 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
     int attach_ms =
         opts && opts->attach_timeout_ms > 0 ? opts->attach_timeout_ms : SESSION_ATTACH_DEFAULT_MS;
 
+    double deadline = session_now_ms() + attach_ms;
+    char lock_path[128] = "";
+    int lock = session_attach_lock(pid, deadline, lock_path, sizeof lock_path, err);
+    if (lock == -2) goto fail;
+    SLOG(s, lock >= 0 ? "holding %s" : "no attach lock (%s not usable)", lock_path);
+
     SLOG(s, "checking process %d", pid);
     if (fp_target_check(pid, &s->target, err) != 0) goto fail;
     const fp_target *t = &s->target;
@@ -643,6 +698,7 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
 
     switch (session_try(s, SESSION_PING_MS, err)) {
     case PROBE_OK:
+        session_attach_unlock(lock, lock_path);
         return s;
     case PROBE_FAILED:
         goto fail;
@@ -674,16 +730,17 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
     } else if (fp_session_agent_lib(lib, sizeof lib, err) != 0) {
         goto fail;
     }
-    double deadline = session_now_ms() + attach_ms;
     SLOG(s, "injecting %s into process %d", lib, pid);
     fp_attach_opts ao = {.debug = s->debug, .timeout_ms = attach_ms};
     if (fp_attach_inject(&s->target, lib, &ao, err) != 0) goto fail;
     s->injected = true;
     SLOG(s, "injected; waiting for the agent's socket");
     if (session_wait_agent(s, deadline, attach_ms, err) != 0) goto fail;
+    session_attach_unlock(lock, lock_path);
     return s;
 
 fail:
+    session_attach_unlock(lock, lock_path);
     session_disconnect(s);
     fp_frame_reader_free(&s->reader);
     free(s);

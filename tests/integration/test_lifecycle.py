@@ -106,6 +106,23 @@ def test_second_fp_reuses_agent(spawn, python):
     t.assert_healthy()
 
 
+def test_clients_started_together_inject_once(spawn, python):
+    """Several fp started at the same moment on a process without an agent: they take turns
+    (one injects, the others find its agent), none finds the process stopped under another's
+    ptrace, and the library is mapped once."""
+    t = spawn("sleeper")
+    assert agent_mappings(t.pid) == []
+    procs = [subprocess.Popen([FP, str(t.pid), "--json", "--cmd", "status"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(6)]
+    t.fp_runs += len(procs)
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, (p.returncode, out, err)
+        assert b'"agent_version"' in out, out
+    assert len(exec_mappings(t.pid)) == 1, agent_mappings(t.pid)
+    t.assert_healthy()
+
+
 def test_two_clients_at_once(spawn, python, consoles):
     t = spawn("inspectee")
     base = clients(t)

@@ -150,9 +150,7 @@ def _check_boom(n):
         frames = traceback.extract_tb(e.__traceback__)
         _expect("boom caller frame", frames[0].name, "_check_boom")
         _expect("boom innermost frame", (frames[-1].name, frames[-1].line), ("boom", 'raise ValueError("odd %d" % n)'))
-        # 3.8-3.10 may show fp's wrapper between them (named boom, at its def line).
-        extra = [f for f in frames[1:-1] if not (sys.version_info < (3, 11) and f.name == "boom")]
-        _expect("boom frames in between", extra, [])
+        _expect("boom frames in between", frames[1:-1], [])
     else:
         fptarget.error("boom(%d) did not raise" % n)
 
