@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <dirent.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -635,6 +637,40 @@ static void session_attach_unlock(int fd, const char *path)
     close(fd);
 }
 
+/* A process killed with its agent inside leaves its socket behind (and a killed fp its lock
+ * file). Before injecting, fp removes those of processes that no longer exist, in its own
+ * directory and pid namespace only: a pid of another namespace means nothing here. */
+static void session_sweep_stale(fp_session *s)
+{
+    char dir[64];
+    if (fp_paths_socket_dir(geteuid(), dir, sizeof dir) != 0) return;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    unsigned long long own_ns = fp_paths_pid_ns(0), ns;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int pid = 0, end = 0, lock = 0;
+        if (sscanf(e->d_name, "agent-%llu-%d.sock%n", &ns, &pid, &end) == 2) {
+            if (ns != own_ns) continue;
+        } else if (sscanf(e->d_name, "attach-%d.lock%n", &pid, &end) == 1) {
+            lock = 1;
+        } else {
+            continue;
+        }
+        if (e->d_name[end] != '\0' || pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH) continue;
+        char path[sizeof dir + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        int fd = lock ? open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW) : -1;
+        if (lock && (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0)) {
+            if (fd >= 0) close(fd);
+            continue; /* a client still waits on it (it goes when that one is done) */
+        }
+        if (unlink(path) == 0) SLOG(s, "removed %s, left by process %d (gone)", path, pid);
+        if (fd >= 0) close(fd);
+    }
+    closedir(d);
+}
+
 /* After injection: connect + ping until the agent answers or the deadline passes. */
 static int session_wait_agent(fp_session *s, double deadline, int timeout_ms, fp_error *err)
 {
@@ -730,6 +766,7 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
     } else if (fp_session_agent_lib(lib, sizeof lib, err) != 0) {
         goto fail;
     }
+    session_sweep_stale(s);
     SLOG(s, "injecting %s into process %d", lib, pid);
     fp_attach_opts ao = {.debug = s->debug, .timeout_ms = attach_ms};
     if (fp_attach_inject(&s->target, lib, &ao, err) != 0) goto fail;

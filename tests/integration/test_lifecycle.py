@@ -213,6 +213,24 @@ def test_stale_socket_from_a_dead_process(spawn, python):
     t.assert_healthy()
 
 
+def test_sockets_of_killed_processes_are_swept(spawn, python):
+    """A process killed with its agent inside cannot remove its socket; the next fp that injects
+    an agent (into any process) removes it, the process being gone."""
+    gone = spawn("sleeper")
+    assert gone.json("status")["pid"] == gone.pid
+    sock = agent_socket(gone.pid)
+    assert os.path.exists(sock)
+    os.kill(gone.pid, signal.SIGKILL)
+    gone.proc.wait(timeout=10)
+    gone.checked_after = gone.fp_runs  # nothing to check in a killed process
+    assert os.path.exists(sock), "left behind by the killed agent"
+    other = spawn("sleeper")
+    assert other.json("status")["pid"] == other.pid
+    assert not os.path.exists(sock)
+    assert os.path.exists(agent_socket(other.pid))
+    other.assert_healthy()
+
+
 def test_forking_target(spawn, python):
     """A program that forks children which exit normally (finalizing Python in the child) after
     the agent is in: the children exit 0 and print nothing, the parent's agent keeps its socket
