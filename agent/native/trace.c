@@ -1205,7 +1205,8 @@ static fp_pyobj *fp_trace_py_handled_traceback(fp_pyobj *self, fp_pyobj *tb)
     api.PyErr_GetExcInfo(&type, &value, &old);
     if (!value) {
         api.PyErr_SetExcInfo(type, value, old);
-        api.PyErr_SetString(*api.runtime_error, "handled_traceback(): no exception is being handled");
+        api.PyErr_SetString(*api.runtime_error,
+                            "handled_traceback(): no exception is being handled");
         return NULL;
     }
     if (tb == api.none) tb = NULL;

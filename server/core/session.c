@@ -600,7 +600,10 @@ static int session_attach_lock(int pid, double deadline, char *path, size_t size
 {
     char dir[64];
     if (fp_paths_socket_dir(geteuid(), dir, sizeof dir) != 0) return -1;
+    struct stat st;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) return -1;
+    /* Only in a directory of ours, as the agent's socket: another user's could hold it. */
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) return -1;
     snprintf(path, size, "%s/attach-%d.lock", dir, pid);
     int pause_ms = 1;
     for (;;) {
@@ -619,8 +622,8 @@ static int session_attach_lock(int pid, double deadline, char *path, size_t size
         if (e != EWOULDBLOCK && e != EINTR) return -1;
         if (session_now_ms() + pause_ms >= deadline) {
             fp_error_set(err, FP_E_AGENT_TIMEOUT,
-                         "another fp is still attaching to it; try again, or raise the attach "
-                         "timeout",
+                         "another fp has been attaching to it for seconds (see its output); try "
+                         "again once it is done",
                          "gave up waiting for another fp attaching to process %d", pid);
             return -2;
         }
@@ -644,6 +647,8 @@ static void session_sweep_stale(fp_session *s)
 {
     char dir[64];
     if (fp_paths_socket_dir(geteuid(), dir, sizeof dir) != 0) return;
+    struct stat st;
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) return;
     DIR *d = opendir(dir);
     if (!d) return;
     unsigned long long own_ns = fp_paths_pid_ns(0), ns;
