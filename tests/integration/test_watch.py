@@ -333,7 +333,7 @@ def test_target_keeps_working_while_watched(clean):
     """The target checks every result, exception type and traceback of its own calls; watching
     everything at once must not change any of them."""
     procs = [_background(clean, "watch __main__ %s -n 100000 --expr 'args'" % name, "--json")
-             for name in ("boom", "add", "numbers", "fetch", "decorated")]
+             for name in ("boom", "add", "numbers", "countdown", "afail", "fetch", "decorated")]
     procs.append(_background(clean, "watch __main__ Shop afetch -n 100000", "--json"))
     procs.append(_background(clean, "watch __main__ outer -nm inner -n 100000", "--json"))
     for p in procs:

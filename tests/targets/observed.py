@@ -41,6 +41,18 @@ def numbers(n):
     return total
 
 
+def countdown(n):
+    while n > 0:
+        yield n
+        n -= 1
+    raise KeyError("liftoff")
+
+
+async def afail(x):
+    await asyncio.sleep(0)
+    raise LookupError("no %d" % x)
+
+
 async def fetch(x):
     await asyncio.sleep(0.001)
     return x * 10
@@ -102,7 +114,7 @@ SHOP = Shop()
 CALLBACKS = [SHOP.buy, scale]  # bound method and function registered before any watch
 DATA = {"calls": 0}
 
-_FUNCS = [add, boom, recurse, numbers, fetch, decorated, decorated.__wrapped__, outer, scale,
+_FUNCS = [add, boom, recurse, numbers, countdown, afail, fetch, decorated, decorated.__wrapped__, outer, scale,
           Shop.__dict__["buy"], Shop.__dict__["create"].__func__, Shop.__dict__["tax"].__func__,
           Shop.__dict__["count"].fget, Shop.__dict__["afetch"], Shop.__dict__["stock"]]
 ORIGINAL = [(f, f.__code__) for f in _FUNCS]
@@ -118,7 +130,7 @@ def check_pristine():
             problems.append("%s.__code__ replaced" % f.__qualname__)
     if NESTED not in outer.__code__.co_consts:
         problems.append("outer's nested code replaced")
-    if Shop.__dict__["buy"] is not ORIGINAL[9][0]:
+    if Shop.__dict__["buy"] is not ORIGINAL[11][0]:
         problems.append("Shop.buy replaced")
     if sys.version_info >= (3, 12):
         mon = sys.monitoring
@@ -142,23 +154,49 @@ def _expect(what, got, want):
         fptarget.error("%s: got %r, want %r" % (what, got, want))
 
 
+def _expect_traceback(what, exc, want):
+    """The traceback of exc is exactly want: [(function, source line)], the caller first."""
+    _expect(what + " traceback", [(f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)], want)
+
+
 def _check_boom(n):
     try:
         boom(n)
     except ValueError as e:
         _expect("boom message", str(e), "odd %d" % n)
-        frames = traceback.extract_tb(e.__traceback__)
-        _expect("boom caller frame", frames[0].name, "_check_boom")
-        _expect("boom innermost frame", (frames[-1].name, frames[-1].line), ("boom", 'raise ValueError("odd %d" % n)'))
-        _expect("boom frames in between", frames[1:-1], [])
+        _expect_traceback("boom", e, [("_check_boom", "boom(n)"), ("boom", 'raise ValueError("odd %d" % n)')])
     else:
         fptarget.error("boom(%d) did not raise" % n)
+
+
+def _check_countdown():
+    got = []
+    try:
+        for v in countdown(2):
+            got.append(v)
+    except KeyError as e:
+        _expect("countdown", got, [2, 1])
+        _expect_traceback("countdown", e, [("_check_countdown", "for v in countdown(2):"),
+                                           ("countdown", 'raise KeyError("liftoff")')])
+    else:
+        fptarget.error("countdown did not raise")
+
+
+async def _check_afail(i):
+    try:
+        await afail(i)
+    except LookupError as e:
+        _expect("afail message", str(e), "no %d" % i)
+        _expect_traceback("afail", e, [("_check_afail", "await afail(i)"), ("afail", 'raise LookupError("no %d" % x)')])
+    else:
+        fptarget.error("afail did not raise")
 
 
 def one_round(i):
     _expect("add", add(i, 2, 3, c=4, d=5), i + 14)
     _expect("boom even", boom(2 * i), 2 * i)
     _check_boom(2 * i + 1)
+    _check_countdown()
     _expect("recurse", recurse(4), 10)
     gen = numbers(3)
     got = [next(gen), gen.send(1), gen.send(2)]
@@ -199,6 +237,7 @@ async def async_main():
         try:
             _expect("fetch", await fetch(i), 10 * i)
             _expect("afetch", await SHOP.afetch(i), {"key": i})
+            await _check_afail(i)
         except Exception as e:  # noqa: B902
             fptarget.error("async round %d raised %r" % (i, e))
         await asyncio.sleep(TICK)
