@@ -3,10 +3,10 @@
  * Every failure a user can meet here ends in an fp_error that says what to do. */
 #include "fp_session.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
