@@ -224,9 +224,12 @@ def test_sockets_of_killed_processes_are_swept(spawn, python):
     gone.proc.wait(timeout=10)
     gone.checked_after = gone.fp_runs  # nothing to check in a killed process
     assert os.path.exists(sock), "left behind by the killed agent"
+    lock = os.path.join(os.path.dirname(sock), "attach-%d.lock" % gone.pid)
+    open(lock, "w").close()  # what an fp killed while attaching to it would leave
     other = spawn("sleeper")
     assert other.json("status")["pid"] == other.pid
     assert not os.path.exists(sock)
+    assert not os.path.exists(lock)
     assert os.path.exists(agent_socket(other.pid))
     other.assert_healthy()
 
