@@ -13,6 +13,8 @@ take the cores; the agent is idle meanwhile, so it is the observed thread's own 
 
 Filters: `args[0] == -1` (arguments only: fp checks it when the call starts; the goal figure)
 and `cost > 1e9` (needs the call's outcome: every call is timed and checked when it returns).
+The same `args[0] == -1` is also measured as `trace __main__ handle -f FILTER`: what a trace
+costs the calls it does not record.
 
 PyFlightProfiler 1.0.x is measured the same way in the same run (same target code, same
 interpreter, its own target processes: one per pair, as a second watch on a target it already
@@ -35,7 +37,8 @@ import time
 import benchlib
 
 RATE_LINE = re.compile(r"^rate \d+ ns=([\d.]+) cpu_ns=([\d.]+)$")
-FILTERS = (("args", "args[0] == -1"), ("cost", "cost > 1e9"))
+# (figure, fp command, filter)
+FILTERS = (("args", "watch", "args[0] == -1"), ("cost", "watch", "cost > 1e9"), ("trace", "trace", "args[0] == -1"))
 GOALS = {True: 500.0, False: 1000.0}  # 3.12+ : 3.8-3.11
 
 
@@ -92,8 +95,9 @@ class Watcher(object):
                 self.proc.communicate()
 
 
-def fp_watch(fp, pid, cond):
-    return Watcher([fp, str(pid), "--cmd", "watch __main__ handle -n 1000000 -f '%s'" % cond], re.compile(r"^watching "))
+def fp_watch(fp, pid, command, cond):
+    return Watcher([fp, str(pid), "--cmd", "%s __main__ handle -n 1000000 -f '%s'" % (command, cond)],
+                   re.compile(r"^(watching|tracing) "))
 
 
 def seed_watch(seed_cli, pid, cond):
@@ -162,11 +166,12 @@ def main():
     for py in interpreters:
         row = [py.id]
         fp_figures = {}
-        for name, cond in FILTERS:
+        for name, command, cond in FILTERS:
             try:
                 got = []
                 for _ in range(args.runs):
-                    got += pairs(py, lambda pid: fp_watch(fp, pid, cond), args.rounds, args.windows, args.window,
+                    got += pairs(py, lambda pid: fp_watch(fp, pid, command, cond), args.rounds, args.windows,
+                                 args.window,
                                  warm=lambda pid: benchlib.run_fp(fp, pid, "status"))
                 cpu = benchlib.median([g[1] for g in got])
                 wall = benchlib.median([g[0] for g in got])
@@ -188,7 +193,7 @@ def main():
                 # attached to did not take effect here (no added cost at all).
                 for _ in range(args.runs * args.rounds):
                     try:
-                        got += pairs(venv_py, lambda pid: seed_watch(cli, pid, FILTERS[0][1]), 1,
+                        got += pairs(venv_py, lambda pid: seed_watch(cli, pid, FILTERS[0][2]), 1,
                                      args.windows, args.window)
                     except benchlib.BenchError as e:
                         failed.append(str(e))
@@ -209,8 +214,8 @@ def main():
             if "seed" in fp_figures:
                 text += "; PyFlightProfiler %.0f ns" % fp_figures["seed"]
             verdicts.append(text)
-    benchlib.table(["python", "fp -f args (cpu/wall ns)", "fp -f cost (cpu/wall ns)", "PyFlightProfiler -f args"],
-                   rows)
+    benchlib.table(["python", "fp -f args (cpu/wall ns)", "fp -f cost (cpu/wall ns)", "fp trace -f args",
+                    "PyFlightProfiler -f args"], rows)
     print()
     for v in verdicts:
         print(v)

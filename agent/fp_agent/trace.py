@@ -659,6 +659,10 @@ class _Trace(streams.Stream, instrument.Probe):
         self.armed = True
 
     # -- instrument.Probe, on the target's threads -------------------------------------------
+    def precheck(self, bind):
+        # -f (target, args, kwargs only) rejects calls before enter() runs, from C on 3.12+.
+        return self.cond.precheck(bind) if self.cond is not None else None
+
     def enter(self, target, args, kwargs):
         if self.done or not self.armed or self.reserved >= self.limit:
             return instrument.NO_OBSERVE
