@@ -12,7 +12,7 @@ its callbacks), per recorded call. Printed per interpreter: instructions per cal
 recorded, the extra in %, and how much of the extra is fp's own code. The rest is CPython's:
 the profile function's dispatch (3.8-3.11) or sys.monitoring's (3.12+).
 
-Needs valgrind (callgrind and callgrind_annotate); slow (a minute or so per interpreter).
+Needs valgrind (callgrind and callgrind_annotate); slow (about two minutes per interpreter).
 """
 import os
 import re
