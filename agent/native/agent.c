@@ -108,6 +108,13 @@ static void fp_agent_free(fp_agent *a)
     free(a);
 }
 
+/* Lock held. From here on fp_agent_start() makes a new instance. */
+void fp_agent_retire(fp_agent *a)
+{
+    a->state = FP_AGENT_STOPPING;
+    if (fp_agent_current == a) fp_agent_current = NULL;
+}
+
 /* Python code runs on a Python-sized stack, not on the I/O thread's small one. */
 static void *fp_agent_unloader(void *arg)
 {
@@ -126,8 +133,7 @@ static void *fp_agent_unloader(void *arg)
 static void fp_agent_finish(fp_agent *a)
 {
     pthread_mutex_lock(&fp_agent_lock);
-    a->state = FP_AGENT_STOPPING;
-    if (fp_agent_current == a) fp_agent_current = NULL;
+    fp_agent_retire(a);
     while (a->workers_alive > 0)
         pthread_cond_wait(&a->workers_done, &fp_agent_lock);
     pthread_mutex_unlock(&fp_agent_lock);

@@ -143,6 +143,9 @@ int64_t fp_agent_now_ns(void);
 int fp_agent_spawn(pthread_t *thread, size_t stack, int detached, void *(*fn)(void *), void *arg);
 /* Records why the agent is not running, for fp_agent_last_error(). */
 void fp_agent_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Lock held: the instance is stopping and no longer the current one (fp_agent_start() makes a
+ * new one from now on). */
+void fp_agent_retire(fp_agent *a);
 
 /* ===================================== server.c: socket and I/O thread ======================= */
 
@@ -150,7 +153,7 @@ void fp_agent_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2
 int fp_agent_server_open(fp_agent *a);
 /* The poll loop; returns once a client asked for shutdown (every connection is then closed). */
 void fp_agent_server_run(fp_agent *a);
-/* Stops listening and removes the socket file. */
+/* Stops listening, removes the socket file and retires the instance. */
 void fp_agent_server_close(fp_agent *a);
 
 /* ===================================== clients.c: records, queues, workers =================== */

@@ -125,14 +125,17 @@ int fp_agent_server_open(fp_agent *a)
 
 void fp_agent_server_close(fp_agent *a)
 {
+    /* The path goes and this instance stops being the current one in one step: a client that
+     * finds no socket and calls fp_agent_start() at once gets a new instance (which binds the
+     * same path), never "already running" from this one, whose shutdown may take a while. */
     pthread_mutex_lock(&fp_agent_lock);
     int had = a->listen_fd >= 0;
+    if (had) {
+        unlink(a->sock_path);
+        fp_agent_retire(a);
+    }
     pthread_mutex_unlock(&fp_agent_lock);
-    if (!had) return;
-    /* Unlinked before the fd closes, and both before a new instance may start (the caller
-     * clears fp_agent_current only afterwards): the new one binds the same path. */
-    unlink(a->sock_path);
-    fp_server_close_fds(a);
+    if (had) fp_server_close_fds(a);
 }
 
 /* ===================================== Output ================================================ */

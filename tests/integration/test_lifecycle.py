@@ -7,6 +7,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
@@ -189,6 +190,33 @@ def test_shutdown_and_restart(spawn, python):
     assert agent_mappings(t.pid) == mappings, "restart must not map the library a second time"
     value = t.json("getglobal fptarget MARKER")["value"]
     assert value["repr"] == "'fp-integration-target'"
+    t.assert_healthy()
+
+
+def test_restart_while_the_old_agent_is_still_stopping(spawn, python):
+    """A shutdown removes the socket at once, then gives the other clients up to a second to
+    take the output they have not read. An fp that comes meanwhile finds no socket and starts
+    the agent: it must get a new one, not an "already running" from the one on its way out."""
+    t = spawn("sleeper")
+    t.json("status")
+    sock = agent_socket(t.pid)
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    slow.connect(sock)
+    ping = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    # ~1.3 MB of pings whose answers it never reads: most of them wait in the agent's buffer.
+    slow.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(ping), ping) * 20000)
+    shutdown = []
+    stopper = threading.Thread(target=lambda: shutdown.append(t.cmd("shutdown")))
+    stopper.start()
+    try:
+        wait_until(lambda: not os.path.exists(sock), 10, "the socket %s to be removed by shutdown" % sock)
+        status = t.json("status")
+        assert status["pid"] == t.pid and status["clients"] == 1
+    finally:
+        slow.close()
+        stopper.join(timeout=60)
+    shutdown[0].ok()
+    assert t.json("getglobal fptarget MARKER")["value"]["repr"] == "'fp-integration-target'"
     t.assert_healthy()
 
 
