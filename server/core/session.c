@@ -589,6 +589,17 @@ static void session_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* /tmp/fp-EUID (made when create), if it is a directory of ours: the lock and sweep work only
+ * there, as the agent's socket does (another user's directory could hold or fake anything). */
+static int session_own_dir(char *dir, size_t size, int create)
+{
+    struct stat st;
+    if (fp_paths_socket_dir(geteuid(), dir, size) != 0) return -1;
+    if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) return -1;
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) return -1;
+    return 0;
+}
+
 /* Two fp started at once on a process without an agent would both inject it, and the second
  * would find the process stopped under the first one's ptrace. They take turns: an flock on
  * /tmp/fp-EUID/attach-PID.lock, held from the first look at the process until the agent
@@ -599,11 +610,7 @@ static void session_sleep_ms(int ms)
 static int session_attach_lock(int pid, double deadline, char *path, size_t size, fp_error *err)
 {
     char dir[64];
-    if (fp_paths_socket_dir(geteuid(), dir, sizeof dir) != 0) return -1;
-    struct stat st;
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return -1;
-    /* Only in a directory of ours, as the agent's socket: another user's could hold it. */
-    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) return -1;
+    if (session_own_dir(dir, sizeof dir, 1) != 0) return -1;
     snprintf(path, size, "%s/attach-%d.lock", dir, pid);
     int pause_ms = 1;
     for (;;) {
@@ -646,9 +653,7 @@ static void session_attach_unlock(int fd, const char *path)
 static void session_sweep_stale(fp_session *s)
 {
     char dir[64];
-    if (fp_paths_socket_dir(geteuid(), dir, sizeof dir) != 0) return;
-    struct stat st;
-    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) return;
+    if (session_own_dir(dir, sizeof dir, 0) != 0) return;
     DIR *d = opendir(dir);
     if (!d) return;
     unsigned long long own_ns = fp_paths_pid_ns(0), ns;
