@@ -5,8 +5,9 @@ API (used by watch, tt and trace):
 
     class MyProbe(instrument.Probe):
         needs_args = True                      # False: enter() gets target=args=kwargs=None
-        def enter(self, target, args, kwargs): # on the calling thread, before the body runs
-            return token                       # or instrument.NO_OBSERVE: exit() is not called
+        def enter(self, target, args, kwargs, checked=False):
+            return token                       # on the calling thread, before the body runs;
+                                               # or instrument.NO_OBSERVE: exit() is not called
         def exit(self, token, return_obj, exception, cost_ns):
             ...                                # after it returned (exception None) or raised
         def precheck(self, bind):              # optional, for speed: a callable
@@ -28,6 +29,8 @@ API (used by watch, tt and trace):
   bound target first when `bind` is set, and the keyword-only ones (kwargs may be None); False
   means this probe does not observe the call; an exception means "call enter()" (which can
   report it). A function with several probes is prechecked only if every probe has one.
+  When the precheck of the only probe said yes, enter() gets checked=True: its filter passed
+  for this call and is not evaluated again (a filter runs once per call, whatever it does).
 - Probes run on the target's thread; they must be quick, and must not raise (an exception is
   swallowed, except KeyboardInterrupt/SystemExit, which belong to the target). Code a probe
   runs (user expressions) is never observed itself: no recursion through the probe.
@@ -101,7 +104,7 @@ class Probe(object):
 
     needs_args = True
 
-    def enter(self, target, args, kwargs):
+    def enter(self, target, args, kwargs, checked=False):
         return None
 
     def exit(self, token, return_obj, exception, cost_ns):
@@ -186,12 +189,16 @@ def _remove(site, probe):
 # Calling the probes
 
 
-def _enter_probes(probes, target, args, kwargs):
-    """[(probe, token)] of the probes that observe this call, or None."""
+def _enter_probes(probes, target, args, kwargs, checked=None):
+    """[(probe, token)] of the probes that observe this call, or None. checked: the probe whose
+    precheck accepted this call (enter() is told so), or None."""
     pairs = None
     for probe in probes:
         try:
-            token = probe.enter(target, args, kwargs)
+            if probe is checked:
+                token = probe.enter(target, args, kwargs, True)
+            else:
+                token = probe.enter(target, args, kwargs)
         except Exception:  # a probe's bug must never reach the target's code
             continue
         if token is not NO_OBSERVE:
@@ -222,6 +229,7 @@ class _Site(object):
         self.probes = ()  # replaced, never mutated: callbacks read it without the lock
         self.needs_args = False
         self.pre = None  # the probes' combined precheck, or None
+        self.pre_of = None  # (pre, probe) when pre is the precheck of the only probe
 
     def add(self, probe):
         self._set(self.probes + (probe,))
@@ -237,7 +245,16 @@ class _Site(object):
         self.probes = probes
         self.needs_args = any(getattr(p, "needs_args", True) for p in probes)
         self.pre = _combined_precheck(probes, self.bind)
+        self.pre_of = (self.pre, probes[0]) if self.pre is not None and len(probes) == 1 else None
         self.changed()
+
+    def checked(self, passed):
+        """The probe whose precheck is `passed` (a precheck that accepted the call), or None.
+        Compared by identity: the probes may have changed since the precheck ran."""
+        pre_of = self.pre_of
+        if passed is None or pre_of is None or pre_of[0] is not passed:
+            return None
+        return pre_of[1]
 
     def changed(self):
         """The probes changed (the engines refresh what their fast paths read)."""
@@ -389,8 +406,9 @@ def _native_site(code, spec):
         raise AgentError(BUSY, "fp observes too many functions at once (256); stop some watches first")
 
 
-def _start(code, frame, all_args, kwargs):
-    """An observed call starts (called by monitor.c, or by _on_start): run the probes' enter()."""
+def _start(code, frame, all_args, kwargs, passed=None):
+    """An observed call starts (called by monitor.c, or by _on_start): run the probes' enter().
+    passed: the precheck that accepted the call, if one did."""
     site = _by_code.get(id(code))
     if site is None:
         return
@@ -404,7 +422,7 @@ def _start(code, frame, all_args, kwargs):
         args = all_args[1:]
     if kwargs is None:
         kwargs = {}
-    pairs = _enter_probes(probes, target, args, kwargs)
+    pairs = _enter_probes(probes, target, args, kwargs, site.checked(passed))
     if pairs is not None:
         _live[id(frame)] = (site, pairs, _clock())
 
@@ -437,15 +455,17 @@ def _on_start(code, offset):
     except Exception:
         return
     pre = site.pre
+    passed = None
     if pre is not None:
         try:
             if not pre(all_args, kwargs):
                 return
+            passed = pre
         except KeyboardInterrupt:
             raise
         except Exception:
             pass
-    _start(code, frame, all_args, kwargs)
+    _start(code, frame, all_args, kwargs, passed)
 
 
 def _on_return(code, offset, retval):
@@ -576,8 +596,9 @@ class _SwapSite(_Site):
         )
 
     # Called from the wrapper code (these names are in its bytecode as attribute loads).
-    def enter(self, args, kwargs):
-        """Returns the [(probe, token)] of the probes that observe this call, or None."""
+    def enter(self, args, kwargs, passed=None):
+        """Returns the [(probe, token)] of the probes that observe this call, or None. passed:
+        the precheck that accepted the call (gate), if one did."""
         if _busy and _get_ident() in _busy:
             return None
         probes = self.probes
@@ -595,7 +616,7 @@ class _SwapSite(_Site):
         ident = _get_ident()
         _busy.add(ident)
         try:
-            return _enter_probes(probes, target, args, kwargs)
+            return _enter_probes(probes, target, args, kwargs, self.checked(passed))
         finally:
             _busy.discard(ident)
 
@@ -646,8 +667,8 @@ def _make_gate(pre, enter):
         except KeyboardInterrupt:
             raise
         except Exception:
-            pass
-        return enter(all_args, kwargs)
+            return enter(all_args, kwargs)
+        return enter(all_args, kwargs, pre)
 
     return gate
 

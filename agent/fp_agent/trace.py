@@ -663,11 +663,11 @@ class _Trace(streams.Stream, instrument.Probe):
         # -f (target, args, kwargs only) rejects calls before enter() runs, from C on 3.12+.
         return self.cond.precheck(bind) if self.cond is not None else None
 
-    def enter(self, target, args, kwargs):
+    def enter(self, target, args, kwargs, checked=False):
         if self.done or not self.armed or self.reserved >= self.limit:
             return instrument.NO_OBSERVE
         filter_error = None
-        if self.cond is not None:
+        if self.cond is not None and not checked:
             ok, filter_error = watch.evaluate(self.cond, (target, None, None, args, kwargs, None))
             if filter_error is None and not ok:
                 return instrument.NO_OBSERVE

@@ -226,10 +226,10 @@ class _Watch(streams.Stream, instrument.Probe):
             return None
         return self.cond.precheck(bind)
 
-    def enter(self, target, args, kwargs):
+    def enter(self, target, args, kwargs, checked=False):
         if self.done or not self.armed:
             return instrument.NO_OBSERVE
-        if self.cond_at_entry:
+        if self.cond_at_entry and not checked:
             ok, error = evaluate(self.cond, (target, None, None, args, kwargs, None))
             if error is None and not ok:
                 return instrument.NO_OBSERVE

@@ -99,7 +99,8 @@ static int fp_mon_resolve(void)
 /* Set by configure() (strong references), cleared by configure() with no arguments:
  * busy    set of thread idents whose calls are not observed
  * live    {id(frame): ...} observed calls in flight (read for its size only)
- * start   start(code, frame, all_args, kwargs): the Python side of an observed call's start
+ * start   start(code, frame, all_args, kwargs, passed): the Python side of an observed call's
+ *         start (passed: the precheck, when it accepted the call, else None)
  * ret     ret(code, offset, retval), unwind(code, offset, exc): its end */
 static fp_pyobj *fp_mon_busy, *fp_mon_live, *fp_mon_start, *fp_mon_ret, *fp_mon_unwind;
 
@@ -265,6 +266,7 @@ static fp_pyobj *fp_mon_on_start(fp_pyobj *self, fp_pyobj *const *args, ssize_t 
     fp_pyobj *all = NULL, *kwargs = NULL;
     if (!frame || fp_mon_read_args(frame, spec, &all, &kwargs) != 0) return fp_mon_none();
     fp_pyobj *pre = api.PyTuple_GetItem(spec, 4);
+    fp_pyobj *passed = api.none; /* the precheck, when it said yes: its filter is not run again */
     int observe = 1;
     if (pre && pre != api.none) {
         fp_pyobj *r = api.PyObject_CallFunctionObjArgs(pre, all, kwargs, NULL);
@@ -276,6 +278,7 @@ static fp_pyobj *fp_mon_on_start(fp_pyobj *self, fp_pyobj *const *args, ssize_t 
         }
         /* A filter that raises lets the call through: the probe reports why. */
         observe = r ? api.PyObject_IsTrue(r) : 1;
+        if (r && observe == 1) passed = pre;
         if (observe < 0) observe = 1;
         if (r) api.Py_DecRef(r);
         api.PyErr_Clear();
@@ -285,7 +288,8 @@ static fp_pyobj *fp_mon_on_start(fp_pyobj *self, fp_pyobj *const *args, ssize_t 
         api.Py_DecRef(kwargs);
         return fp_mon_none();
     }
-    fp_pyobj *r = api.PyObject_CallFunctionObjArgs(fp_mon_start, code, frame, all, kwargs, NULL);
+    fp_pyobj *r =
+        api.PyObject_CallFunctionObjArgs(fp_mon_start, code, frame, all, kwargs, passed, NULL);
     api.Py_DecRef(all);
     api.Py_DecRef(kwargs);
     if (r) api.Py_DecRef(r);

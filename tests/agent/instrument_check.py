@@ -391,6 +391,52 @@ def probe_code_is_not_observed():
 
 
 @check
+def precheck_verdict_reaches_enter():
+    """enter() hears checked=True when the only probe's precheck accepted the call (its filter is
+    not evaluated again); with two probes, or a precheck that raised, it does not."""
+
+    class Filtered(Recorder):
+        def __init__(self, fail=False):
+            Recorder.__init__(self)
+            self.prechecks = 0
+            self.checked = []
+            self.fail = fail
+
+        def precheck(self, bind):
+            def pre(all_args, kwargs):
+                self.prechecks += 1
+                if self.fail:
+                    raise ValueError("filter bug")
+                return all_args[0] > 0
+
+            return pre
+
+        def enter(self, target, args, kwargs, checked=False):
+            self.checked.append(checked)
+            return Recorder.enter(self, target, args, kwargs)
+
+    f = cases.plain
+    code = f.__code__
+    p, i1, _ = watch("instrument_cases", None, "plain", probe=Filtered())
+    for a in (1, -1, 2):
+        cases.plain(a)
+    expect(p.prechecks == 3 and p.checked == [True, True], (p.prechecks, p.checked))
+    expect([c["args"][0] for c in p.calls] == [1, 2], p.calls)
+    q, i2, _ = watch("instrument_cases", None, "plain", probe=Filtered(), client=2)
+    cases.plain(3)
+    expect(p.checked[2:] == [False] and q.checked == [False], (p.checked, q.checked))
+    agent.instrument.uninstall(i2)
+    cases.plain(4)
+    expect(p.checked[3:] == [True], p.checked)
+    agent.instrument.uninstall(i1)
+    r, i3, _ = watch("instrument_cases", None, "plain", probe=Filtered(fail=True))
+    cases.plain(5)
+    expect(r.prechecks == 1 and r.checked == [False] and len(r.calls) == 1, (r.prechecks, r.checked))
+    agent.instrument.uninstall(i3)
+    expect(not pristine((f, code)), pristine((f, code)))
+
+
+@check
 def probe_errors_are_swallowed():
     class Broken(Recorder):
         def enter(self, target, args, kwargs):

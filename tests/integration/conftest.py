@@ -8,6 +8,7 @@
 - `Target.fp(...)` runs `fp PID ...` against a target with a bound, and returns an FpRun.
 - A session-wide preflight fails fast with the fix when ptrace is not permitted.
 """
+import ast
 import json
 import os
 import re
@@ -433,6 +434,14 @@ class Target:
         return self.cmd(command, "--json", *opts, **kw).result()
 
     # -- observing the target ----------------------------------------------------------
+    def filter_runs(self, wanted=()):
+        """What the filters written -f 'fptarget.saw(VALUE) and ...' were evaluated for, VALUE
+        being unique per call: (how many times for each of `wanted`, how many values they were
+        evaluated for more than once, how many values in all)."""
+        expr = "[target.count(v) for v in %r], len(target) - len(set(target)), len(target)" % (list(wanted),)
+        r = self.json('getglobal fptarget SAW -e "%s" -r' % expr)
+        return ast.literal_eval(r["value"]["repr"])
+
     def stdout_lines(self):
         with open(self.out_path, errors="replace") as f:
             return f.read().splitlines()

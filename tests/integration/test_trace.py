@@ -172,6 +172,11 @@ def test_filter(clean):
         ("inner_fast", 2)]
     _, events, end, _ = trace(clean, "trace __main__ Service handle -f 'len(args[0]) == 3'", opts=("--timeout", "1"))
     assert events == [] and end["reason"] == "stopped"
+    # A filter runs once per call, also for the calls it lets through (with a side effect: it
+    # records target.handled, which every call makes one more).
+    _, events, _, _ = trace(clean, "trace __main__ Service handle -n 2 -f 'fptarget.saw(target.handled) and True'")
+    _, repeated, evaluated = clean.filter_runs()
+    assert len(events) == 2 and repeated == 0 and evaluated >= 2, (repeated, evaluated)
     # A filter that raises: the call is traced anyway, and the failure said with it.
     _, events, end, _ = trace(clean, "trace __main__ Service handle -n 1 -f 'args[5]'")
     assert len(events) == 1 and "IndexError" in events[0]["filter_error"] and end["filter_errors"] == 1

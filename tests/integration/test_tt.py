@@ -77,6 +77,16 @@ def test_record_list_show_replay_delete(clean):
     assert sorted(all_deleted["deleted"]) == [1001, 1002, 1003, 1004, 1005] and empty["records"] == []
 
 
+def test_filter_runs_once_per_call(clean):
+    (start, notes), (listed, _) = run_json(clean, "tt -t __main__ add -n 2 -f 'fptarget.saw(args[0]) and args[0] % 2 == 0'",
+                                           "tt -l")
+    assert [n["params"]["reason"] for n in notes if n["method"] == "tt/end"] == ["limit"]
+    got = [int(r["summary"]) - 14 for r in listed["records"]]  # add(i, 2, 3, c=4, d=5) == i + 14
+    assert len(got) == 2 and all(v % 2 == 0 for v in got), listed
+    counts, repeated, _ = clean.filter_runs(got)
+    assert counts == [1, 1] and repeated == 0, (counts, repeated)
+
+
 def test_by_reference_and_copy(clean):
     # DATA-like mutation: Shop.items is mutated by the program after each buy (kept to 5)
     (_, notes), (by_ref, _) = run_json(clean, "tt -t __main__ Shop buy -n 1", "tt -i 1000 -x 2")

@@ -203,6 +203,17 @@ def test_options(clean):
                                  "expr_errors": 0}
 
 
+def test_filter_runs_once_per_call(clean):
+    (start, notes), = stream(clean, "watch __main__ add -f 'fptarget.saw(args[0]) and args[0] % 2 == 0' "
+                                    "--expr 'args[0]' -n 3")
+    got = [int(values(e)["args[0]"]) for e in events(notes)]
+    assert start["filter_at"] == "call" and len(got) == 3 and all(v % 2 == 0 for v in got)
+    # The filter has a side effect (it records its argument): it ran once per call, also for the
+    # calls it let through (the engine's precheck and the probe share the verdict).
+    counts, repeated, evaluated = clean.filter_runs(got)
+    assert counts == [1, 1, 1] and repeated == 0 and evaluated >= 3, (counts, repeated)
+
+
 def test_python_twin_of_the_native_callbacks(clean):
     """3.12+: the C callbacks (agent/native/monitor.c) and their pure-Python twin give the same
     events; the twin is forced from a console inside the target."""

@@ -40,6 +40,16 @@ def error(message):
     report("ERROR " + message)
 
 
+# What test filters were evaluated for: -f 'fptarget.saw(args[0]) and ...' records each value, so a
+# test can tell how many times a filter ran for one call (once).
+SAW = []
+
+
+def saw(value):
+    SAW.append(value)
+    return True
+
+
 def arg(index, default):
     """Optional float argument (after the readiness path)."""
     if len(sys.argv) > index:
