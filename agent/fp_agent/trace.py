@@ -880,6 +880,8 @@ def diagnostics():
         "python_recordings": sorted(_py_recordings),
         "monitored": native["monitored"]() if native is not None else 0,
         "trace_tool": trace_tool_id(),
+        # 3.12+: "monitoring_callback" (called through its vectorcall slot), else a builtin's type
+        "callbacks": type(native["ev_call"]).__name__ if native is not None else None,
     }
 
 

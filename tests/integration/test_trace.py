@@ -189,6 +189,15 @@ def test_filter(clean):
     assert run.records()[-1]["error"]["rpc_code"] == -32602, run.describe()
 
 
+def test_callbacks_are_called_directly(clean):
+    """3.12+: sys.monitoring calls the recorder's callbacks through their vectorcall slot (objects
+    of a small type of fp's), without a builtin function's layer of its own around each event."""
+    _, events, _, _ = trace(clean, "trace __main__ outer -n 1")
+    r = clean.json('getglobal fp_agent.trace diagnostics -e "target()[\'callbacks\']"')
+    want = "monitoring_callback" if clean.python.version >= (3, 12) else "builtin_function_or_method"
+    assert len(events) == 1 and r["value"]["repr"] == repr(want), r
+
+
 def test_limit_and_human_output(clean):
     run = clean.cmd("trace __main__ outer -n 3").ok()
     assert run.out.count("cost ") == 3 and "trace ended: 3 invocations shown, the -n limit was reached" in run.out
