@@ -898,14 +898,11 @@ static const struct {
     {"ev_c_return", fp_mon_vc_c_return},
 };
 
-/* The callbacks' type (strong, kept for good: its objects may be registered), NULL when it could
- * not be made (before 3.12 it is not tried). */
-static fp_pyobj *fp_mon_callback_type(void)
+/* A new type for the callbacks (a new reference), NULL when it could not be made (before 3.12 it
+ * is not tried). One per load of the package: its objects hold it, and it goes with them when
+ * the package is unloaded (the cyclic GC collects it), so nothing of it stays in the process. */
+static fp_pyobj *fp_mon_new_callback_type(void)
 {
-    static fp_pyobj *type;
-    static int tried;
-    if (tried) return type;
-    tried = 1;
     if (!api.PyType_FromMetaclass || !api.PyType_FromSpec || !api.PyType_GenericAlloc ||
         !api.PyVectorcall_Call)
         return NULL;
@@ -919,15 +916,14 @@ static fp_pyobj *fp_mon_callback_type(void)
                                      FP_TPFLAGS_HAVE_VECTORCALL | FP_TPFLAGS_IMMUTABLETYPE |
                                          FP_TPFLAGS_DISALLOW_INSTANTIATION,
                                      slots};
-    type = api.PyType_FromSpec(&spec);
+    fp_pyobj *type = api.PyType_FromSpec(&spec);
     if (!type) api.PyErr_Clear();
     return type;
 }
 
-/* The callback `name` as an object of that type, else NULL (no error set). */
-static fp_pyobj *fp_mon_callback(const char *name)
+/* The callback `name` as an object of `type` (NULL: none), else NULL (no error set). */
+static fp_pyobj *fp_mon_callback(fp_pyobj *type, const char *name)
 {
-    fp_pyobj *type = fp_mon_callback_type();
     if (!type) return NULL;
     for (size_t i = 0; i < sizeof fp_mon_callbacks / sizeof fp_mon_callbacks[0]; i++) {
         if (strcmp(fp_mon_callbacks[i].name, name) != 0) continue;
@@ -1374,12 +1370,14 @@ int fp_agent_trace_export(void *package)
         return -1;
     }
     int rc = 0;
+    fp_pyobj *callback_type = fp_mon_new_callback_type();
     for (size_t i = 0; i < sizeof fp_trace_methods / sizeof fp_trace_methods[0]; i++) {
-        fp_pyobj *f = fp_mon_callback(fp_trace_methods[i].ml_name);
+        fp_pyobj *f = fp_mon_callback(callback_type, fp_trace_methods[i].ml_name);
         if (!f) f = api.PyCFunction_NewEx(&fp_trace_methods[i], NULL, NULL);
         if (!f || api.PyDict_SetItemString(dict, fp_trace_methods[i].ml_name, f) < 0) rc = -1;
         if (f) api.Py_DecRef(f);
     }
+    if (callback_type) api.Py_DecRef(callback_type);
     if (rc == 0 && api.PyObject_SetAttrString(package, "_native_trace", dict) < 0) rc = -1;
     api.Py_DecRef(dict);
     if (rc < 0) api.PyErr_Clear();

@@ -196,6 +196,15 @@ def test_callbacks_are_called_directly(clean):
     r = clean.json('getglobal fp_agent.trace diagnostics -e "target()[\'callbacks\']"')
     want = "monitoring_callback" if clean.python.version >= (3, 12) else "builtin_function_or_method"
     assert len(events) == 1 and r["value"]["repr"] == repr(want), r
+    # The type is made with each load of fp's package and goes with it: after two shutdowns and
+    # restarts, one is left (the running agent's) once the old agents have unloaded theirs (a
+    # stopping agent unloads its package after its clients are gone); none before 3.12.
+    for _ in range(2):
+        clean.cmd("shutdown").ok()
+        assert len(trace(clean, "trace __main__ outer -n 1")[1]) == 1
+    want = "1" if clean.python.version >= (3, 12) else "0"
+    count = lambda: clean.json('getglobal __main__ types_named -e "target(\'monitoring_callback\')"')["value"]["repr"]
+    wait_until(lambda: count() == want, 10, lambda: "%s monitoring_callback types, not %s" % (count(), want), poll=0.2)
 
 
 def test_limit_and_human_output(clean):

@@ -18,6 +18,7 @@ check_pristine() lists what is not as it was before fp came (for the tests, thro
 Progress: "tick N" every round.
 """
 import asyncio
+import gc
 import queue
 import sys
 import threading
@@ -226,6 +227,12 @@ def check_pristine():
         if d["recording_threads"] or d["python_recordings"] or d.get("monitored") or trace.active():
             problems.append("recordings or traces still running: %r %r" % (d, trace.active()))
     return problems
+
+
+def types_named(name):
+    """How many classes called `name` the process holds, after a collection."""
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, type) and o.__qualname__ == name)
 
 
 def main():
