@@ -23,6 +23,7 @@
 #include "fp_log.h"
 #include "fp_paths.h"
 #include "fp_rpc.h"
+#include "fp_turns.h"
 
 /* The agent's I/O thread answers ping, status and detach without the GIL, so an answer that
  * takes longer than this means something is wrong, not that the target is busy (the bound is
@@ -589,71 +590,13 @@ static void session_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* /tmp/fp-EUID (made when create), if it is a directory of ours: the lock and sweep work only
- * there, as the agent's socket does (another user's directory could hold or fake anything). */
-static int session_own_dir(char *dir, size_t size, int create)
-{
-    struct stat st;
-    if (fp_paths_socket_dir(geteuid(), dir, size) != 0) return -1;
-    if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) return -1;
-    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) return -1;
-    return 0;
-}
-
-/* Two fp started at once on a process without an agent would both inject it, and the second
- * would find the process stopped under the first one's ptrace. They take turns: an flock on
- * /tmp/fp-EUID/attach-PID.lock, held from the first look at the process until the agent
- * answers (milliseconds; nothing when an agent is already up). The holder unlinks the file
- * before letting go, so a waiter that locked a file no longer at the path tries again.
- * Returns the lock's descriptor, -1 when no lock can be had here (fp goes on without one), or
- * -2 with err when another fp holds it past the deadline. */
-static int session_attach_lock(int pid, double deadline, char *path, size_t size, fp_error *err)
-{
-    char dir[64];
-    if (session_own_dir(dir, sizeof dir, 1) != 0) return -1;
-    snprintf(path, size, "%s/attach-%d.lock", dir, pid);
-    int pause_ms = 1;
-    for (;;) {
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0) return -1;
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            struct stat held, now;
-            if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_ino == now.st_ino &&
-                held.st_dev == now.st_dev)
-                return fd;
-            close(fd); /* the last holder unlinked it: lock the new one */
-            continue;
-        }
-        int e = errno;
-        close(fd);
-        if (e != EWOULDBLOCK && e != EINTR) return -1;
-        if (session_now_ms() + pause_ms >= deadline) {
-            fp_error_set(err, FP_E_AGENT_TIMEOUT,
-                         "another fp has been attaching to it for seconds (see its output); try "
-                         "again once it is done",
-                         "gave up waiting for another fp attaching to process %d", pid);
-            return -2;
-        }
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = pause_ms * 1000000L};
-        nanosleep(&ts, NULL);
-        if (pause_ms < 8) pause_ms *= 2;
-    }
-}
-
-static void session_attach_unlock(int fd, const char *path)
-{
-    if (fd < 0) return;
-    unlink(path);
-    close(fd);
-}
-
 /* A process killed with its agent inside leaves its socket behind (and a killed fp its lock
  * file). Before injecting, fp removes those of processes that no longer exist, in its own
  * directory and pid namespace only: a pid of another namespace means nothing here. */
 static void session_sweep_stale(fp_session *s)
 {
     char dir[64];
-    if (session_own_dir(dir, sizeof dir, 0) != 0) return;
+    if (fp_turn_own_dir(dir, sizeof dir, 0) != 0) return;
     DIR *d = opendir(dir);
     if (!d) return;
     unsigned long long own_ns = fp_paths_pid_ns(0), ns;
@@ -728,10 +671,12 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
         opts && opts->attach_timeout_ms > 0 ? opts->attach_timeout_ms : SESSION_ATTACH_DEFAULT_MS;
 
     double deadline = session_now_ms() + attach_ms;
-    char lock_path[128] = "";
-    int lock = session_attach_lock(pid, deadline, lock_path, sizeof lock_path, err);
-    if (lock == -2) goto fail;
-    SLOG(s, lock >= 0 ? "holding %s" : "no attach lock (%s not usable)", lock_path);
+    /* Other clients of this user wait while this one looks at the process and injects it (see
+     * fp_turns.h); nothing is held once an agent answers. */
+    fp_turn turn;
+    int took = fp_turn_take(pid, attach_ms, &turn, err);
+    if (took < 0) goto fail;
+    SLOG(s, took ? "holding %s" : "no turn taken (%s not usable)", turn.path);
 
     SLOG(s, "checking process %d", pid);
     if (fp_target_check(pid, &s->target, err) != 0) goto fail;
@@ -744,7 +689,7 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
 
     switch (session_try(s, SESSION_PING_MS, err)) {
     case PROBE_OK:
-        session_attach_unlock(lock, lock_path);
+        fp_turn_give(&turn);
         return s;
     case PROBE_FAILED:
         goto fail;
@@ -783,11 +728,11 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
     s->injected = true;
     SLOG(s, "injected; waiting for the agent's socket");
     if (session_wait_agent(s, deadline, attach_ms, err) != 0) goto fail;
-    session_attach_unlock(lock, lock_path);
+    fp_turn_give(&turn);
     return s;
 
 fail:
-    session_attach_unlock(lock, lock_path);
+    fp_turn_give(&turn);
     session_disconnect(s);
     fp_frame_reader_free(&s->reader);
     free(s);

@@ -1,6 +1,8 @@
 /* Stopping the target while it is read, so that a stack is one consistent moment: every
  * thread is interrupted (threads started meanwhile too), read, and let go; how long they were
- * held is the pause the target saw. Threads in uninterruptible sleep are left alone. */
+ * held is the pause the target saw. Threads in uninterruptible sleep are left alone. The stop
+ * is taken in turns with the other clients of this user (fp_turns.h): an attach in progress is
+ * waited for, and an attach that comes meanwhile waits for the threads to be let go. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "fp_ptrace.h"
+#include "fp_turns.h"
 #include "remote_internal.h"
 
 #define STOP_ROUNDS 3 /* rescans of /proc/PID/task for threads started while stopping */
@@ -19,6 +22,7 @@ struct fp_remote_stopped {
     int *skipped; /* threads seen but not stopped on purpose (D, Z) */
     int nskipped, skipped_cap;
     double t0_ms;
+    fp_turn turn;
 };
 
 static double stop_now_ms(void)
@@ -85,6 +89,7 @@ static int stop_round(fp_remote *r, fp_remote_stopped *s, const int *tids, int n
 
 static void stop_free(fp_remote_stopped *s)
 {
+    fp_turn_give(&s->turn);
     free(s->holds);
     free(s->skipped);
     free(s);
@@ -130,6 +135,10 @@ fp_remote_stopped *fp_remote_stop(fp_remote *r, int timeout_ms, fp_error *err)
         fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
         return NULL;
     }
+    fp_error busy;
+    fp_error_clear(&busy);
+    if (fp_turn_take(r->pid, timeout_ms, &s->turn, &busy) < 0)
+        return s; /* another fp held the process all that time: read it running */
     for (int round = 0; round < STOP_ROUNDS; round++) {
         int *tids = NULL;
         int ntids = fp_remote_tasks(r->pid, &tids);

@@ -124,6 +124,37 @@ def test_clients_started_together_inject_once(spawn, python):
     t.assert_healthy()
 
 
+def test_attach_while_stacks_are_read(spawn, python):
+    """Stacks read from outside stop the threads for a moment. Attaches (and restarts) while
+    two other fp read stacks in a loop: they take turns, so no attach finds the threads
+    stopped under a reader's ptrace ("stopped", "permission denied"), and every read pauses
+    the threads it reads."""
+    t = spawn("sleeper")
+    done = threading.Event()
+    reads = []
+
+    def reader():
+        while not done.is_set():
+            run = t.cmd("stack", "--json")
+            reads.append((run.rc, run.describe() if run.rc else run.result()["pause_ms"]))
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for r in readers:
+        r.start()
+    try:
+        wait_until(lambda: len(reads) >= 4, 30, "the readers to start")
+        for _ in range(12):
+            assert t.json("status")["pid"] == t.pid
+            t.cmd("shutdown").ok()
+    finally:
+        done.set()
+        for r in readers:
+            r.join(60)
+    assert all(rc == 0 for rc, _ in reads), [d for rc, d in reads if rc][:2]
+    assert all(pause > 0 for _, pause in reads), reads
+    t.assert_healthy()
+
+
 def test_two_clients_at_once(spawn, python, consoles):
     t = spawn("inspectee")
     base = clients(t)
