@@ -701,6 +701,12 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
         err->code = FP_E_CONNECT;
         goto fail;
     case PROBE_HUNGUP:
+        /* An agent that reads a shutdown removes its socket, then closes it: a connection
+         * still waiting to be accepted is dropped. That agent is gone; start a new one. */
+        if (access(s->socket_path, F_OK) != 0 && errno == ENOENT) {
+            SLOG(s, "the agent shut down as we connected; starting a new one");
+            break;
+        }
         session_hungup_error(s, err);
         goto fail;
     case PROBE_REFUSED:

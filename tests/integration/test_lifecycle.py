@@ -1,5 +1,6 @@
 """The agent's life: injected once and reused, several clients at once, a killed client leaves
 nothing behind, shutdown removes the socket and a later fp restarts the same mapped library."""
+import json
 import os
 import re
 import select
@@ -248,6 +249,86 @@ def test_restart_while_the_old_agent_is_still_stopping(spawn, python):
         slow.close()
         stopper.join(timeout=60)
     shutdown[0].ok()
+    assert t.json("getglobal fptarget MARKER")["value"]["repr"] == "'fp-integration-target'"
+    t.assert_healthy()
+
+
+class HeldThread:
+    """One thread of a process held in a ptrace stop while its other threads run on (a SIGSTOP
+    would stop them all, and fp does not attach to a stopped process)."""
+
+    def __init__(self, tid):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self.libc.ptrace.restype = ctypes.c_long
+        self.tid = tid
+        if self.libc.ptrace(0x4206, tid, None, None) != 0:  # PTRACE_SEIZE
+            pytest.fail("cannot seize thread %d: errno %d" % (tid, ctypes.get_errno()))
+        self.libc.ptrace(0x4207, tid, None, None)  # PTRACE_INTERRUPT
+        os.waitpid(tid, 0x40000000)  # __WALL: the thread is stopped on return
+
+    def release(self):
+        self.libc.ptrace(17, self.tid, None, None)  # PTRACE_DETACH: it runs on
+
+
+def agent_thread(pid, name):
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            if f.read().strip() == name:
+                return int(tid)
+    pytest.fail("process %d has no thread named %s" % (pid, name))
+
+
+def test_attach_as_the_agent_shuts_down(spawn, python):
+    """An fp that connects as the agent reads a shutdown is dropped unanswered: the agent stops
+    accepting, removes its socket, then closes it with the connection still waiting in its
+    backlog. That fp must start a new agent, not fail. The agent's I/O thread is held while
+    the shutdown and the new connection wait on its sockets, so that it finds both in one
+    round: it handles the shutdown first and accepts nobody."""
+    t = spawn("sleeper")
+    t.json("status")
+    sock = agent_socket(t.pid)
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.settimeout(20)
+    raw.connect(sock)
+
+    def request(method, rid):
+        body = b'{"jsonrpc":"2.0","id":%d,"method":"%s"}' % (rid, method.encode())
+        raw.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    request("ping", 1)
+    assert b'"result"' in raw.recv(65536)  # accepted and answered: a client of the agent already
+    held = HeldThread(agent_thread(t.pid, "fp-agent-io"))
+    proc = None
+    try:
+        request("shutdown", 2)
+        t.fp_runs += 1
+        proc = subprocess.Popen([FP, str(t.pid), "--debug", "--json", "--cmd", "status"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        err = b""
+        deadline = time.monotonic() + 30
+        while b"connected; sending ping" not in err:
+            left = deadline - time.monotonic()
+            ready = select.select([proc.stderr], [], [], left)[0] if left > 0 else []
+            chunk = os.read(proc.stderr.fileno(), 65536) if ready else b""
+            if not chunk:
+                pytest.fail("fp did not connect to the agent; its log:\n%s" % err.decode(errors="replace"))
+            err += chunk
+    except BaseException:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        raise
+    finally:
+        held.release()
+        raw.close()
+    out, rest = proc.communicate(timeout=60)
+    log = (err + rest).decode(errors="replace")
+    assert proc.returncode == 0, "fp failed:\n%s" % log[-3000:]
+    assert "the agent shut down as we connected" in log, "the agent answered before its shutdown:\n%s" % log
+    status = json.loads(out)["result"]
+    assert status["pid"] == t.pid and status["clients"] == 1
     assert t.json("getglobal fptarget MARKER")["value"]["repr"] == "'fp-integration-target'"
     t.assert_healthy()
 
