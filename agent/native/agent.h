@@ -185,7 +185,8 @@ void fp_agent_client_stats(fp_agent_client *c, int64_t *gil_wait_ms, int *pendin
 
 /* ===================================== pyapi.c: the Python C API ============================= */
 
-/* Looks up the C API. Returns 0 when every function needed is there, -1 otherwise. */
+/* Looks up the C API into fp_py (pyapi.h). Returns 0 when every function the agent needs to run
+ * is there, -1 otherwise; fp_py_usable tells about the optional parts. */
 int fp_agent_py_resolve(void);
 /* Py_IsInitialized(); 0 when the API is not resolved. */
 int fp_agent_py_initialized(void);
@@ -218,9 +219,6 @@ void fp_agent_py_client_gone(int64_t client);
 void fp_agent_py_unload(uint64_t gen);
 /* Whether a fresh start would have to unload the package on behalf of gen (no GIL needed). */
 int fp_agent_py_owned_by(uint64_t gen);
-/* A C-API symbol of the target's Python (functions or data), NULL when absent or before
- * fp_agent_py_resolve() succeeded. No GIL needed. */
-void *fp_agent_py_sym(const char *name);
 
 /* ===================================== trace.c: the trace recorder =========================== */
 

@@ -4,6 +4,7 @@
  * thread, which frames and writes it. It never blocks: a client that is gone or slow loses the
  * event (emit returns False and the package counts it). */
 #include "agent.h"
+#include "pyapi.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,63 +17,6 @@
  * so a client that does not read costs at most about OUT_HIGH + these bytes. */
 #define FP_EVENTS_MAX_QUEUED 4096
 #define FP_EVENTS_MAX_BYTES (16u << 20)
-
-/* ===================================== The C API, by hand ==================================== */
-
-typedef struct fp_pyobj fp_pyobj;
-typedef fp_pyobj *(*fp_events_fastcall)(fp_pyobj *, fp_pyobj *const *, ssize_t);
-
-/* PyMethodDef, the same in every CPython 3; METH_FASTCALL (3.7+) passes a C array of args. */
-typedef struct fp_events_methoddef {
-    const char *ml_name;
-    fp_events_fastcall ml_meth;
-    int ml_flags;
-    const char *ml_doc;
-} fp_events_methoddef;
-
-enum { FP_EVENTS_METH_FASTCALL = 0x80 };
-
-static struct {
-    fp_pyobj *(*PyCFunction_NewEx)(fp_events_methoddef *, fp_pyobj *, fp_pyobj *);
-    long long (*PyLong_AsLongLong)(fp_pyobj *);
-    const char *(*PyUnicode_AsUTF8AndSize)(fp_pyobj *, ssize_t *);
-    fp_pyobj *(*PyBool_FromLong)(long);
-    int (*PyObject_IsTrue)(fp_pyobj *);
-    int (*PyObject_SetAttrString)(fp_pyobj *, const char *, fp_pyobj *);
-    fp_pyobj *(*PyErr_Occurred)(void);
-    void (*PyErr_Clear)(void);
-    void (*PyErr_SetString)(fp_pyobj *, const char *);
-    void (*Py_DecRef)(fp_pyobj *);
-    fp_pyobj **type_error;
-} api;
-
-static int fp_events_resolved; /* 1: usable; -1: this Python lacks a function we need */
-
-static int fp_events_resolve(void)
-{
-    struct {
-        const char *name;
-        void *slot;
-    } syms[] = {
-        {"PyCFunction_NewEx", &api.PyCFunction_NewEx},
-        {"PyLong_AsLongLong", &api.PyLong_AsLongLong},
-        {"PyUnicode_AsUTF8AndSize", &api.PyUnicode_AsUTF8AndSize},
-        {"PyBool_FromLong", &api.PyBool_FromLong},
-        {"PyObject_IsTrue", &api.PyObject_IsTrue},
-        {"PyObject_SetAttrString", &api.PyObject_SetAttrString},
-        {"PyErr_Occurred", &api.PyErr_Occurred},
-        {"PyErr_Clear", &api.PyErr_Clear},
-        {"PyErr_SetString", &api.PyErr_SetString},
-        {"Py_DecRef", &api.Py_DecRef},
-        {"PyExc_TypeError", &api.type_error},
-    };
-    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-        void *p = fp_agent_py_sym(syms[i].name);
-        if (!p) return -1;
-        memcpy(syms[i].slot, &p, sizeof p);
-    }
-    return 0;
-}
 
 /* ===================================== Connected clients ===================================== */
 
@@ -169,56 +113,55 @@ static fp_pyobj *fp_events_emit(fp_pyobj *self, fp_pyobj *const *args, ssize_t n
 {
     (void)self;
     if (nargs != 2 && nargs != 3) {
-        api.PyErr_SetString(*api.type_error,
-                            "emit(client_id, text[, reply]) takes 2 or 3 arguments");
+        fp_py.PyErr_SetString(*fp_py.type_error,
+                              "emit(client_id, text[, reply]) takes 2 or 3 arguments");
         return NULL;
     }
     int reply = 0;
-    if (nargs == 3 && (reply = api.PyObject_IsTrue(args[2])) < 0) return NULL;
-    long long client = api.PyLong_AsLongLong(args[0]);
-    if (client == -1 && api.PyErr_Occurred()) return NULL;
+    if (nargs == 3 && (reply = fp_py.PyObject_IsTrue(args[2])) < 0) return NULL;
+    long long client = fp_py.PyLong_AsLongLong(args[0]);
+    if (client == -1 && fp_py.PyErr_Occurred()) return NULL;
     ssize_t len = 0;
-    const char *text = api.PyUnicode_AsUTF8AndSize(args[1], &len);
+    const char *text = fp_py.PyUnicode_AsUTF8AndSize(args[1], &len);
     if (!text) return NULL;
-    return api.PyBool_FromLong(fp_events_push(client, text, (size_t)len, reply));
+    return fp_py.PyBool_FromLong(fp_events_push(client, text, (size_t)len, reply));
 }
 
 static fp_pyobj *fp_events_defer(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
 {
     (void)self;
     if (nargs != 1) {
-        api.PyErr_SetString(*api.type_error, "defer(client_id) takes 1 argument");
+        fp_py.PyErr_SetString(*fp_py.type_error, "defer(client_id) takes 1 argument");
         return NULL;
     }
-    long long client = api.PyLong_AsLongLong(args[0]);
-    if (client == -1 && api.PyErr_Occurred()) return NULL;
+    long long client = fp_py.PyLong_AsLongLong(args[0]);
+    if (client == -1 && fp_py.PyErr_Occurred()) return NULL;
     pthread_mutex_lock(&fp_agent_lock);
     fp_agent_client *c = fp_events_find(client);
     int queued = c && fp_agent_client_defer(c);
     pthread_mutex_unlock(&fp_agent_lock);
-    return api.PyBool_FromLong(queued);
+    return fp_py.PyBool_FromLong(queued);
 }
 
-static fp_events_methoddef fp_events_methods[] = {
-    {"emit", fp_events_emit, FP_EVENTS_METH_FASTCALL,
+static fp_py_methoddef fp_events_methods[] = {
+    {"emit", (fp_py_cfunc)(void (*)(void))fp_events_emit, FP_METH_FASTCALL,
      "emit(client_id, text, reply=False) -> bool: queue a JSON-RPC notification (or, with "
      "reply, a response) for a client; False when it was dropped (client gone or not reading)."},
-    {"defer", fp_events_defer, FP_EVENTS_METH_FASTCALL,
+    {"defer", (fp_py_cfunc)(void (*)(void))fp_events_defer, FP_METH_FASTCALL,
      "defer(client_id) -> bool: have the client's worker call dispatch with agent.deferred "
      "soon (once for any number of calls before it runs); False when it has no worker."},
 };
 
 int fp_agent_events_export(void *package)
 {
-    if (fp_events_resolved == 0) fp_events_resolved = fp_events_resolve() == 0 ? 1 : -1;
-    if (fp_events_resolved < 0) return -1;
+    if (!fp_py_usable(FP_PYG_EVENTS)) return -1;
     static const char *const attrs[] = {"_native_emit", "_native_defer"};
     int rc = 0;
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
-        fp_pyobj *f = api.PyCFunction_NewEx(&fp_events_methods[i], NULL, NULL);
-        if (!f || api.PyObject_SetAttrString(package, attrs[i], f) != 0) rc = -1;
-        if (f) api.Py_DecRef(f);
+        fp_pyobj *f = fp_py.PyCFunction_NewEx(&fp_events_methods[i], NULL, NULL);
+        if (!f || fp_py.PyObject_SetAttrString(package, attrs[i], f) != 0) rc = -1;
+        if (f) fp_py.Py_DecRef(f);
     }
-    if (rc < 0) api.PyErr_Clear();
+    if (rc < 0) fp_py.PyErr_Clear();
     return rc;
 }

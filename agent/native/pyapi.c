@@ -1,8 +1,9 @@
-/* The target's Python C API, reached at run time: libfpagent links no libpython (the target may
- * be any CPython 3.8-3.13, shared or static), so the few functions it needs are looked up with
- * dlsym. Also loads the agent's Python package from beside the library and calls into it. */
+/* The target's Python C API, reached at run time (pyapi.h): the one table of every function and
+ * object libfpagent uses, and its resolver. Also loads the agent's Python package from beside
+ * the library and calls into it. */
 #include "agent.h"
 #include "fp_paths.h"
+#include "pyapi.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -11,81 +12,107 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ===================================== The C API, by hand ==================================== */
+/* ===================================== The table ============================================= */
 
-typedef struct fp_pyobj fp_pyobj; /* PyObject, opaque to us */
-
-#define FP_PY_FILE_INPUT 257 /* Py_file_input, the same in every CPython 3 */
-
-typedef struct fp_py_api {
-    int (*Py_IsInitialized)(void);
-    int (*IsFinalizing)(void); /* Py_IsFinalizing (3.13) or _Py_IsFinalizing (3.8-3.12) */
-    const char *(*Py_GetVersion)(void);
-    int (*PyGILState_Ensure)(void); /* PyGILState_STATE is an enum */
-    void (*PyGILState_Release)(int);
-    /* PyRun_String is a macro over this one in several versions. */
-    fp_pyobj *(*PyRun_StringFlags)(const char *, int, fp_pyobj *, fp_pyobj *, void *);
-    fp_pyobj *(*PyDict_New)(void);
-    int (*PyDict_SetItemString)(fp_pyobj *, const char *, fp_pyobj *);
-    fp_pyobj *(*PyDict_GetItemString)(fp_pyobj *, const char *);
-    fp_pyobj *(*PyEval_GetBuiltins)(void);
-    fp_pyobj *(*PyUnicode_FromStringAndSize)(const char *, ssize_t);
-    fp_pyobj *(*PyUnicode_DecodeFSDefault)(const char *);
-    const char *(*PyUnicode_AsUTF8AndSize)(fp_pyobj *, ssize_t *);
-    fp_pyobj *(*PyLong_FromLongLong)(long long);
-    fp_pyobj *(*PyObject_CallFunctionObjArgs)(fp_pyobj *, ...);
-    fp_pyobj *(*PyObject_GetAttrString)(fp_pyobj *, const char *);
-    fp_pyobj *(*PyObject_Str)(fp_pyobj *);
-    void (*Py_DecRef)(fp_pyobj *);
-    fp_pyobj *(*PyErr_Occurred)(void);
-    void (*PyErr_Fetch)(fp_pyobj **, fp_pyobj **, fp_pyobj **);
-    void (*PyErr_NormalizeException)(fp_pyobj **, fp_pyobj **, fp_pyobj **);
-    void (*PyErr_Clear)(void);
-    int (*PyThreadState_SetAsyncExc)(unsigned long, fp_pyobj *);
-    fp_pyobj *none;                /* &_Py_NoneStruct */
-    fp_pyobj **keyboard_interrupt; /* &PyExc_KeyboardInterrupt */
-} fp_py_api;
-
-static fp_py_api api;
+fp_py_api fp_py;
 static atomic_int api_resolved;
+/* Groups (FP_PYG_*) with a required symbol missing on this Python. */
+static unsigned fp_py_missing;
 /* The first word of Py_GetVersion() ("3.12.1"), copied once. Py_GetVersion() reformats a static
  * buffer at every call; the text is always the same, so a concurrent call elsewhere is harmless
  * (ThreadSanitizer still reports it), but we call it once, after initialization, not per status. */
 static char fp_py_version[32];
 
+/* Every symbol: its name, its slot in fp_py, the groups that cannot work without it (0: those
+ * that use it check for NULL). */
 typedef struct fp_py_sym {
     const char *name;
     size_t offset;
+    unsigned required;
 } fp_py_sym;
 
-#define FP_PY_SYM(field)                                                                           \
-    {                                                                                              \
-#field, offsetof(fp_py_api, field)                                                         \
-    }
-
 static const fp_py_sym fp_py_syms[] = {
-    FP_PY_SYM(Py_IsInitialized),
-    FP_PY_SYM(Py_GetVersion),
-    FP_PY_SYM(PyGILState_Ensure),
-    FP_PY_SYM(PyGILState_Release),
-    FP_PY_SYM(PyRun_StringFlags),
-    FP_PY_SYM(PyDict_New),
-    FP_PY_SYM(PyDict_SetItemString),
-    FP_PY_SYM(PyDict_GetItemString),
-    FP_PY_SYM(PyEval_GetBuiltins),
-    FP_PY_SYM(PyUnicode_FromStringAndSize),
-    FP_PY_SYM(PyUnicode_DecodeFSDefault),
-    FP_PY_SYM(PyUnicode_AsUTF8AndSize),
-    FP_PY_SYM(PyLong_FromLongLong),
-    FP_PY_SYM(PyObject_CallFunctionObjArgs),
-    FP_PY_SYM(PyObject_GetAttrString),
-    FP_PY_SYM(PyObject_Str),
-    FP_PY_SYM(Py_DecRef),
-    FP_PY_SYM(PyErr_Occurred),
-    FP_PY_SYM(PyErr_Fetch),
-    FP_PY_SYM(PyErr_NormalizeException),
-    FP_PY_SYM(PyErr_Clear),
-    FP_PY_SYM(PyThreadState_SetAsyncExc),
+    {"Py_IsInitialized", offsetof(fp_py_api, Py_IsInitialized), FP_PYG_CORE},
+    {"Py_GetVersion", offsetof(fp_py_api, Py_GetVersion), FP_PYG_CORE},
+    {"PyGILState_Ensure", offsetof(fp_py_api, PyGILState_Ensure), FP_PYG_CORE},
+    {"PyGILState_Release", offsetof(fp_py_api, PyGILState_Release), FP_PYG_CORE},
+    {"PyThreadState_Get", offsetof(fp_py_api, PyThreadState_Get), FP_PYG_TRACE},
+    {"PyThreadState_SetAsyncExc", offsetof(fp_py_api, PyThreadState_SetAsyncExc), FP_PYG_CORE},
+    {"PyThread_get_thread_ident", offsetof(fp_py_api, PyThread_get_thread_ident), FP_PYG_MONITOR},
+    {"PyRun_StringFlags", offsetof(fp_py_api, PyRun_StringFlags), FP_PYG_CORE},
+    {"PyEval_GetBuiltins", offsetof(fp_py_api, PyEval_GetBuiltins), FP_PYG_CORE},
+    {"PyEval_GetFrame", offsetof(fp_py_api, PyEval_GetFrame), FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PyEval_SetProfile", offsetof(fp_py_api, PyEval_SetProfile), FP_PYG_TRACE},
+    {"_PyEval_SetProfile", offsetof(fp_py_api, PyEval_SetProfileTstate), 0},
+    {"PyFrame_GetCode", offsetof(fp_py_api, PyFrame_GetCode), 0},
+    {"PyFrame_GetVar", offsetof(fp_py_api, PyFrame_GetVar), FP_PYG_MONITOR},
+    {"Py_IncRef", offsetof(fp_py_api, Py_IncRef), FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"Py_DecRef", offsetof(fp_py_api, Py_DecRef),
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
+    {"PyObject_CallFunctionObjArgs", offsetof(fp_py_api, PyObject_CallFunctionObjArgs),
+     FP_PYG_CORE | FP_PYG_MONITOR},
+    {"PyObject_CallObject", offsetof(fp_py_api, PyObject_CallObject), FP_PYG_TRACE},
+    {"PyObject_GetAttrString", offsetof(fp_py_api, PyObject_GetAttrString), FP_PYG_CORE},
+    {"PyObject_SetAttrString", offsetof(fp_py_api, PyObject_SetAttrString),
+     FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
+    {"PyObject_Str", offsetof(fp_py_api, PyObject_Str), FP_PYG_CORE},
+    {"PyObject_IsTrue", offsetof(fp_py_api, PyObject_IsTrue), FP_PYG_MONITOR | FP_PYG_EVENTS},
+    {"PyCFunction_NewEx", offsetof(fp_py_api, PyCFunction_NewEx),
+     FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
+    {"PyCapsule_New", offsetof(fp_py_api, PyCapsule_New), FP_PYG_TRACE},
+    {"PyCapsule_GetPointer", offsetof(fp_py_api, PyCapsule_GetPointer), FP_PYG_TRACE},
+    {"PyType_GetFlags", offsetof(fp_py_api, PyType_GetFlags), FP_PYG_TRACE},
+    {"PyType_FromMetaclass", offsetof(fp_py_api, PyType_FromMetaclass), 0},
+    {"PyType_FromSpec", offsetof(fp_py_api, PyType_FromSpec), 0},
+    {"PyType_GenericAlloc", offsetof(fp_py_api, PyType_GenericAlloc), 0},
+    {"PyVectorcall_Call", offsetof(fp_py_api, PyVectorcall_Call), 0},
+    {"PyDict_New", offsetof(fp_py_api, PyDict_New), FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PyDict_SetItem", offsetof(fp_py_api, PyDict_SetItem), FP_PYG_MONITOR},
+    {"PyDict_SetItemString", offsetof(fp_py_api, PyDict_SetItemString),
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PyDict_GetItemString", offsetof(fp_py_api, PyDict_GetItemString), FP_PYG_CORE},
+    {"PyDict_Update", offsetof(fp_py_api, PyDict_Update), FP_PYG_MONITOR},
+    {"PyDict_Size", offsetof(fp_py_api, PyDict_Size), FP_PYG_MONITOR},
+    {"PySet_Size", offsetof(fp_py_api, PySet_Size), FP_PYG_MONITOR},
+    {"PySet_Contains", offsetof(fp_py_api, PySet_Contains), FP_PYG_MONITOR},
+    {"PyTuple_New", offsetof(fp_py_api, PyTuple_New), FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PyTuple_SetItem", offsetof(fp_py_api, PyTuple_SetItem), FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PyTuple_GetItem", offsetof(fp_py_api, PyTuple_GetItem), FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PyTuple_Size", offsetof(fp_py_api, PyTuple_Size), FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PyList_New", offsetof(fp_py_api, PyList_New), FP_PYG_TRACE},
+    {"PyList_SetItem", offsetof(fp_py_api, PyList_SetItem), FP_PYG_TRACE},
+    {"PySequence_Concat", offsetof(fp_py_api, PySequence_Concat), FP_PYG_MONITOR},
+    {"PyLong_FromLongLong", offsetof(fp_py_api, PyLong_FromLongLong), FP_PYG_CORE | FP_PYG_TRACE},
+    {"PyLong_FromUnsignedLong", offsetof(fp_py_api, PyLong_FromUnsignedLong), FP_PYG_MONITOR},
+    {"PyLong_AsLongLong", offsetof(fp_py_api, PyLong_AsLongLong), FP_PYG_TRACE | FP_PYG_EVENTS},
+    {"PyBool_FromLong", offsetof(fp_py_api, PyBool_FromLong),
+     FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
+    {"PyUnicode_FromString", offsetof(fp_py_api, PyUnicode_FromString), FP_PYG_TRACE},
+    {"PyUnicode_FromStringAndSize", offsetof(fp_py_api, PyUnicode_FromStringAndSize), FP_PYG_CORE},
+    {"PyUnicode_DecodeFSDefault", offsetof(fp_py_api, PyUnicode_DecodeFSDefault), FP_PYG_CORE},
+    {"PyUnicode_AsUTF8AndSize", offsetof(fp_py_api, PyUnicode_AsUTF8AndSize),
+     FP_PYG_CORE | FP_PYG_EVENTS},
+    {"PyErr_Occurred", offsetof(fp_py_api, PyErr_Occurred),
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_EVENTS},
+    {"PyErr_Fetch", offsetof(fp_py_api, PyErr_Fetch), FP_PYG_CORE | FP_PYG_TRACE},
+    {"PyErr_Restore", offsetof(fp_py_api, PyErr_Restore), FP_PYG_TRACE},
+    {"PyErr_NormalizeException", offsetof(fp_py_api, PyErr_NormalizeException), FP_PYG_CORE},
+    {"PyErr_Clear", offsetof(fp_py_api, PyErr_Clear),
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
+    {"PyErr_SetString", offsetof(fp_py_api, PyErr_SetString), FP_PYG_TRACE | FP_PYG_EVENTS},
+    {"PyErr_ExceptionMatches", offsetof(fp_py_api, PyErr_ExceptionMatches), FP_PYG_MONITOR},
+    {"PyErr_GetExcInfo", offsetof(fp_py_api, PyErr_GetExcInfo), FP_PYG_TRACE},
+    {"PyErr_SetExcInfo", offsetof(fp_py_api, PyErr_SetExcInfo), FP_PYG_TRACE},
+    {"_Py_NoneStruct", offsetof(fp_py_api, none), FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PyModule_Type", offsetof(fp_py_api, module_type), FP_PYG_TRACE},
+    {"PyType_Type", offsetof(fp_py_api, type_type), FP_PYG_TRACE},
+    {"PyCFunction_Type", offsetof(fp_py_api, cfunction_type), FP_PYG_TRACE},
+    {"PyCMethod_Type", offsetof(fp_py_api, cmethod_type), 0},
+    {"PyMethodDescr_Type", offsetof(fp_py_api, methoddescr_type), FP_PYG_TRACE},
+    {"PyExc_KeyboardInterrupt", offsetof(fp_py_api, keyboard_interrupt),
+     FP_PYG_CORE | FP_PYG_MONITOR},
+    {"PyExc_RuntimeError", offsetof(fp_py_api, runtime_error), FP_PYG_TRACE},
+    {"PyExc_TypeError", offsetof(fp_py_api, type_error), FP_PYG_TRACE | FP_PYG_EVENTS},
 };
 
 /* ===================================== Resolution ============================================ */
@@ -109,17 +136,14 @@ static void *fp_py_lookup(void *handle, const char *name)
     return p;
 }
 
-/* libpython's handle when it is not in the global scope (see fp_py_find_libpython), else NULL. */
-static void *fp_py_libhandle;
-
-void *fp_agent_py_sym(const char *name)
-{
-    return atomic_load(&api_resolved) ? fp_py_lookup(fp_py_libhandle, name) : NULL;
-}
-
 static void fp_py_store(size_t offset, void *p)
 {
-    memcpy((char *)&api + offset, &p, sizeof(p));
+    memcpy((char *)&fp_py + offset, &p, sizeof(p));
+}
+
+int fp_py_usable(unsigned group)
+{
+    return atomic_load(&api_resolved) && !(fp_py_missing & group);
 }
 
 int fp_agent_py_resolve(void)
@@ -136,36 +160,34 @@ int fp_agent_py_resolve(void)
             return -1;
         }
     }
+    unsigned missing = 0;
     for (size_t i = 0; i < sizeof(fp_py_syms) / sizeof(fp_py_syms[0]); i++) {
         void *p = fp_py_lookup(handle, fp_py_syms[i].name);
-        if (!p) {
+        if (!p && (fp_py_syms[i].required & FP_PYG_CORE)) {
             fp_agent_set_error("the Python C API lacks %s", fp_py_syms[i].name);
+            if (handle) dlclose(handle);
             return -1;
         }
+        if (!p) missing |= fp_py_syms[i].required;
         fp_py_store(fp_py_syms[i].offset, p);
     }
     void *fin = fp_py_lookup(handle, "Py_IsFinalizing");
     if (!fin) fin = fp_py_lookup(handle, "_Py_IsFinalizing");
     if (!fin) {
         fp_agent_set_error("the Python C API lacks Py_IsFinalizing");
+        if (handle) dlclose(handle);
         return -1;
     }
     fp_py_store(offsetof(fp_py_api, IsFinalizing), fin);
-    api.none = fp_py_lookup(handle, "_Py_NoneStruct");
-    api.keyboard_interrupt = fp_py_lookup(handle, "PyExc_KeyboardInterrupt");
-    if (!api.none || !api.keyboard_interrupt) {
-        fp_agent_set_error("the Python C API lacks _Py_NoneStruct or PyExc_KeyboardInterrupt");
-        return -1;
-    }
+    fp_py_missing = missing;
     /* The handle (if any) stays open on purpose: libpython must not go while we use it. */
-    fp_py_libhandle = handle;
     atomic_store(&api_resolved, 1);
     return 0;
 }
 
 int fp_agent_py_initialized(void)
 {
-    return atomic_load(&api_resolved) && api.Py_IsInitialized();
+    return atomic_load(&api_resolved) && fp_py.Py_IsInitialized();
 }
 
 int fp_agent_py_ready_to_serve(void)
@@ -174,7 +196,7 @@ int fp_agent_py_ready_to_serve(void)
         fp_agent_set_error("the Python interpreter is shutting down");
         return -1;
     }
-    const char *v = api.Py_GetVersion();
+    const char *v = fp_py.Py_GetVersion();
     size_t n = strcspn(v, " ");
     if (n >= sizeof(fp_py_version)) n = sizeof(fp_py_version) - 1;
     memcpy(fp_py_version, v, n);
@@ -184,7 +206,7 @@ int fp_agent_py_ready_to_serve(void)
 
 int fp_agent_py_usable(void)
 {
-    return fp_agent_py_initialized() && !api.IsFinalizing();
+    return fp_agent_py_initialized() && !fp_py.IsFinalizing();
 }
 
 const char *fp_agent_py_version(void)
@@ -194,12 +216,12 @@ const char *fp_agent_py_version(void)
 
 int fp_agent_py_gil_ensure(void)
 {
-    return api.PyGILState_Ensure();
+    return fp_py.PyGILState_Ensure();
 }
 
 void fp_agent_py_gil_release(int state)
 {
-    api.PyGILState_Release(state);
+    fp_py.PyGILState_Release(state);
 }
 
 /* ===================================== The package =========================================== */
@@ -340,16 +362,16 @@ static const char fp_py_bootstrap[] =
 static char *fp_py_text(fp_pyobj *o)
 {
     if (!o) return NULL;
-    fp_pyobj *s = api.PyObject_Str(o);
+    fp_pyobj *s = fp_py.PyObject_Str(o);
     if (!s) {
-        api.PyErr_Clear();
+        fp_py.PyErr_Clear();
         return NULL;
     }
     ssize_t n = 0;
-    const char *u = api.PyUnicode_AsUTF8AndSize(s, &n);
+    const char *u = fp_py.PyUnicode_AsUTF8AndSize(s, &n);
     char *out = u ? strndup(u, (size_t)n) : NULL;
-    if (!u) api.PyErr_Clear();
-    api.Py_DecRef(s);
+    if (!u) fp_py.PyErr_Clear();
+    fp_py.Py_DecRef(s);
     return out;
 }
 
@@ -358,20 +380,20 @@ static char *fp_py_text(fp_pyobj *o)
 static char *fp_py_error(const char *prefix)
 {
     fp_pyobj *type = NULL, *value = NULL, *tb = NULL;
-    api.PyErr_Fetch(&type, &value, &tb);
+    fp_py.PyErr_Fetch(&type, &value, &tb);
     char *name = NULL, *msg = NULL;
     if (type) {
-        api.PyErr_NormalizeException(&type, &value, &tb);
-        fp_pyobj *n = api.PyObject_GetAttrString(type, "__name__");
-        if (!n) api.PyErr_Clear();
+        fp_py.PyErr_NormalizeException(&type, &value, &tb);
+        fp_pyobj *n = fp_py.PyObject_GetAttrString(type, "__name__");
+        if (!n) fp_py.PyErr_Clear();
         name = fp_py_text(n);
-        api.Py_DecRef(n);
+        fp_py.Py_DecRef(n);
         msg = fp_py_text(value);
     }
-    api.Py_DecRef(type);
-    api.Py_DecRef(value);
-    api.Py_DecRef(tb);
-    api.PyErr_Clear();
+    fp_py.Py_DecRef(type);
+    fp_py.Py_DecRef(value);
+    fp_py.Py_DecRef(tb);
+    fp_py.PyErr_Clear();
 
     char *out = NULL;
     if (asprintf(&out, "%s: %s%s%s", prefix, name ? name : "unknown error",
@@ -389,8 +411,8 @@ static char *fp_py_message(const char *text)
 
 static fp_pyobj *fp_py_attr(fp_pyobj *o, const char *name)
 {
-    fp_pyobj *a = api.PyObject_GetAttrString(o, name);
-    if (!a) api.PyErr_Clear();
+    fp_pyobj *a = fp_py.PyObject_GetAttrString(o, name);
+    if (!a) fp_py.PyErr_Clear();
     return a;
 }
 
@@ -400,8 +422,8 @@ static char *fp_py_type_error(fp_pyobj *r)
     fp_pyobj *cls = fp_py_attr(r, "__class__");
     fp_pyobj *name = cls ? fp_py_attr(cls, "__name__") : NULL;
     char *type = fp_py_text(name);
-    api.Py_DecRef(name);
-    api.Py_DecRef(cls);
+    fp_py.Py_DecRef(name);
+    fp_py.Py_DecRef(cls);
     char *out = NULL;
     if (asprintf(&out, "dispatch.handle returned %s, not str", type ? type : "?") < 0) out = NULL;
     free(type);
@@ -420,23 +442,23 @@ static int fp_py_load(char **err)
     snprintf(prefix, sizeof(prefix), "cannot load the agent's Python package from %s",
              fp_py_pkg_dir);
 
-    fp_pyobj *globals = api.PyDict_New();
-    fp_pyobj *dir = api.PyUnicode_DecodeFSDefault(fp_py_pkg_dir);
-    fp_pyobj *builtins = api.PyEval_GetBuiltins(); /* borrowed */
+    fp_pyobj *globals = fp_py.PyDict_New();
+    fp_pyobj *dir = fp_py.PyUnicode_DecodeFSDefault(fp_py_pkg_dir);
+    fp_pyobj *builtins = fp_py.PyEval_GetBuiltins(); /* borrowed */
     int ok = globals && dir && builtins &&
-             api.PyDict_SetItemString(globals, "__builtins__", builtins) == 0 &&
-             api.PyDict_SetItemString(globals, "_fp_dir", dir) == 0;
+             fp_py.PyDict_SetItemString(globals, "__builtins__", builtins) == 0 &&
+             fp_py.PyDict_SetItemString(globals, "_fp_dir", dir) == 0;
     fp_pyobj *r = NULL;
-    if (ok) r = api.PyRun_StringFlags(fp_py_bootstrap, FP_PY_FILE_INPUT, globals, globals, NULL);
+    if (ok) r = fp_py.PyRun_StringFlags(fp_py_bootstrap, FP_PY_FILE_INPUT, globals, globals, NULL);
     if (!r) {
-        *err = api.PyErr_Occurred() ? fp_py_error(prefix) : fp_py_message(prefix);
-        api.Py_DecRef(dir);
-        api.Py_DecRef(globals);
+        *err = fp_py.PyErr_Occurred() ? fp_py_error(prefix) : fp_py_message(prefix);
+        fp_py.Py_DecRef(dir);
+        fp_py.Py_DecRef(globals);
         return -1;
     }
-    api.Py_DecRef(r);
+    fp_py.Py_DecRef(r);
 
-    fp_pyobj *dispatch = api.PyDict_GetItemString(globals, "_fp_dispatch"); /* borrowed */
+    fp_pyobj *dispatch = fp_py.PyDict_GetItemString(globals, "_fp_dispatch"); /* borrowed */
     fp_pyobj *handle = dispatch ? fp_py_attr(dispatch, "handle") : NULL;
     if (!handle) {
         snprintf(prefix, sizeof(prefix),
@@ -444,13 +466,13 @@ static int fp_py_load(char **err)
                  "dispatch.handle",
                  fp_py_pkg_dir);
         *err = fp_py_message(prefix);
-        api.Py_DecRef(dir);
-        api.Py_DecRef(globals);
+        fp_py.Py_DecRef(dir);
+        fp_py.Py_DecRef(globals);
         return -1;
     }
     /* trace's recorder (trace.c) is handed to the package; without it, trace.py records in
      * Python. */
-    fp_pyobj *pkg = api.PyDict_GetItemString(globals, "_fp_pkg"); /* borrowed */
+    fp_pyobj *pkg = fp_py.PyDict_GetItemString(globals, "_fp_pkg"); /* borrowed */
     if (pkg) fp_agent_trace_export(pkg);
     /* emit(client, text) for watch/tt/trace events from the observed threads (events.c). */
     if (pkg) fp_agent_events_export(pkg);
@@ -459,8 +481,8 @@ static int fp_py_load(char **err)
     fp_py_handle = handle;
     fp_py_gone = fp_py_attr(dispatch, "client_gone");
     fp_py_shutdown = fp_py_attr(dispatch, "shutdown");
-    api.Py_DecRef(dir);
-    api.Py_DecRef(globals);
+    fp_py.Py_DecRef(dir);
+    fp_py.Py_DecRef(globals);
     atomic_store(&fp_py_loaded, 1);
     return 0;
 }
@@ -475,22 +497,22 @@ int fp_agent_py_handle(uint64_t gen, int64_t client, const char *body, size_t le
      * unload it under the clients of the instance that replaced it. */
     if (atomic_load(&fp_py_owner) < gen) atomic_store(&fp_py_owner, gen);
 
-    fp_pyobj *id = api.PyLong_FromLongLong(client);
-    fp_pyobj *text = api.PyUnicode_FromStringAndSize(body, (ssize_t)len);
+    fp_pyobj *id = fp_py.PyLong_FromLongLong(client);
+    fp_pyobj *text = fp_py.PyUnicode_FromStringAndSize(body, (ssize_t)len);
     fp_pyobj *r = NULL;
-    if (id && text) r = api.PyObject_CallFunctionObjArgs(fp_py_handle, id, text, NULL);
-    api.Py_DecRef(id);
-    api.Py_DecRef(text);
+    if (id && text) r = fp_py.PyObject_CallFunctionObjArgs(fp_py_handle, id, text, NULL);
+    fp_py.Py_DecRef(id);
+    fp_py.Py_DecRef(text);
     if (!r) {
         *err = fp_py_error("the agent's Python code failed");
         return -1;
     }
     int rc = 0;
-    if (r != api.none) {
+    if (r != fp_py.none) {
         ssize_t n = 0;
-        const char *u = api.PyUnicode_AsUTF8AndSize(r, &n);
+        const char *u = fp_py.PyUnicode_AsUTF8AndSize(r, &n);
         if (!u) {
-            api.PyErr_Clear();
+            fp_py.PyErr_Clear();
             *err = fp_py_type_error(r);
             rc = -1;
         } else if (n > 0) {
@@ -504,18 +526,18 @@ int fp_agent_py_handle(uint64_t gen, int64_t client, const char *body, size_t le
             }
         }
     }
-    api.Py_DecRef(r);
+    fp_py.Py_DecRef(r);
     return rc;
 }
 
 void fp_agent_py_client_gone(int64_t client)
 {
     if (!fp_py_gone) return;
-    fp_pyobj *id = api.PyLong_FromLongLong(client);
-    fp_pyobj *r = id ? api.PyObject_CallFunctionObjArgs(fp_py_gone, id, NULL) : NULL;
-    if (!r) api.PyErr_Clear(); /* nobody to tell: the client is gone */
-    api.Py_DecRef(r);
-    api.Py_DecRef(id);
+    fp_pyobj *id = fp_py.PyLong_FromLongLong(client);
+    fp_pyobj *r = id ? fp_py.PyObject_CallFunctionObjArgs(fp_py_gone, id, NULL) : NULL;
+    if (!r) fp_py.PyErr_Clear(); /* nobody to tell: the client is gone */
+    fp_py.Py_DecRef(r);
+    fp_py.Py_DecRef(id);
 }
 
 void fp_agent_py_unload(uint64_t gen)
@@ -523,14 +545,14 @@ void fp_agent_py_unload(uint64_t gen)
     if (!fp_py_handle || atomic_load(&fp_py_owner) != gen)
         return; /* a newer instance took the package over, or it was never loaded */
     if (fp_py_shutdown) {
-        fp_pyobj *r = api.PyObject_CallFunctionObjArgs(fp_py_shutdown, NULL);
-        if (!r) api.PyErr_Clear();
-        api.Py_DecRef(r);
+        fp_pyobj *r = fp_py.PyObject_CallFunctionObjArgs(fp_py_shutdown, NULL);
+        if (!r) fp_py.PyErr_Clear();
+        fp_py.Py_DecRef(r);
     }
     atomic_store(&fp_py_loaded, 0);
-    api.Py_DecRef(fp_py_handle);
-    api.Py_DecRef(fp_py_gone);
-    api.Py_DecRef(fp_py_shutdown);
+    fp_py.Py_DecRef(fp_py_handle);
+    fp_py.Py_DecRef(fp_py_gone);
+    fp_py.Py_DecRef(fp_py_shutdown);
     fp_py_handle = fp_py_gone = fp_py_shutdown = NULL;
 }
 
@@ -539,5 +561,5 @@ void fp_agent_py_interrupt(unsigned long thread)
     /* Raised at the thread's next bytecode, as Ctrl-C would be; the thread state (and with it
      * an exception not yet raised) is deleted when that request releases the GIL, so it can
      * never reach the client_gone that follows. */
-    api.PyThreadState_SetAsyncExc(thread, *api.keyboard_interrupt);
+    fp_py.PyThreadState_SetAsyncExc(thread, *fp_py.keyboard_interrupt);
 }
