@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,15 +306,16 @@ int fp_attach_inject(const fp_target *t, const char *agent_path, const fp_attach
     int rc = choose_function(t, maps, n, &fn, err);
     if (rc == 0) {
         fp_attach_debug("process %d: %s at %#llx", t->pid, fn.what, (unsigned long long)fn.addr);
-        /* Ctrl-C or a terminal hang-up must not leave the target in the middle of our call */
+        /* Ctrl-C or a terminal hang-up must not leave the target in the middle of our call.
+         * The mask is this thread's: an attach on a worker thread leaves the others alone. */
         sigset_t block, old;
         sigemptyset(&block);
         int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGPIPE};
         for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
             sigaddset(&block, sigs[i]);
-        sigprocmask(SIG_BLOCK, &block, &old);
+        pthread_sigmask(SIG_BLOCK, &block, &old);
         rc = inject_with(t, maps, n, &fn, path, timeout_ms, err);
-        sigprocmask(SIG_SETMASK, &old, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     free(maps);
     return rc;

@@ -16,16 +16,17 @@
 
 #include "attach_internal.h"
 #include "fp_elf.h"
+#include "fp_log.h"
 
 /* ===================================================================== debug log */
 
-static bool debug_on;
-static struct timespec debug_t0;
+/* Per thread: fp-lsp attaches to several processes at once from worker threads, each with its
+ * own --debug setting, and the lines go through the one log of the client (fp_log.h). */
+static _Thread_local bool debug_on;
 
 void fp_attach_set_debug(bool on)
 {
     debug_on = on;
-    clock_gettime(CLOCK_MONOTONIC, &debug_t0);
 }
 
 bool fp_attach_debug_enabled(void)
@@ -36,15 +37,12 @@ bool fp_attach_debug_enabled(void)
 void fp_attach_debug(const char *fmt, ...)
 {
     if (!debug_on) return;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double ms = (now.tv_sec - debug_t0.tv_sec) * 1e3 + (now.tv_nsec - debug_t0.tv_nsec) / 1e6;
-    fprintf(stderr, "[fp %8.2f ms] ", ms);
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fp_log_debug("%s", line);
 }
 
 /* ===================================================================== small readers */

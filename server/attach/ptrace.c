@@ -13,15 +13,9 @@
 
 #include "attach_internal.h"
 #include "fp_ptrace.h"
+#include "fp_clock.h"
 
 #define XSTATE_MAX (64 * 1024)
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /* waitpid for a traced thread with a deadline (-1: none). A ptrace stop of a thread that is
  * not our child cannot be waited for with a timeout otherwise; the backoff keeps the common
@@ -33,7 +27,7 @@ static int wait_stop(int tid, long deadline, int *status)
         pid_t r = waitpid(tid, status, __WALL | WNOHANG);
         if (r == tid) return 0;
         if (r < 0 && errno != EINTR) return -errno;
-        if (deadline >= 0 && now_ms() > deadline) return -ETIMEDOUT;
+        if (deadline >= 0 && (long)fp_clock_ms() > deadline) return -ETIMEDOUT;
         struct timespec ts = {0, pause_ns};
         nanosleep(&ts, NULL);
         if (pause_ns < 1000000) pause_ns *= 2;
@@ -73,7 +67,7 @@ int fp_ptrace_stop(int tgid, int tid, int timeout_ms, fp_thread_stop *st)
         ptrace(PTRACE_DETACH, tid, 0, 0);
         return -e;
     }
-    long deadline = now_ms() + timeout_ms;
+    long deadline = (long)fp_clock_ms() + timeout_ms;
     for (;;) {
         int status = 0, r = wait_stop(tid, deadline, &status);
         if (r != 0) {
@@ -210,7 +204,7 @@ int fp_ptrace_hold_all(fp_ptrace_hold *holds, int n, int timeout_ms)
         h->seized = true;
         if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0) h->err = errno; /* gone meanwhile */
     }
-    long deadline = now_ms() + timeout_ms;
+    long deadline = (long)fp_clock_ms() + timeout_ms;
     long pause_ns = 10000;
     for (;;) {
         bool progress = false, all = true;
@@ -230,7 +224,7 @@ int fp_ptrace_hold_all(fp_ptrace_hold *holds, int n, int timeout_ms)
             all = false;
         }
         if (all) break;
-        if (now_ms() > deadline) {
+        if ((long)fp_clock_ms() > deadline) {
             for (int i = 0; i < n; i++)
                 if (!hold_settled(&holds[i])) holds[i].err = ETIMEDOUT;
             break;
@@ -264,7 +258,7 @@ void fp_ptrace_release_all(fp_ptrace_hold *holds, int n)
 bool fp_ptrace_reap(int tid, int wait_ms)
 {
     fp_ptrace_hold h = {.tid = tid, .seized = true};
-    long deadline = now_ms() + wait_ms;
+    long deadline = (long)fp_clock_ms() + wait_ms;
     for (;;) {
         int status = 0;
         pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
@@ -273,7 +267,7 @@ bool fp_ptrace_reap(int tid, int wait_ms)
             if (h.stopped) ptrace(PTRACE_DETACH, tid, 0, 0);
             return true;
         }
-        if (now_ms() >= deadline) return false;
+        if ((long)fp_clock_ms() >= deadline) return false;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }

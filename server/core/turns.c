@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fp_paths.h"
+#include "fp_clock.h"
 
 /* Only a directory of ours is used, as for the agent's socket: another user's directory could
  * hold or fake anything. */
@@ -24,13 +25,6 @@ int fp_turn_own_dir(char *dir, size_t size, int create)
     return 0;
 }
 
-static double turn_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 int fp_turn_take(int pid, int timeout_ms, fp_turn *turn, fp_error *err)
 {
     char dir[64];
@@ -38,7 +32,7 @@ int fp_turn_take(int pid, int timeout_ms, fp_turn *turn, fp_error *err)
     turn->path[0] = '\0';
     if (fp_turn_own_dir(dir, sizeof dir, 1) != 0) return 0;
     snprintf(turn->path, sizeof turn->path, "%s/attach-%d.lock", dir, pid);
-    double deadline = turn_now_ms() + timeout_ms;
+    double deadline = fp_clock_ms() + timeout_ms;
     int pause_ms = 1;
     for (;;) {
         int fd = open(turn->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -56,7 +50,7 @@ int fp_turn_take(int pid, int timeout_ms, fp_turn *turn, fp_error *err)
         int e = errno;
         close(fd);
         if (e != EWOULDBLOCK && e != EINTR) return 0;
-        if (turn_now_ms() + pause_ms >= deadline) {
+        if (fp_clock_ms() + pause_ms >= deadline) {
             fp_error_set(err, FP_E_AGENT_TIMEOUT,
                          "another fp has been attaching to it or reading its threads all that "
                          "time (see its output); try again once it is done",

@@ -9,12 +9,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "fp_clock.h"
 
 uint64_t fp_gil_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return fp_clock_ns();
 }
 
 void fp_gil_stats_init(gil_stats *s, int pid, double take_ms, double hold_ms, uint64_t now)

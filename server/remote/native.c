@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fp_proc.h"
+#include "fp_clock.h"
 
 /* A module that was not mapped at the last look may have been dlopen'ed since; look again,
  * but not for every unknown address of a stack that is simply garbage. */
@@ -152,20 +153,13 @@ static const Dwfl_Callbacks native_callbacks = {
     .debuginfo_path = &native_debuginfo_path,
 };
 
-static long long native_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static int native_report(fp_native *n)
 {
     native_current_pid = n->pid;
     dwfl_report_begin(n->dwfl);
     int r = dwfl_linux_proc_report(n->dwfl, n->pid);
     dwfl_report_end(n->dwfl, NULL, NULL);
-    n->refreshed_ns = native_now_ns();
+    n->refreshed_ns = (long long)fp_clock_ns();
     return r;
 }
 
@@ -302,7 +296,7 @@ static void native_lookup(fp_native *n, uint64_t addr, native_sym_entry *e)
 {
     native_current_pid = n->pid;
     Dwfl_Module *mod = dwfl_addrmodule(n->dwfl, addr);
-    if (!mod && native_now_ns() - n->refreshed_ns > NATIVE_REFRESH_NS) {
+    if (!mod && (long long)fp_clock_ns() - n->refreshed_ns > NATIVE_REFRESH_NS) {
         /* Possibly a library loaded since: report the modules again, and forget the cached
          * unwind tables and names, which may describe files that are gone. */
         native_report(n);

@@ -13,6 +13,7 @@
 #include "fp_ptrace.h"
 #include "fp_turns.h"
 #include "remote_internal.h"
+#include "fp_clock.h"
 
 #define STOP_ROUNDS 3 /* rescans of /proc/PID/task for threads started while stopping */
 
@@ -24,13 +25,6 @@ struct fp_remote_stopped {
     double t0_ms;
     fp_turn turn;
 };
-
-static double stop_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static bool stop_known(const fp_remote_stopped *s, int tid)
 {
@@ -81,7 +75,7 @@ static int stop_round(fp_remote *r, fp_remote_stopped *s, const int *tids, int n
         s->holds[s->n++].tid = tids[i];
     }
     if (s->n > first) {
-        if (first == 0) s->t0_ms = stop_now_ms();
+        if (first == 0) s->t0_ms = fp_clock_ms();
         fp_ptrace_hold_all(s->holds + first, s->n - first, timeout_ms);
     }
     return s->n - first;
@@ -177,7 +171,7 @@ double fp_remote_release(fp_remote *r, fp_remote_stopped *s)
 {
     if (!s) return 0;
     fp_ptrace_release_all(s->holds, s->n);
-    double pause = s->n ? stop_now_ms() - s->t0_ms : 0;
+    double pause = s->n ? fp_clock_ms() - s->t0_ms : 0;
     /* seized but never stopped: they stop when they can; let go of them then */
     for (int i = 0; i < s->n; i++)
         if (s->holds[i].seized && r->nstragglers < FP_REMOTE_MAX_STRAGGLERS)
