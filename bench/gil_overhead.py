@@ -62,7 +62,7 @@ def gilstat_start(fp, pid):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     first = p.stdout.readline()
     rec = json.loads(first) if first.strip() else {}
-    if rec.get("notification", {}).get("method") != "gilstat.started":
+    if rec.get("notification", {}).get("method") != "gilstat/started":
         p.kill()
         p.wait()
         raise benchlib.BenchError("gilstat did not start: %s %s" % (first.strip(), p.stderr.read().strip()))
@@ -75,7 +75,7 @@ def gilstat_stop(p):
     out, _ = p.communicate(timeout=60)
     for line in out.splitlines():
         n = json.loads(line).get("notification", {})
-        if n.get("method") == "gilstat.stopped":
+        if n.get("method") == "gilstat/stopped":
             return n["params"]["events"], n["params"]["duration_s"]
     raise benchlib.BenchError("gilstat stopped without its record")
 

@@ -1,5 +1,8 @@
 /* A session with the agent inside one target: find its socket (or inject the agent and wait
- * for it to come up), then exchange JSON-RPC messages with bounded, interruptible waits.
+ * for it to come up), then hand the connection to a channel (fp_channel.h). Finding and
+ * injecting is a job that blocks for up to the attach bound and touches no process-wide state,
+ * so it can run on a worker thread (fp-lsp attaches to several processes at once) while the
+ * blocking session calls below serve the terminal client.
  * Every failure a user can meet here ends in an fp_error that says what to do. */
 #include "fp_session.h"
 
@@ -7,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,63 +18,44 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "fp_frame.h"
+#include "fp_clock.h"
 #include "fp_log.h"
 #include "fp_paths.h"
-#include "fp_rpc.h"
 #include "fp_turns.h"
 
 /* The agent's I/O thread answers ping, status and detach without the GIL, so an answer that
  * takes longer than this means something is wrong, not that the target is busy (the bound is
  * generous for machines under heavy load, where the agent's thread may wait to be scheduled). */
 #define SESSION_PING_MS 5000
-#define SESSION_STATUS_MS 1000
 #define SESSION_DETACH_MS 1000
-/* Writing a request only stalls when the agent stopped reading altogether. */
-#define SESSION_SEND_MS 5000
 #define SESSION_ATTACH_DEFAULT_MS 5000
 #define SESSION_BACKOFF_FIRST_MS 5
 #define SESSION_BACKOFF_MAX_MS 100
 
-struct fp_session {
+/* One attach in progress: everything it needs is here, nothing is global. */
+typedef struct session_job {
     fp_target target;
-    int fd;
+    fp_channel *ch; /* the connection being tried, NULL when none */
     bool injected;
     bool debug;
-    bool closed;    /* the agent hung up: nothing more can be sent */
-    bool abandoned; /* a request was given up on (timeout, Ctrl-C) and may still be queued */
-    int64_t next_id;
-    fp_frame_reader reader;
-    cJSON *last_error;
     char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* as fp reaches it */
     char agent_path[sizeof(((struct sockaddr_un *)0)->sun_path)];  /* as the agent sees it */
+} session_job;
+
+struct fp_session {
+    fp_target target;
+    fp_channel *ch;
+    bool injected;
+    bool debug;
+    cJSON *last_error;
 };
 
 #define SLOG(s, ...)                                                                               \
     do {                                                                                           \
         if ((s)->debug) fp_log_debug(__VA_ARGS__);                                                 \
     } while (0)
-
-static double session_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-/* "250 ms" or "30 s" / "2.5 s": how long a wait lasted, for messages. */
-static void session_format_ms(char *buf, size_t size, double ms)
-{
-    if (ms < 1000)
-        snprintf(buf, size, "%.0f ms", ms);
-    else if ((long long)ms % 1000 == 0)
-        snprintf(buf, size, "%lld s", (long long)ms / 1000);
-    else
-        snprintf(buf, size, "%.1f s", ms / 1000);
-}
 
 /* The state letter from /proc/PID/stat, or 0 when the process is gone. */
 static char session_proc_state(int pid)
@@ -112,324 +95,12 @@ static bool session_agent_mapped(int pid)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Errors
- */
-
-static int session_closed_error(fp_session *s, fp_error *err)
-{
-    s->closed = true;
-    int pid = s->target.pid;
-    if (session_proc_gone(pid))
-        return fp_error_set(err, FP_E_CLOSED, NULL, "process %d exited", pid);
-    return fp_error_set(err, FP_E_CLOSED,
-                        "the agent was shut down (shutdown command) or the process is exiting;\n"
-                        "run fp again to reconnect",
-                        "the agent in process %d closed the connection", pid);
-}
-
-/* Appends "did you mean: a, b, c?" for a data.suggestions array. */
-static void session_hint_suggestions(char *hint, size_t size, const cJSON *data)
-{
-    const cJSON *sug = cJSON_GetObjectItemCaseSensitive(data, "suggestions");
-    if (!cJSON_IsArray(sug) || cJSON_GetArraySize(sug) == 0) return;
-    size_t len = strlen(hint);
-    int n = snprintf(hint + len, size - len, "%sdid you mean: ", len ? "\n" : "");
-    const cJSON *it;
-    int i = 0;
-    cJSON_ArrayForEach(it, sug)
-    {
-        if (!cJSON_IsString(it)) continue;
-        len = strlen(hint);
-        if (n < 0 || len + 1 >= size) break;
-        snprintf(hint + len, size - len, "%s%s", i++ ? ", " : "", it->valuestring);
-    }
-    len = strlen(hint);
-    if (len + 1 < size) snprintf(hint + len, size - len, "?");
-}
-
-/* Copies text into hint, keeping the end when it does not fit: the last lines of a traceback
- * are the ones that say what went wrong. */
-static void session_hint_tail(char *hint, size_t size, const char *text)
-{
-    size_t n = strlen(text);
-    while (n > 0 && text[n - 1] == '\n')
-        n--;
-    if (n < size) {
-        snprintf(hint, size, "%.*s", (int)n, text);
-        return;
-    }
-    const char *p = text + n - (size - 8);
-    const char *nl = memchr(p, '\n', (size_t)(text + n - p));
-    if (nl) p = nl + 1;
-    snprintf(hint, size, "...\n%.*s", (int)(text + n - p), p);
-}
-
-static void session_remote_error(fp_session *s, const char *method, const cJSON *error,
-                                 fp_error *err)
-{
-    const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
-    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(error, "data");
-    int rpc = cJSON_IsNumber(code) ? code->valueint : FP_RPC_INTERNAL_ERROR;
-
-    fp_error_set(err, FP_E_REMOTE, NULL, "%s",
-                 cJSON_IsString(msg) && msg->valuestring[0] ? msg->valuestring
-                                                            : "the agent reported an error");
-    err->rpc_code = rpc;
-    char *hint = err->hint;
-    size_t hsize = sizeof err->hint;
-
-    switch (rpc) {
-    case FP_ERR_EVAL: {
-        const cJSON *tb = cJSON_GetObjectItemCaseSensitive(data, "traceback");
-        const cJSON *exc = cJSON_GetObjectItemCaseSensitive(data, "exception");
-        if (cJSON_IsString(tb) && tb->valuestring[0])
-            session_hint_tail(hint, hsize, tb->valuestring);
-        else if (cJSON_IsString(exc))
-            session_hint_tail(hint, hsize, exc->valuestring);
-        break;
-    }
-    case FP_ERR_GIL_TIMEOUT: {
-        const cJSON *w = cJSON_GetObjectItemCaseSensitive(data, "waited_ms");
-        char waited[32] = "";
-        if (cJSON_IsNumber(w)) session_format_ms(waited, sizeof waited, w->valuedouble);
-        snprintf(hint, hsize,
-                 "a thread holds the GIL and did not release it%s%s, so the agent cannot run\n"
-                 "Python code in process %d now. Commands that read the process from outside do\n"
-                 "not need the GIL: `stack` shows every thread and which one holds it.",
-                 waited[0] ? " in " : "", waited, s->target.pid);
-        break;
-    }
-    case FP_RPC_METHOD_NOT_FOUND:
-        snprintf(hint, hsize, "the agent does not serve '%s': is it an older version than fp?",
-                 method);
-        session_hint_suggestions(hint, hsize, data);
-        break;
-    case FP_ERR_BUSY:
-        snprintf(hint, hsize, "close another fp or editor session attached to process %d",
-                 s->target.pid);
-        break;
-    case FP_ERR_CANCELLED:
-        snprintf(hint, hsize, "the agent is shutting down or the request was cancelled");
-        break;
-    default: {
-        /* For a file, the suggestions are modules loaded from a file of the same name. */
-        const cJSON *missing = cJSON_GetObjectItemCaseSensitive(data, "missing");
-        const cJSON *sug = cJSON_GetObjectItemCaseSensitive(data, "suggestions");
-        if (cJSON_IsString(missing) && strcmp(missing->valuestring, "file") == 0 &&
-            cJSON_GetArraySize(sug) > 0) {
-            char *list = cJSON_PrintUnformatted(sug);
-            snprintf(hint, hsize, "modules loaded from a file with that name: %s",
-                     list ? list : "?");
-            cJSON_free(list);
-        } else {
-            session_hint_suggestions(hint, hsize, data);
-        }
-        break;
-    }
-    }
-
-    cJSON_Delete(s->last_error);
-    s->last_error = cJSON_Duplicate(error, 1);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Messages
- */
-
-int fp_session_send(fp_session *s, const char *method, cJSON *params, int64_t *id, fp_error *err)
-{
-    if (s->fd < 0 || s->closed) {
-        cJSON_Delete(params);
-        return session_closed_error(s, err);
-    }
-    int64_t my = s->next_id++;
-    cJSON *req = fp_rpc_request(my, method, params);
-    if (!req) return fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory building a request");
-    int r = fp_rpc_send(s->fd, req, SESSION_SEND_MS);
-    cJSON_Delete(req);
-    if (r == -EPIPE || r == -ECONNRESET) return session_closed_error(s, err);
-    if (r == -EAGAIN || r == -ETIMEDOUT)
-        return fp_error_set(err, FP_E_TIMEOUT, "the agent stopped reading its socket",
-                            "could not send '%s' to process %d within %d ms", method, s->target.pid,
-                            SESSION_SEND_MS);
-    if (r == -EINTR)
-        return fp_error_set(err, FP_E_INTERRUPTED, NULL, "interrupted while sending '%s'", method);
-    if (r != 0)
-        return fp_error_set(err, FP_E_IO, NULL, "cannot send '%s' to the agent: %s", method,
-                            strerror(-r));
-    if (id) *id = my;
-    return 0;
-}
-
-int fp_session_read(fp_session *s, cJSON **msg, fp_error *err)
-{
-    *msg = NULL;
-    for (;;) {
-        char *body = NULL;
-        size_t len = 0;
-        const char *ferr = NULL;
-        int r = fp_frame_reader_next(&s->reader, &body, &len, &ferr);
-        if (r == FP_FRAME_OK) {
-            fp_rpc_msg m;
-            int pr = fp_rpc_parse(body, len, &m, NULL);
-            free(body);
-            if (pr != 0)
-                return fp_error_set(err, FP_E_PROTOCOL,
-                                    "fp and the agent may be different versions",
-                                    "the agent sent a malformed message (JSON-RPC error %d)", pr);
-            /* Keep the tree, let go of the view into it. */
-            *msg = m.root;
-            m.root = NULL;
-            fp_rpc_msg_free(&m);
-            return 1;
-        }
-        if (r < 0) {
-            s->closed = true;
-            return fp_error_set(err, FP_E_PROTOCOL, "fp and the agent may be different versions",
-                                "bad framing from the agent: %s", ferr ? ferr : "unknown error");
-        }
-        if (s->fd < 0 || s->closed) return session_closed_error(s, err);
-
-        char buf[65536];
-        ssize_t n = read(s->fd, buf, sizeof buf);
-        if (n > 0) {
-            if (fp_frame_reader_feed(&s->reader, buf, (size_t)n) != 0)
-                return fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory reading a message");
-            continue;
-        }
-        if (n == 0) return session_closed_error(s, err);
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-        if (errno == EINTR) continue;
-        if (errno == ECONNRESET) return session_closed_error(s, err);
-        return fp_error_set(err, FP_E_IO, NULL, "cannot read from the agent: %s", strerror(errno));
-    }
-}
-
-/* After a timeout: is the agent waiting for the GIL? Tells the user why nothing came back. */
-static void session_timeout_hint(fp_session *s, const char *method, fp_error *err)
-{
-    snprintf(err->hint, sizeof err->hint,
-             "the agent is still working on it (its answer will be dropped when it comes);\n"
-             "allow more time (fp --timeout S) or try a smaller request");
-    if (strcmp(method, "status") == 0 || strcmp(method, "ping") == 0 ||
-        strcmp(method, "detach") == 0 || s->closed)
-        return;
-    fp_error e2;
-    fp_error_clear(&e2);
-    cJSON *st = fp_session_call(s, "status", NULL, SESSION_STATUS_MS, NULL, NULL, &e2);
-    const cJSON *w = cJSON_GetObjectItemCaseSensitive(st, "gil_wait_ms");
-    if (cJSON_IsNumber(w) && w->valuedouble > 0) {
-        char waited[32];
-        session_format_ms(waited, sizeof waited, w->valuedouble);
-        snprintf(err->hint, sizeof err->hint,
-                 "the agent has been waiting %s for the GIL: another thread holds it and does\n"
-                 "not let go (a long C call, or a busy loop in an extension). Commands that read\n"
-                 "the process from outside do not need the GIL and still work: `stack` shows\n"
-                 "every thread and which one holds it.",
-                 waited);
-    }
-    cJSON_Delete(st);
-}
-
-cJSON *fp_session_call(fp_session *s, const char *method, cJSON *params, int timeout_ms,
-                       fp_notify_fn on_notify, void *ud, fp_error *err)
-{
-    double start = session_now_ms();
-    int64_t id;
-    if (fp_session_send(s, method, params, &id, err) != 0) return NULL;
-
-    for (;;) {
-        cJSON *msg;
-        int r;
-        while ((r = fp_session_read(s, &msg, err)) == 1) {
-            const cJSON *m = cJSON_GetObjectItemCaseSensitive(msg, "method");
-            const cJSON *mid = cJSON_GetObjectItemCaseSensitive(msg, "id");
-            if (cJSON_IsString(m)) {
-                /* Notifications carry no id; the agent sends clients no requests. */
-                if (!mid && on_notify)
-                    on_notify(m->valuestring, cJSON_GetObjectItemCaseSensitive(msg, "params"), ud);
-                cJSON_Delete(msg);
-                continue;
-            }
-            if (!cJSON_IsNumber(mid) || (int64_t)mid->valuedouble != id) {
-                /* The late answer to a request given up on (timeout, Ctrl-C). */
-                SLOG(s, "dropping a late answer (id %s)",
-                     cJSON_IsNumber(mid) ? "number" : "missing");
-                cJSON_Delete(msg);
-                continue;
-            }
-            const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg, "error");
-            if (e) {
-                session_remote_error(s, method, e, err);
-                cJSON_Delete(msg);
-                return NULL;
-            }
-            cJSON *result = cJSON_DetachItemFromObjectCaseSensitive(msg, "result");
-            cJSON_Delete(msg);
-            if (!result) result = cJSON_CreateNull();
-            return result;
-        }
-        if (r < 0) return NULL;
-
-        int wait = -1;
-        if (timeout_ms >= 0) {
-            double left = (double)timeout_ms - (session_now_ms() - start);
-            if (left <= 0) {
-                char took[32];
-                session_format_ms(took, sizeof took, timeout_ms);
-                fp_error_set(err, FP_E_TIMEOUT, NULL,
-                             "'%s' got no answer from process %d within %s", method, s->target.pid,
-                             took);
-                s->abandoned = true;
-                session_timeout_hint(s, method, err);
-                return NULL;
-            }
-            wait = (int)left + 1;
-        }
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        int pr = poll(&p, 1, wait);
-        if (pr < 0 && errno == EINTR) {
-            s->abandoned = true;
-            fp_error_set(err, FP_E_INTERRUPTED,
-                         "the agent may still finish it in the background; its answer is dropped",
-                         "interrupted while waiting for '%s'", method);
-            return NULL;
-        }
-        if (pr < 0) {
-            fp_error_set(err, FP_E_IO, NULL, "poll failed: %s", strerror(errno));
-            return NULL;
-        }
-    }
-}
-
-const cJSON *fp_session_last_error(const fp_session *s)
-{
-    return s->last_error;
-}
-
-const fp_target *fp_session_target(const fp_session *s)
-{
-    return &s->target;
-}
-
-bool fp_session_injected(const fp_session *s)
-{
-    return s->injected;
-}
-
-int fp_session_fd(const fp_session *s)
-{
-    return s->fd;
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Finding the agent
  */
 
 /* The agent names its socket after its uid and its pid as it sees them; going through
  * /proc/PID/root reaches it inside another mount namespace (a container's own /tmp). */
-static int session_socket_path(fp_session *s, fp_error *err)
+static int session_socket_path(session_job *s, fp_error *err)
 {
     const fp_target *t = &s->target;
     char plain[sizeof s->socket_path];
@@ -451,18 +122,14 @@ static int session_socket_path(fp_session *s, fp_error *err)
     return 0;
 }
 
-static void session_disconnect(fp_session *s)
+static void session_disconnect(session_job *s)
 {
-    if (s->fd >= 0) close(s->fd);
-    s->fd = -1;
-    s->closed = false;
-    s->abandoned = false;
-    fp_frame_reader_free(&s->reader);
-    fp_frame_reader_init(&s->reader, FP_FRAME_DEFAULT_MAX);
+    fp_channel_free(s->ch);
+    s->ch = NULL;
 }
 
-/* Returns 0 when connected, else -errno. */
-static int session_connect(fp_session *s)
+/* Returns 0 when connected (s->ch set), else -errno. */
+static int session_connect(session_job *s)
 {
     session_disconnect(s);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -474,15 +141,9 @@ static int session_connect(fp_session *s)
         close(fd);
         return -e;
     }
-    /* Non-blocking from here on: every wait goes through poll with a bound. */
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    s->fd = fd;
-    return 0;
+    /* Non-blocking from here on (the channel): every wait goes through poll with a bound. */
+    s->ch = fp_channel_new(fd, s->target.pid, s->debug);
+    return s->ch ? 0 : -ENOMEM;
 }
 
 typedef enum session_probe {
@@ -494,7 +155,7 @@ typedef enum session_probe {
     PROBE_FAILED,  /* anything else (err set): give up */
 } session_probe;
 
-static session_probe session_try(fp_session *s, int bound_ms, fp_error *err)
+static session_probe session_try(session_job *s, int bound_ms, fp_error *err)
 {
     const fp_target *t = &s->target;
     SLOG(s, "connecting to %s", s->socket_path);
@@ -527,7 +188,7 @@ static session_probe session_try(fp_session *s, int bound_ms, fp_error *err)
     SLOG(s, "connected; sending ping");
     fp_error e2;
     fp_error_clear(&e2);
-    cJSON *pong = fp_session_call(s, "ping", NULL, bound_ms, NULL, NULL, &e2);
+    cJSON *pong = fp_channel_call(s->ch, "ping", NULL, bound_ms, NULL, &e2, NULL);
     if (pong) {
         cJSON_Delete(pong);
         SLOG(s, "the agent answered ping");
@@ -547,7 +208,7 @@ static session_probe session_try(fp_session *s, int bound_ms, fp_error *err)
     return PROBE_SILENT;
 }
 
-static int session_hungup_error(fp_session *s, fp_error *err)
+static int session_hungup_error(session_job *s, fp_error *err)
 {
     const fp_target *t = &s->target;
     uid_t me = geteuid();
@@ -562,7 +223,7 @@ static int session_hungup_error(fp_session *s, fp_error *err)
                         "the agent of process %d closed the connection without answering", t->pid);
 }
 
-static int session_timeout_error(fp_session *s, int timeout_ms, fp_error *err)
+static int session_timeout_error(session_job *s, int timeout_ms, fp_error *err)
 {
     const fp_target *t = &s->target;
     char hint[1024];
@@ -584,16 +245,10 @@ static int session_timeout_error(fp_session *s, int timeout_ms, fp_error *err)
                         "the agent in process %d did not come up within %d ms", t->pid, timeout_ms);
 }
 
-static void session_sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* A process killed with its agent inside leaves its socket behind (and a killed fp its lock
  * file). Before injecting, fp removes those of processes that no longer exist, in its own
  * directory and pid namespace only: a pid of another namespace means nothing here. */
-static void session_sweep_stale(fp_session *s)
+static void session_sweep_stale(session_job *s)
 {
     char dir[64];
     if (fp_turn_own_dir(dir, sizeof dir, 0) != 0) return;
@@ -625,12 +280,12 @@ static void session_sweep_stale(fp_session *s)
 }
 
 /* After injection: connect + ping until the agent answers or the deadline passes. */
-static int session_wait_agent(fp_session *s, double deadline, int timeout_ms, fp_error *err)
+static int session_wait_agent(session_job *s, double deadline, int timeout_ms, fp_error *err)
 {
     int backoff = SESSION_BACKOFF_FIRST_MS;
     int tries = 0;
     for (;;) {
-        double left = deadline - session_now_ms();
+        double left = deadline - fp_clock_ms();
         int bound = left < SESSION_PING_MS ? (int)left : SESSION_PING_MS;
         if (bound < 50) bound = 50; /* always one real try, even when injection ate the time */
         fp_error e2;
@@ -648,29 +303,22 @@ static int session_wait_agent(fp_session *s, double deadline, int timeout_ms, fp
         if (session_proc_gone(s->target.pid))
             return fp_error_set(err, FP_E_NO_PROCESS, NULL,
                                 "process %d exited while the agent was starting", s->target.pid);
-        if (session_now_ms() + backoff >= deadline)
-            return session_timeout_error(s, timeout_ms, err);
-        session_sleep_ms(backoff);
+        if (fp_clock_ms() + backoff >= deadline) return session_timeout_error(s, timeout_ms, err);
+        fp_clock_sleep_ms(backoff);
         backoff = backoff * 2 > SESSION_BACKOFF_MAX_MS ? SESSION_BACKOFF_MAX_MS : backoff * 2;
     }
 }
 
-fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
+int fp_session_connect(int pid, const fp_session_opts *opts, fp_connected *out, fp_error *err)
 {
     fp_error_clear(err);
-    fp_session *s = calloc(1, sizeof *s);
-    if (!s) {
-        fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
-        return NULL;
-    }
-    s->fd = -1;
-    s->next_id = 1;
-    s->debug = opts && opts->debug;
-    fp_frame_reader_init(&s->reader, FP_FRAME_DEFAULT_MAX);
+    memset(out, 0, sizeof *out);
+    session_job job = {.debug = opts && opts->debug};
+    session_job *s = &job;
     int attach_ms =
         opts && opts->attach_timeout_ms > 0 ? opts->attach_timeout_ms : SESSION_ATTACH_DEFAULT_MS;
 
-    double deadline = session_now_ms() + attach_ms;
+    double deadline = fp_clock_ms() + attach_ms;
     /* Other clients of this user wait while this one looks at the process and injects it (see
      * fp_turns.h); nothing is held once an agent answers. */
     fp_turn turn;
@@ -689,8 +337,7 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
 
     switch (session_try(s, SESSION_PING_MS, err)) {
     case PROBE_OK:
-        fp_turn_give(&turn);
-        return s;
+        goto done;
     case PROBE_FAILED:
         goto fail;
     case PROBE_SILENT:
@@ -734,15 +381,39 @@ fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
     s->injected = true;
     SLOG(s, "injected; waiting for the agent's socket");
     if (session_wait_agent(s, deadline, attach_ms, err) != 0) goto fail;
+
+done:
     fp_turn_give(&turn);
-    return s;
+    out->ch = s->ch;
+    out->target = s->target;
+    out->injected = s->injected;
+    return 0;
 
 fail:
     fp_turn_give(&turn);
     session_disconnect(s);
-    fp_frame_reader_free(&s->reader);
-    free(s);
-    return NULL;
+    return -1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The blocking session of the terminal client
+ */
+
+fp_session *fp_session_open(int pid, const fp_session_opts *opts, fp_error *err)
+{
+    fp_connected c;
+    if (fp_session_connect(pid, opts, &c, err) != 0) return NULL;
+    fp_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        fp_channel_free(c.ch);
+        fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
+        return NULL;
+    }
+    s->target = c.target;
+    s->ch = c.ch;
+    s->injected = c.injected;
+    s->debug = opts && opts->debug;
+    return s;
 }
 
 void fp_session_close(fp_session *s)
@@ -750,17 +421,44 @@ void fp_session_close(fp_session *s)
     if (!s) return;
     /* detach is answered after the client's queued requests; behind an abandoned one it
      * could wait for the GIL forever. Closing the socket detaches just the same. */
-    if (s->fd >= 0 && !s->closed && !s->abandoned) {
+    if (!fp_channel_closed(s->ch) && !fp_channel_abandoned(s->ch)) {
         fp_error e;
         fp_error_clear(&e);
-        cJSON *r = fp_session_call(s, "detach", NULL, SESSION_DETACH_MS, NULL, NULL, &e);
+        cJSON *r = fp_channel_call(s->ch, "detach", NULL, SESSION_DETACH_MS, NULL, &e, NULL);
         SLOG(s, "detach: %s", r ? "done" : e.message);
         cJSON_Delete(r);
     }
-    if (s->fd >= 0) close(s->fd);
-    fp_frame_reader_free(&s->reader);
+    fp_channel_free(s->ch);
     cJSON_Delete(s->last_error);
     free(s);
+}
+
+const fp_target *fp_session_target(const fp_session *s)
+{
+    return &s->target;
+}
+
+bool fp_session_injected(const fp_session *s)
+{
+    return s->injected;
+}
+
+fp_channel *fp_session_channel(const fp_session *s)
+{
+    return s->ch;
+}
+
+cJSON *fp_session_call(fp_session *s, const char *method, cJSON *params, int timeout_ms,
+                       volatile sig_atomic_t *interrupted, fp_error *err)
+{
+    cJSON_Delete(s->last_error);
+    s->last_error = NULL;
+    return fp_channel_call(s->ch, method, params, timeout_ms, interrupted, err, &s->last_error);
+}
+
+const cJSON *fp_session_last_error(const fp_session *s)
+{
+    return s->last_error;
 }
 
 int fp_session_agent_lib(char *buf, size_t size, fp_error *err)

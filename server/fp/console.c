@@ -61,8 +61,8 @@ static unsigned char console_complete(EditLine *el, int ch)
     cJSON_AddStringToObject(params, "text", word);
     fp_error e;
     fp_error_clear(&e);
-    cJSON *r = fp_session_call(k->c->session, "console.complete", params, CONSOLE_COMPLETE_MS, NULL,
-                               NULL, &e);
+    cJSON *r =
+        fp_session_call(k->c->session, "console.complete", params, CONSOLE_COMPLETE_MS, NULL, &e);
     const char *m[CONSOLE_MAX_MATCHES];
     int n = 0;
     const cJSON *it;
@@ -89,7 +89,7 @@ static int console_eval(console *k, const char *source)
     fp_error e;
     fp_error_clear(&e);
     cli_interrupted = 0;
-    cJSON *r = run_call(c, "console.eval", params, NULL, NULL, &e);
+    cJSON *r = run_call(c, "console.eval", params, &e);
     if (!r) {
         if (e.code == FP_E_INTERRUPTED) {
             fflush(stdout);
@@ -99,7 +99,7 @@ static int console_eval(console *k, const char *source)
             k->more = false;
             return -1;
         }
-        run_report(c, "console", &e);
+        run_report(c, "console", &e, fp_session_last_error(c->session));
         if (e.code == FP_E_CLOSED) {
             c->detached = true;
             c->quit = true;
@@ -173,9 +173,9 @@ int console_run(cli *c)
     fp_error e;
     fp_error_clear(&e);
     cli_interrupted = 0;
-    cJSON *r = run_call(c, "console.open", cJSON_CreateObject(), NULL, NULL, &e);
+    cJSON *r = run_call(c, "console.open", cJSON_CreateObject(), &e);
     if (!r) {
-        run_report(c, "console", &e);
+        run_report(c, "console", &e, fp_session_last_error(c->session));
         if (e.code == FP_E_CLOSED) c->detached = c->quit = true;
         return CLI_EXIT_FAILED;
     }
@@ -201,7 +201,7 @@ int console_run(cli *c)
         cJSON_AddNumberToObject(params, "session", k.session);
         fp_error_clear(&e);
         cJSON *closed =
-            fp_session_call(c->session, "console.close", params, CONSOLE_CLOSE_MS, NULL, NULL, &e);
+            fp_session_call(c->session, "console.close", params, CONSOLE_CLOSE_MS, NULL, &e);
         if (c->json && closed) run_emit_json("console.close", "result", closed);
         cJSON_Delete(closed);
     }

@@ -42,14 +42,16 @@ extern volatile sig_atomic_t cli_interrupted;
 int run_line(cli *c, const char *line);
 void run_history_add(cli *c, const char *line);
 void run_history_free(cli *c);
-/* Prints e the human way on stderr and, with --json, as an error line on stdout. */
-void run_report(const cli *c, const char *command, const fp_error *e);
+/* Prints e the human way on stderr and, with --json, as an error line on stdout; rpc_error is
+ * the agent's error object (for its data), may be NULL. */
+void run_report(const cli *c, const char *command, const fp_error *e, const cJSON *rpc_error);
 /* With --json: prints {"command": command, key: value} on one line (value is borrowed). */
 void run_emit_json(const char *command, const char *key, const cJSON *value);
 /* Sends method with the command's bound, handling Ctrl-C. Returns the result or NULL with e
  * (e->code FP_E_INTERRUPTED when the user pressed Ctrl-C). params is taken. */
-cJSON *run_call(cli *c, const char *method, cJSON *params, fp_notify_fn on_notify, void *ud,
-                fp_error *e);
+cJSON *run_call(cli *c, const char *method, cJSON *params, fp_error *e);
+/* Stops what runs in the background (gilstat in the shell), when fp leaves. */
+void run_background_end(void);
 
 /* ---- render.c: the human renderers, one per command model */
 
@@ -62,16 +64,6 @@ void render_notification(FILE *out, const fp_cmd_parsed *p, const char *method,
 const char *render_oneline(char *buf, size_t size, const char *text);
 /* The table printed by `fp` without a PID. */
 void render_processes(FILE *out, const fp_target *targets, int n);
-/* The process list as the model --json prints. */
-cJSON *render_processes_model(const fp_target *targets, int n);
-
-/* ---- stream.c: results that start a stream (watch, tt -t, trace) */
-
-/* Follows the stream that result started ("stream": {id_key, id, end, stop}), passing its
- * notifications to on_notify until its end, Ctrl-C or --timeout (which stop it). Returns a
- * CLI_EXIT_* status; a result without a usable "stream" returns CLI_EXIT_OK at once. */
-int stream_follow(cli *c, const fp_cmd_parsed *p, const cJSON *result, fp_notify_fn on_notify,
-                  void *ud);
 
 /* ---- render_watch.c, render_tt.c: watch and tt models and notifications */
 
@@ -99,17 +91,13 @@ void render_trace_notification(FILE *out, const char *method, const cJSON *param
 /* The trace request's result: what is traced, with which options. */
 void render_trace_result(FILE *out, const cJSON *result);
 
-/* ---- perf.c, render_perf.c: the perf command (outside the process, no agent) */
+/* ---- render_perf.c: the perf command (outside the process, no agent) */
 
-/* Samples, writes the profile and prints the summary. Returns a CLI_EXIT_* status. */
-int perf_run(cli *c, const fp_cmd_parsed *p);
 /* Renders perf's summary model (fp_profile_summary_model + file, format, stopped_by). */
 void render_perf(FILE *out, const cJSON *model);
 
-/* ---- stack.c: the stack command (from outside the process; -a through the agent) */
+/* ---- render_stack.c: the stack command's models */
 
-/* Reads and shows the stacks (or with -a the asyncio tasks). Returns a CLI_EXIT_* status. */
-int stack_run(cli *c, const fp_cmd_parsed *p);
 /* Renders either stack model: threads (from outside or the agent's) or asyncio tasks. */
 void stack_render(FILE *out, const cJSON *result);
 
@@ -137,12 +125,9 @@ char *shell_read(EditLine *el, History *hist, bool *interrupted);
 /* Runs a console session. Returns CLI_EXIT_OK or CLI_EXIT_FAILED. */
 int console_run(cli *c);
 
-/* ---- gilstat.c, render_gilstat.c: the `gilstat` command (no agent) */
+/* ---- render_gilstat.c: the `gilstat` command's models */
 
-/* gilstat on: streams until --timeout/Ctrl-C, or in the interactive shell starts a background
- * collector; gilstat off stops that one. Returns CLI_EXIT_OK or CLI_EXIT_FAILED. */
-int gilstat_run(cli *c, const fp_cmd_parsed *p);
-/* Renders one gilstat model (method: "gilstat.started", ".report", ".threshold", ".stopped"). */
+/* Renders one gilstat model (method: FP_NOTE_GILSTAT_STARTED, _REPORT, _THRESHOLD, _STOPPED). */
 void render_gilstat(FILE *out, const char *method, const cJSON *model);
 
 #endif

@@ -5,12 +5,14 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "fp_log.h"
+#include "fp_models.h"
 
 #define MAIN_CMD_TIMEOUT_MS 30000
 #define MAIN_MAX_CMDS 64
@@ -147,11 +149,11 @@ static int main_list(const main_args *a)
         fp_error e;
         fp_error_set(&e, FP_E_IO, NULL, "cannot list the processes in /proc");
         cli c = {.json = a->json};
-        run_report(&c, "list", &e);
+        run_report(&c, "list", &e, NULL);
         return CLI_EXIT_FAILED;
     }
     if (a->json) {
-        cJSON *model = render_processes_model(targets, n);
+        cJSON *model = fp_model_processes(targets, n);
         run_emit_json("list", "result", model);
         cJSON_Delete(model);
         free(targets);
@@ -195,9 +197,9 @@ static fp_session *main_attach(const main_args *a, fp_error *e)
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &old);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     fp_session *s = fp_session_open(a->pid, &o, e);
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return s;
 }
 
@@ -250,7 +252,7 @@ int main(int argc, char **argv)
     }
     c.session = main_attach(&a, &e);
     if (!c.session) {
-        run_report(&c, "attach", &e);
+        run_report(&c, "attach", &e, NULL);
         return CLI_EXIT_USAGE;
     }
     if (a.debug)

@@ -2,27 +2,12 @@
  * read the model the agent produced; --json prints that same model instead. Fields a renderer
  * does not know are shown generically, so a newer agent never loses information. */
 #include "fp_cli.h"
+#include "fp_json.h"
+#include "fp_models.h"
+#include "fp_notes.h"
 
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *render_str(const cJSON *o, const char *key, const char *dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
-static double render_num(const cJSON *o, const char *key, double dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-static bool render_bool(const cJSON *o, const char *key)
-{
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
 
 /* Writes text, indenting every line after the first by indent spaces. */
 static void render_indented(FILE *out, const char *text, int indent)
@@ -61,20 +46,20 @@ static void render_status(FILE *out, const cJSON *r)
 {
     static const char *const known[] = {"pid",      "agent_version", "python_version", "clients",
                                         "uptime_s", "python_ready",  "gil_wait_ms",    "pending"};
-    fprintf(out, "agent in process %.0f\n", render_num(r, "pid", 0));
-    fprintf(out, "  %-14s %s\n", "Python", render_str(r, "python_version", "?"));
-    fprintf(out, "  %-14s %s\n", "agent", render_str(r, "agent_version", "?"));
+    fprintf(out, "agent in process %.0f\n", fp_json_num(r, "pid", 0));
+    fprintf(out, "  %-14s %s\n", "Python", fp_json_str(r, "python_version", "?"));
+    fprintf(out, "  %-14s %s\n", "agent", fp_json_str(r, "agent_version", "?"));
     fprintf(out, "  %-14s ", "uptime");
-    render_duration(out, render_num(r, "uptime_s", 0));
-    fprintf(out, "\n  %-14s %.0f\n", "clients", render_num(r, "clients", 0));
+    render_duration(out, fp_json_num(r, "uptime_s", 0));
+    fprintf(out, "\n  %-14s %.0f\n", "clients", fp_json_num(r, "clients", 0));
     fprintf(out, "  %-14s %s\n", "Python side",
-            render_bool(r, "python_ready") ? "ready" : "not loaded yet (loads on first use)");
-    double gil = render_num(r, "gil_wait_ms", 0);
+            fp_json_bool(r, "python_ready") ? "ready" : "not loaded yet (loads on first use)");
+    double gil = fp_json_num(r, "gil_wait_ms", 0);
     if (gil > 0)
         fprintf(out, "  %-14s %.0f ms: another thread holds the GIL\n", "GIL wait", gil);
     else
         fprintf(out, "  %-14s none\n", "GIL wait");
-    fprintf(out, "  %-14s %.0f\n", "pending", render_num(r, "pending", 0));
+    fprintf(out, "  %-14s %.0f\n", "pending", fp_json_num(r, "pending", 0));
     const cJSON *it;
     cJSON_ArrayForEach(it, r)
     {
@@ -92,8 +77,8 @@ static void render_status(FILE *out, const cJSON *r)
 
 static void render_module(FILE *out, const cJSON *r)
 {
-    fprintf(out, "%s is loaded as module '%s'\n", render_str(r, "path", "?"),
-            render_str(r, "module", "?"));
+    fprintf(out, "%s is loaded as module '%s'\n", fp_json_str(r, "path", "?"),
+            fp_json_str(r, "module", "?"));
     const cJSON *others = cJSON_GetObjectItemCaseSensitive(r, "others");
     if (!cJSON_IsArray(others) || cJSON_GetArraySize(others) == 0) return;
     fprintf(out, "  also loaded as ");
@@ -114,10 +99,10 @@ typedef struct render_tree {
 
 static void render_node(FILE *out, const char *name, const cJSON *v, int indent, render_tree *t)
 {
-    fprintf(out, "%*s%s: %s = ", indent, "", name, render_str(v, "type", "?"));
-    render_indented(out, render_str(v, "repr", ""), indent + 4);
-    if (render_bool(v, "repr_truncated")) fputs(" (cut; -r shows all)", out);
-    if (render_bool(v, "expandable")) {
+    fprintf(out, "%*s%s: %s = ", indent, "", name, fp_json_str(v, "type", "?"));
+    render_indented(out, fp_json_str(v, "repr", ""), indent + 4);
+    if (fp_json_bool(v, "repr_truncated")) fputs(" (cut; -r shows all)", out);
+    if (fp_json_bool(v, "expandable")) {
         fputs(" ...", out);
         t->expandable_seen = true;
     }
@@ -126,10 +111,10 @@ static void render_node(FILE *out, const char *name, const cJSON *v, int indent,
     const cJSON *child;
     cJSON_ArrayForEach(child, children)
     {
-        render_node(out, render_str(child, "name", "?"),
+        render_node(out, fp_json_str(child, "name", "?"),
                     cJSON_GetObjectItemCaseSensitive(child, "value"), indent + 2, t);
     }
-    double omitted = render_num(v, "omitted", 0);
+    double omitted = fp_json_num(v, "omitted", 0);
     if (omitted > 0) fprintf(out, "%*s(%.0f more, use -v)\n", indent + 2, "", omitted);
 }
 
@@ -137,17 +122,17 @@ static void render_getglobal(FILE *out, const fp_cmd_parsed *p, const cJSON *r)
 {
     const cJSON *value = cJSON_GetObjectItemCaseSensitive(r, "value");
     const cJSON *params = p ? p->params : NULL;
-    bool raw = render_bool(params, "raw");
+    bool raw = fp_json_bool(params, "raw");
     if (raw || !cJSON_IsObject(value)) {
-        fputs(render_str(value, "repr", ""), out);
+        fputs(fp_json_str(value, "repr", ""), out);
         fputc('\n', out);
         return;
     }
     /* The root is named as the user asked for it: the expression, or [Class.]field. */
     char label[512];
-    const char *expr = render_str(r, "expr", NULL);
-    const char *cls = render_str(r, "class", NULL);
-    const char *field = render_str(r, "field", "value");
+    const char *expr = fp_json_str(r, "expr", NULL);
+    const char *cls = fp_json_str(r, "class", NULL);
+    const char *field = fp_json_str(r, "field", "value");
     if (expr)
         snprintf(label, sizeof label, "%s", expr);
     else if (cls)
@@ -156,7 +141,7 @@ static void render_getglobal(FILE *out, const fp_cmd_parsed *p, const cJSON *r)
         snprintf(label, sizeof label, "%s", field);
     render_tree t = {0};
     render_node(out, label, value, 0, &t);
-    int depth = (int)render_num(params, "depth", 1);
+    int depth = (int)fp_json_num(params, "depth", 1);
     if (t.expandable_seen && depth < 4)
         fprintf(out, "(... has more inside: -x %d shows one level deeper)\n", depth + 1);
 }
@@ -190,6 +175,9 @@ void render_result(FILE *out, const fp_cmd_parsed *p, const cJSON *result)
     case FP_CMD_TRACE:
         render_trace_result(out, result); /* render_trace.c */
         break;
+    case FP_CMD_PERF:
+        render_perf(out, result); /* render_perf.c */
+        break;
     default:
         if (!cJSON_IsNull(result)) {
             char *text = cJSON_Print(result);
@@ -203,24 +191,28 @@ void render_result(FILE *out, const fp_cmd_parsed *p, const cJSON *result)
 void render_notification(FILE *out, const fp_cmd_parsed *p, const char *method, const cJSON *params)
 {
     /* watch and tt (render_watch.c, render_tt.c) */
-    if (strcmp(method, "watch/event") == 0) {
+    if (strcmp(method, FP_NOTE_WATCH_EVENT) == 0) {
         render_watch_event(out, params);
         return;
     }
-    if (strcmp(method, "watch/end") == 0) {
+    if (strcmp(method, FP_NOTE_WATCH_END) == 0) {
         render_watch_end(out, params);
         return;
     }
-    if (strcmp(method, "tt/record") == 0) {
+    if (strcmp(method, FP_NOTE_TT_RECORD) == 0) {
         render_tt_record(out, params);
         return;
     }
-    if (strcmp(method, "tt/end") == 0) {
+    if (strcmp(method, FP_NOTE_TT_END) == 0) {
         render_tt_end(out, params);
         return;
     }
-    if (strncmp(method, "trace/", 6) == 0) { /* render_trace.c */
-        render_trace_notification(out, method, params);
+    if (strncmp(method, FP_NOTE_TRACE_PREFIX, strlen(FP_NOTE_TRACE_PREFIX)) == 0) {
+        render_trace_notification(out, method, params); /* render_trace.c */
+        return;
+    }
+    if (p->cmd->id == FP_CMD_GILSTAT) {
+        render_gilstat(out, method, params); /* render_gilstat.c */
         return;
     }
     /* Without a renderer, show the raw report rather than nothing. */
@@ -241,16 +233,6 @@ const char *render_oneline(char *buf, size_t size, const char *text)
     return buf;
 }
 
-static const char *render_user(uid_t uid, char *buf, size_t size)
-{
-    struct passwd *pw = getpwuid(uid);
-    if (pw && pw->pw_name)
-        snprintf(buf, size, "%s", pw->pw_name);
-    else
-        snprintf(buf, size, "%u", (unsigned)uid);
-    return buf;
-}
-
 void render_processes(FILE *out, const fp_target *targets, int n)
 {
     fprintf(out, "%7s  %-10s %-8s %s\n", "PID", "USER", "PYTHON", "COMMAND");
@@ -258,27 +240,8 @@ void render_processes(FILE *out, const fp_target *targets, int n)
         const fp_target *t = &targets[i];
         char user[64];
         char cmd[sizeof t->cmdline];
-        fprintf(out, "%7d  %-10s %-8s %s\n", t->pid, render_user(t->uid, user, sizeof user),
+        fprintf(out, "%7d  %-10s %-8s %s\n", t->pid, fp_model_user(t->uid, user, sizeof user),
                 t->py_version[0] ? t->py_version : "?",
                 render_oneline(cmd, sizeof cmd, t->cmdline[0] ? t->cmdline : t->exe));
     }
-}
-
-cJSON *render_processes_model(const fp_target *targets, int n)
-{
-    cJSON *model = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(model, "processes");
-    for (int i = 0; i < n; i++) {
-        const fp_target *t = &targets[i];
-        char user[64];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "pid", t->pid);
-        cJSON_AddNumberToObject(o, "uid", t->uid);
-        cJSON_AddStringToObject(o, "user", render_user(t->uid, user, sizeof user));
-        cJSON_AddStringToObject(o, "python_version", t->py_version);
-        cJSON_AddStringToObject(o, "exe", t->exe);
-        cJSON_AddStringToObject(o, "cmdline", t->cmdline);
-        cJSON_AddItemToArray(arr, o);
-    }
-    return model;
 }

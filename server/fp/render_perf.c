@@ -4,18 +4,7 @@
 #include <string.h>
 
 #include "fp_cli.h"
-
-static double render_perf_num(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
-}
-
-static const char *render_perf_str(const cJSON *o, const char *key)
-{
-    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
-    return s ? s : "";
-}
+#include "fp_json.h"
 
 /* The last path component, for the tables (the JSON keeps the full path). */
 static const char *render_perf_base(const char *path)
@@ -27,12 +16,12 @@ static const char *render_perf_base(const char *path)
 static void render_perf_header(FILE *out, const cJSON *m)
 {
     fprintf(out, "perf: %.0f samples of %.0f thread%s of process %.0f (Python %s) in %.1f s\n",
-            render_perf_num(m, "samples"), render_perf_num(m, "threads"),
-            render_perf_num(m, "threads") == 1 ? "" : "s", render_perf_num(m, "pid"),
-            render_perf_str(m, "python"), render_perf_num(m, "duration_s"));
+            fp_json_num(m, "samples", 0), fp_json_num(m, "threads", 0),
+            fp_json_num(m, "threads", 0) == 1 ? "" : "s", fp_json_num(m, "pid", 0),
+            fp_json_str(m, "python", ""), fp_json_num(m, "duration_s", 0));
     fprintf(out, "      rate %.0f Hz requested, %.1f Hz achieved (%.0f ticks); %.0f lost",
-            render_perf_num(m, "rate_hz"), render_perf_num(m, "achieved_hz"),
-            render_perf_num(m, "ticks"), render_perf_num(m, "lost"));
+            fp_json_num(m, "rate_hz", 0), fp_json_num(m, "achieved_hz", 0),
+            fp_json_num(m, "ticks", 0), fp_json_num(m, "lost", 0));
     const char *opts[3] = {0};
     int n = 0;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "native"))) opts[n++] = "--native";
@@ -41,7 +30,7 @@ static void render_perf_header(FILE *out, const cJSON *m)
     for (int i = 0; i < n; i++)
         fprintf(out, "%s%s", i ? " " : "; ", opts[i]);
     fputc('\n', out);
-    const char *stopped = render_perf_str(m, "stopped_by");
+    const char *stopped = fp_json_str(m, "stopped_by", "");
     if (stopped[0]) fprintf(out, "      stopped by %s\n", stopped);
 }
 
@@ -53,15 +42,15 @@ static void render_perf_functions(FILE *out, const cJSON *m, const char *key, co
     const cJSON *f;
     cJSON_ArrayForEach(f, arr)
     {
-        const char *kind = render_perf_str(f, "kind");
+        const char *kind = fp_json_str(f, "kind", "");
         char where[512];
         if (strcmp(kind, "python") == 0)
-            snprintf(where, sizeof where, "%s:%.0f", render_perf_base(render_perf_str(f, "file")),
-                     render_perf_num(f, "line"));
+            snprintf(where, sizeof where, "%s:%.0f", render_perf_base(fp_json_str(f, "file", "")),
+                     fp_json_num(f, "line", 0));
         else
-            snprintf(where, sizeof where, "%s", render_perf_base(render_perf_str(f, "file")));
-        fprintf(out, "  %5.1f%%  %5.1f%%  %s (%s)\n", render_perf_num(f, "self_pct"),
-                render_perf_num(f, "total_pct"), render_perf_str(f, "function"), where);
+            snprintf(where, sizeof where, "%s", render_perf_base(fp_json_str(f, "file", "")));
+        fprintf(out, "  %5.1f%%  %5.1f%%  %s (%s)\n", fp_json_num(f, "self_pct", 0),
+                fp_json_num(f, "total_pct", 0), fp_json_str(f, "function", ""), where);
     }
 }
 
@@ -74,19 +63,19 @@ static void render_perf_lines(FILE *out, const cJSON *m, int max)
     const cJSON *l;
     cJSON_ArrayForEach(l, arr)
     {
-        if (n++ == max || render_perf_num(l, "self") == 0) break;
-        fprintf(out, "  %5.1f%%  %5.1f%%  %s:%.0f in %s\n", render_perf_num(l, "self_pct"),
-                render_perf_num(l, "total_pct"), render_perf_base(render_perf_str(l, "file")),
-                render_perf_num(l, "line"), render_perf_str(l, "function"));
+        if (n++ == max || fp_json_num(l, "self", 0) == 0) break;
+        fprintf(out, "  %5.1f%%  %5.1f%%  %s:%.0f in %s\n", fp_json_num(l, "self_pct", 0),
+                fp_json_num(l, "total_pct", 0), render_perf_base(fp_json_str(l, "file", "")),
+                fp_json_num(l, "line", 0), fp_json_str(l, "function", ""));
     }
 }
 
 void render_perf(FILE *out, const cJSON *model)
 {
     render_perf_header(out, model);
-    const char *file = render_perf_str(model, "file");
-    if (file[0]) fprintf(out, "      %s written to %s\n", render_perf_str(model, "format"), file);
-    if (render_perf_num(model, "samples") == 0) {
+    const char *file = fp_json_str(model, "file", "");
+    if (file[0]) fprintf(out, "      %s written to %s\n", fp_json_str(model, "format", ""), file);
+    if (fp_json_num(model, "samples", 0) == 0) {
         fprintf(out, "\nNo samples: no thread ran Python code while it was sampled. Idle threads "
                      "are left out by default: --idle includes them.\n");
         return;

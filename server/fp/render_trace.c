@@ -2,20 +2,10 @@
  * with its cost, its share of the invocation and where it is defined, the calls cheaper than -i
  * (or deeper than -d) summed up under their caller; then why the trace ended. */
 #include "fp_cli.h"
+#include "fp_json.h"
+#include "fp_notes.h"
 
 #include <string.h>
-
-static const char *render_trace_str(const cJSON *o, const char *key, const char *dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
-static double render_trace_num(const cJSON *o, const char *key, double dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
 
 /* The branches drawn so far: for each level above, whether a line continues below it. */
 #define RENDER_TRACE_MAX_DEPTH 128
@@ -34,37 +24,36 @@ static void render_trace_prefix(render_trace_ctx *t, int depth, bool last)
 
 static void render_trace_hidden(render_trace_ctx *t, const cJSON *hidden, int depth)
 {
-    double count = render_trace_num(hidden, "count", 0);
+    double count = fp_json_num(hidden, "count", 0);
     if (count <= 0) return;
     render_trace_prefix(t, depth, true);
     fprintf(t->out, "(%.0f more call%s, %.3f ms, under -i or below -d)\n", count,
-            count == 1 ? "" : "s", render_trace_num(hidden, "cost_ms", 0));
+            count == 1 ? "" : "s", fp_json_num(hidden, "cost_ms", 0));
 }
 
 static void render_trace_node(render_trace_ctx *t, const cJSON *n, int depth, bool last)
 {
     render_trace_prefix(t, depth, last);
     if (depth < RENDER_TRACE_MAX_DEPTH) t->more[depth] = !last;
-    const char *kind = render_trace_str(n, "kind", "py");
-    double count = render_trace_num(n, "count", 1);
-    fprintf(t->out, "[%6.2f%% %9.3f ms] ", render_trace_num(n, "pct", 0),
-            render_trace_num(n, "cost_ms", 0));
+    const char *kind = fp_json_str(n, "kind", "py");
+    double count = fp_json_num(n, "count", 1);
+    fprintf(t->out, "[%6.2f%% %9.3f ms] ", fp_json_num(n, "pct", 0), fp_json_num(n, "cost_ms", 0));
     if (strcmp(kind, "suspended") == 0) {
         fprintf(t->out, "(suspended: awaiting or yielded%s)\n", count > 1 ? ", several times" : "");
         return;
     }
-    fputs(render_trace_str(n, "function", "?"), t->out);
+    fputs(fp_json_str(n, "function", "?"), t->out);
     if (count > 1) fprintf(t->out, " (%.0f calls)", count);
-    const char *file = render_trace_str(n, "file", NULL);
+    const char *file = fp_json_str(n, "file", NULL);
     if (file)
-        fprintf(t->out, "  %s:%.0f", file, render_trace_num(n, "line", 0));
+        fprintf(t->out, "  %s:%.0f", file, fp_json_num(n, "line", 0));
     else if (strcmp(kind, "c") == 0)
         fputs("  [C]", t->out);
     fputc('\n', t->out);
 
     const cJSON *children = cJSON_GetObjectItemCaseSensitive(n, "children");
     const cJSON *hidden = cJSON_GetObjectItemCaseSensitive(n, "hidden");
-    bool has_hidden = render_trace_num(hidden, "count", 0) > 0;
+    bool has_hidden = fp_json_num(hidden, "count", 0) > 0;
     int total = cJSON_GetArraySize(children), i = 0;
     const cJSON *child;
     cJSON_ArrayForEach(child, children)
@@ -77,14 +66,14 @@ static void render_trace_node(render_trace_ctx *t, const cJSON *n, int depth, bo
 
 static void render_trace_event(FILE *out, const cJSON *p)
 {
-    fprintf(out, "[%.0f] ", render_trace_num(p, "index", 0));
-    render_epoch(out, render_trace_num(p, "time", 0));
+    fprintf(out, "[%.0f] ", fp_json_num(p, "index", 0));
+    render_epoch(out, fp_json_num(p, "time", 0));
     fputs("  ", out);
     render_thread(out, cJSON_GetObjectItemCaseSensitive(p, "thread"));
     fputs("  cost ", out);
-    render_cost(out, render_trace_num(p, "cost_ms", 0));
+    render_cost(out, fp_json_num(p, "cost_ms", 0));
     fputc('\n', out);
-    const char *filter_error = render_trace_str(p, "filter_error", NULL);
+    const char *filter_error = fp_json_str(p, "filter_error", NULL);
     if (filter_error)
         fprintf(out, "  filter failed (the call is traced anyway): %s\n", filter_error);
     render_trace_ctx t = {.out = out};
@@ -108,7 +97,7 @@ static void render_trace_event(FILE *out, const cJSON *p)
         }
         fputs(")\n", out);
     }
-    double dropped = render_trace_num(p, "dropped", 0);
+    double dropped = fp_json_num(p, "dropped", 0);
     if (dropped > 0)
         fprintf(out, "(%.0f earlier event%s dropped: fp did not read fast enough)\n", dropped,
                 dropped == 1 ? "" : "s");
@@ -123,20 +112,19 @@ static const char *render_trace_reason(const char *reason)
 
 void render_trace_notification(FILE *out, const char *method, const cJSON *params)
 {
-    if (strcmp(method, "trace/event") == 0) {
+    if (strcmp(method, FP_NOTE_TRACE_EVENT) == 0) {
         render_trace_event(out, params);
-    } else if (strcmp(method, "trace/skipped") == 0) {
+    } else if (strcmp(method, FP_NOTE_TRACE_SKIPPED) == 0) {
         fputs("skipped a call on ", out);
         render_thread(out, cJSON_GetObjectItemCaseSensitive(params, "thread"));
-        fprintf(out, ": %s\n", render_trace_str(params, "reason", "?"));
-    } else if (strcmp(method, "trace/end") == 0) {
-        double count = render_trace_num(params, "count", 0);
+        fprintf(out, ": %s\n", fp_json_str(params, "reason", "?"));
+    } else if (strcmp(method, FP_NOTE_TRACE_END) == 0) {
+        double count = fp_json_num(params, "count", 0);
         fprintf(out, "trace ended: %.0f invocation%s shown, %s; the function is restored\n", count,
-                count == 1 ? "" : "s",
-                render_trace_reason(render_trace_str(params, "reason", "?")));
-        double discarded = render_trace_num(params, "discarded", 0);
-        double skipped = render_trace_num(params, "skipped", 0);
-        double dropped = render_trace_num(params, "dropped", 0);
+                count == 1 ? "" : "s", render_trace_reason(fp_json_str(params, "reason", "?")));
+        double discarded = fp_json_num(params, "discarded", 0);
+        double skipped = fp_json_num(params, "skipped", 0);
+        double dropped = fp_json_num(params, "dropped", 0);
         if (discarded > 0) fprintf(out, "  %.0f faster than -et left out\n", discarded);
         if (skipped > 0)
             fprintf(out, "  %.0f skipped (a thread with a profiler of its own)\n", skipped);
@@ -151,9 +139,9 @@ void render_trace_notification(FILE *out, const char *method, const cJSON *param
 void render_trace_result(FILE *out, const cJSON *r)
 {
     const cJSON *loc = cJSON_GetObjectItemCaseSensitive(r, "located");
-    fprintf(out, "tracing %s (%s, %s:%.0f)", render_trace_str(loc, "qualname", "?"),
-            render_trace_str(loc, "kind", "?"), render_trace_str(loc, "file", "?"),
-            render_trace_num(loc, "line", 0));
+    fprintf(out, "tracing %s (%s, %s:%.0f)", fp_json_str(loc, "qualname", "?"),
+            fp_json_str(loc, "kind", "?"), fp_json_str(loc, "file", "?"),
+            fp_json_num(loc, "line", 0));
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(loc, "async")))
         fputs(", async", out);
     else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(loc, "generator")))
@@ -161,19 +149,19 @@ void render_trace_result(FILE *out, const cJSON *r)
     const cJSON *depth = cJSON_GetObjectItemCaseSensitive(r, "depth");
     if (cJSON_IsNumber(depth))
         fprintf(out, "; %.0f level%s deep", depth->valuedouble, depth->valuedouble == 1 ? "" : "s");
-    else if (render_trace_num(r, "interval", 0.1) > 0)
-        fprintf(out, "; calls under %g ms hidden", render_trace_num(r, "interval", 0.1));
+    else if (fp_json_num(r, "interval", 0.1) > 0)
+        fprintf(out, "; calls under %g ms hidden", fp_json_num(r, "interval", 0.1));
     else
         fputs("; every call shown", out);
-    double min_cost = render_trace_num(r, "min_cost", 0);
+    double min_cost = fp_json_num(r, "min_cost", 0);
     if (min_cost > 0) fprintf(out, "; only invocations over %g ms", min_cost);
-    const char *filter = render_trace_str(r, "filter", NULL);
+    const char *filter = fp_json_str(r, "filter", NULL);
     if (filter) fprintf(out, "; where %s", filter);
-    double limit = render_trace_num(r, "limit", 10);
+    double limit = fp_json_num(r, "limit", 10);
     fprintf(out, "; stops after %.0f invocation%s (Ctrl-C stops)\n", limit, limit == 1 ? "" : "s");
-    const char *note = render_trace_str(r, "note", NULL);
+    const char *note = fp_json_str(r, "note", NULL);
     if (note) fprintf(out, "  note: %s\n", note);
-    const char *recorder = render_trace_str(r, "recorder", "native");
+    const char *recorder = fp_json_str(r, "recorder", "native");
     if (strcmp(recorder, "native") != 0)
         fprintf(out, "  note: recording with the %s recorder (slower than the agent's C one)\n",
                 recorder);

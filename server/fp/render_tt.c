@@ -2,33 +2,23 @@
  * recorded, the end; the list of records; one record in detail (also a replay's); deletions.
  * They read the models of protocol/methods.md (tt.*); --json prints those models instead. */
 #include "fp_cli.h"
+#include "fp_json.h"
 
 #include <string.h>
-
-static const char *rt_str(const cJSON *o, const char *key, const char *dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
-static double rt_num(const cJSON *o, const char *key, double dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
 
 /* One line: index, time, cost, thread, method, outcome. */
 static void rt_line(FILE *out, const cJSON *r)
 {
     char line[256];
-    render_oneline(line, sizeof line, rt_str(r, "summary", ""));
-    fprintf(out, "%6.0f  ", rt_num(r, "index", 0));
-    render_epoch(out, rt_num(r, "time", 0));
+    render_oneline(line, sizeof line, fp_json_str(r, "summary", ""));
+    fprintf(out, "%6.0f  ", fp_json_num(r, "index", 0));
+    render_epoch(out, fp_json_num(r, "time", 0));
     fputs("  ", out);
-    render_cost(out, rt_num(r, "cost_ms", 0));
+    render_cost(out, fp_json_num(r, "cost_ms", 0));
     fputs("  ", out);
     render_thread(out, cJSON_GetObjectItemCaseSensitive(r, "thread"));
-    fprintf(out, "  %s  %s %s", rt_str(r, "method", "?"), rt_str(r, "outcome", "?"), line);
+    fprintf(out, "  %s  %s %s", fp_json_str(r, "method", "?"), fp_json_str(r, "outcome", "?"),
+            line);
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(r, "replay_of");
     if (cJSON_IsNumber(of)) fprintf(out, "  (replay of %.0f)", of->valuedouble);
     fputc('\n', out);
@@ -40,17 +30,18 @@ static void rt_started(FILE *out, const cJSON *r)
     fprintf(
         out,
         "recording calls of %s (%s, %s:%.0f) from index %.0f; stops after %.0f (Ctrl-C stops)\n",
-        rt_str(loc, "qualname", "?"), rt_str(loc, "kind", "?"), rt_str(loc, "file", "?"),
-        rt_num(loc, "line", 0), rt_num(r, "next_index", 0), rt_num(r, "limit", 0));
+        fp_json_str(loc, "qualname", "?"), fp_json_str(loc, "kind", "?"),
+        fp_json_str(loc, "file", "?"), fp_json_num(loc, "line", 0), fp_json_num(r, "next_index", 0),
+        fp_json_num(r, "limit", 0));
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "copy")))
         fputs("  arguments, target and result are deep-copied when recorded (--copy)\n", out);
     else
         fputs("  arguments, target and result are kept by reference: later changes to them show "
               "(--copy copies)\n",
               out);
-    const char *filter = rt_str(r, "filter", NULL);
+    const char *filter = fp_json_str(r, "filter", NULL);
     if (filter) fprintf(out, "  only calls where %s\n", filter);
-    const char *note = rt_str(r, "note", NULL);
+    const char *note = fp_json_str(r, "note", NULL);
     if (note) fprintf(out, "  note: %s\n", note);
 }
 
@@ -58,7 +49,7 @@ static void rt_list(FILE *out, const cJSON *r)
 {
     const cJSON *records = cJSON_GetObjectItemCaseSensitive(r, "records");
     int n = cJSON_GetArraySize(records);
-    const char *method = rt_str(r, "method", NULL);
+    const char *method = fp_json_str(r, "method", NULL);
     if (n == 0) {
         fprintf(out, "no records%s%s (tt -t module [class] method records calls)\n",
                 method ? " of " : "", method ? method : "");
@@ -69,7 +60,7 @@ static void rt_list(FILE *out, const cJSON *r)
     const cJSON *rec;
     cJSON_ArrayForEach(rec, records) rt_line(out, rec);
     fprintf(out, "%d record%s", n, n == 1 ? "" : "s");
-    if (method) fprintf(out, " of %s (%.0f in the tunnel)", method, rt_num(r, "stored", 0));
+    if (method) fprintf(out, " of %s (%.0f in the tunnel)", method, fp_json_num(r, "stored", 0));
     fputs("; tt -i IDX shows one\n", out);
 }
 
@@ -82,18 +73,18 @@ static void rt_detail(FILE *out, const cJSON *r)
         fputs("replay (not stored)", out);
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(r, "replay_of");
     if (cJSON_IsNumber(of)) fprintf(out, ", replay of %.0f", of->valuedouble);
-    fprintf(out, ": %s  ", rt_str(r, "method", "?"));
-    render_epoch(out, rt_num(r, "time", 0));
+    fprintf(out, ": %s  ", fp_json_str(r, "method", "?"));
+    render_epoch(out, fp_json_num(r, "time", 0));
     fputs("  ", out);
     render_thread(out, cJSON_GetObjectItemCaseSensitive(r, "thread"));
     fputs("  cost ", out);
-    render_cost(out, rt_num(r, "cost_ms", 0));
+    render_cost(out, fp_json_num(r, "cost_ms", 0));
     fputc('\n', out);
     bool cut = false;
     const cJSON *item;
     cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(r, "values"))
     {
-        cut |= render_value_tree(out, rt_str(item, "expr", "?"),
+        cut |= render_value_tree(out, fp_json_str(item, "expr", "?"),
                                  cJSON_GetObjectItemCaseSensitive(item, "value"), 2);
     }
     render_exception(out, cJSON_GetObjectItemCaseSensitive(r, "exception"), 2);
@@ -101,9 +92,9 @@ static void rt_detail(FILE *out, const cJSON *r)
         fputs("  (copied when recorded)\n", out);
     else
         fputs("  (kept by reference: shows the objects as they are now)\n", out);
-    const char *note = rt_str(r, "copy_note", NULL);
+    const char *note = fp_json_str(r, "copy_note", NULL);
     if (note) fprintf(out, "  note: %s\n", note);
-    note = rt_str(r, "note", NULL);
+    note = fp_json_str(r, "note", NULL);
     if (note) fprintf(out, "  note: %s\n", note);
     if (cut) fputs("(... has more inside: -x N shows deeper levels)\n", out);
 }
@@ -141,7 +132,7 @@ void render_tt_result(FILE *out, const char *method, const cJSON *result)
 void render_tt_record(FILE *out, const cJSON *record)
 {
     rt_line(out, record);
-    double dropped = rt_num(record, "dropped", 0);
+    double dropped = fp_json_num(record, "dropped", 0);
     if (dropped > 0)
         fprintf(out, "        (%.0f earlier report%s dropped; tt -l lists every record)\n", dropped,
                 dropped == 1 ? "" : "s");
@@ -149,17 +140,17 @@ void render_tt_record(FILE *out, const cJSON *record)
 
 void render_tt_end(FILE *out, const cJSON *end)
 {
-    const char *reason = rt_str(end, "reason", "?");
+    const char *reason = fp_json_str(end, "reason", "?");
     const char *why = strcmp(reason, "limit") == 0 ? "the -n limit was reached"
                       : strcmp(reason, "full") == 0
                           ? "the time tunnel is full (tt -d / tt -da frees room)"
                       : strcmp(reason, "stopped") == 0 ? "stopped"
                                                        : reason;
-    double count = rt_num(end, "count", 0);
+    double count = fp_json_num(end, "count", 0);
     fprintf(out,
             "recording ended: %.0f call%s recorded, %s; tt -l lists them, tt -i IDX shows one\n",
             count, count == 1 ? "" : "s", why);
-    double errors = rt_num(end, "filter_errors", 0);
+    double errors = fp_json_num(end, "filter_errors", 0);
     if (errors > 0)
         fprintf(out, "  the filter raised for %.0f call%s (not recorded)\n", errors,
                 errors == 1 ? "" : "s");

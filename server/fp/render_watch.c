@@ -3,21 +3,10 @@
  * the end of the stream. They read the models of protocol/methods.md (watch.start, watch/event,
  * watch/end); --json prints those models instead. */
 #include "fp_cli.h"
+#include "fp_json.h"
 
 #include <string.h>
 #include <time.h>
-
-static const char *rw_str(const cJSON *o, const char *key, const char *dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
-static double rw_num(const cJSON *o, const char *key, double dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
 
 /* Writes text, indenting every line after the first by indent spaces. */
 static void rw_indented(FILE *out, const char *text, int indent)
@@ -33,8 +22,8 @@ static void rw_indented(FILE *out, const char *text, int indent)
 static bool rw_node(FILE *out, const char *name, const cJSON *v, int indent)
 {
     bool cut = false;
-    fprintf(out, "%*s%s: %s = ", indent, "", name, rw_str(v, "type", "?"));
-    rw_indented(out, rw_str(v, "repr", ""), indent + 4);
+    fprintf(out, "%*s%s: %s = ", indent, "", name, fp_json_str(v, "type", "?"));
+    rw_indented(out, fp_json_str(v, "repr", ""), indent + 4);
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "repr_truncated")))
         fputs(" (cut; -r shows all)", out);
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "cycle"))) fputs(" (cycle)", out);
@@ -46,10 +35,10 @@ static bool rw_node(FILE *out, const char *name, const cJSON *v, int indent)
     const cJSON *child;
     cJSON_ArrayForEach(child, cJSON_GetObjectItemCaseSensitive(v, "children"))
     {
-        cut |= rw_node(out, rw_str(child, "name", "?"),
+        cut |= rw_node(out, fp_json_str(child, "name", "?"),
                        cJSON_GetObjectItemCaseSensitive(child, "value"), indent + 2);
     }
-    double omitted = rw_num(v, "omitted", 0);
+    double omitted = fp_json_num(v, "omitted", 0);
     if (omitted > 0) fprintf(out, "%*s(%.0f more, -v shows all)\n", indent + 2, "", omitted);
     return cut;
 }
@@ -79,8 +68,8 @@ void render_epoch(FILE *out, double epoch)
 
 void render_thread(FILE *out, const cJSON *thread)
 {
-    const char *name = rw_str(thread, "name", NULL);
-    double ident = rw_num(thread, "ident", 0);
+    const char *name = fp_json_str(thread, "name", NULL);
+    double ident = fp_json_num(thread, "ident", 0);
     if (name)
         fprintf(out, "%s (%.0f)", name, ident);
     else
@@ -100,10 +89,10 @@ void render_cost(FILE *out, double ms)
 void render_exception(FILE *out, const cJSON *exc, int indent)
 {
     if (!cJSON_IsObject(exc)) return;
-    const char *msg = rw_str(exc, "message", "");
-    fprintf(out, "%*sraised %s%s%s\n", indent, "", rw_str(exc, "type", "?"), msg[0] ? ": " : "",
-            msg);
-    const char *tb = rw_str(exc, "traceback", NULL);
+    const char *msg = fp_json_str(exc, "message", "");
+    fprintf(out, "%*sraised %s%s%s\n", indent, "", fp_json_str(exc, "type", "?"),
+            msg[0] ? ": " : "", msg);
+    const char *tb = fp_json_str(exc, "traceback", NULL);
     if (tb && tb[0]) {
         fprintf(out, "%*s", indent + 2, "");
         rw_indented(out, tb, indent + 2);
@@ -116,48 +105,49 @@ void render_exception(FILE *out, const cJSON *exc, int indent)
 void render_watch_started(FILE *out, const cJSON *r)
 {
     const cJSON *loc = cJSON_GetObjectItemCaseSensitive(r, "located");
-    fprintf(out, "watching %s (%s, %s:%.0f)", rw_str(loc, "qualname", "?"),
-            rw_str(loc, "kind", "?"), rw_str(loc, "file", "?"), rw_num(loc, "line", 0));
+    fprintf(out, "watching %s (%s, %s:%.0f)", fp_json_str(loc, "qualname", "?"),
+            fp_json_str(loc, "kind", "?"), fp_json_str(loc, "file", "?"),
+            fp_json_num(loc, "line", 0));
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(loc, "async")))
         fputs(", async", out);
     else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(loc, "generator")))
         fputs(", generator", out);
-    fprintf(out, "; stops after %.0f call%s", rw_num(r, "limit", 0),
-            rw_num(r, "limit", 0) == 1 ? "" : "s");
-    const char *filter = rw_str(r, "filter", NULL);
+    fprintf(out, "; stops after %.0f call%s", fp_json_num(r, "limit", 0),
+            fp_json_num(r, "limit", 0) == 1 ? "" : "s");
+    const char *filter = fp_json_str(r, "filter", NULL);
     if (filter) fprintf(out, " where %s", filter);
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "exceptions")))
         fputs(" (only calls that raise)", out);
     fputs(" (Ctrl-C stops)\n", out);
-    const char *note = rw_str(r, "note", NULL);
+    const char *note = fp_json_str(r, "note", NULL);
     if (note) fprintf(out, "  note: %s\n", note);
 }
 
 void render_watch_event(FILE *out, const cJSON *ev)
 {
-    fprintf(out, "[%.0f] ", rw_num(ev, "index", 0));
-    render_epoch(out, rw_num(ev, "time", 0));
+    fprintf(out, "[%.0f] ", fp_json_num(ev, "index", 0));
+    render_epoch(out, fp_json_num(ev, "time", 0));
     fputs("  ", out);
     render_thread(out, cJSON_GetObjectItemCaseSensitive(ev, "thread"));
     fputs("  cost ", out);
-    render_cost(out, rw_num(ev, "cost_ms", 0));
+    render_cost(out, fp_json_num(ev, "cost_ms", 0));
     fputc('\n', out);
     const cJSON *item;
     cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(ev, "values"))
     {
-        const char *expr = rw_str(item, "expr", "?");
-        const char *error = rw_str(item, "error", NULL);
+        const char *expr = fp_json_str(item, "expr", "?");
+        const char *error = fp_json_str(item, "error", NULL);
         if (error)
             fprintf(out, "  %s: failed: %s\n", expr, error);
         else
             render_value_tree(out, expr, cJSON_GetObjectItemCaseSensitive(item, "value"), 2);
     }
-    const char *expr_error = rw_str(ev, "expr_error", NULL);
+    const char *expr_error = fp_json_str(ev, "expr_error", NULL);
     /* Per-value errors are shown above; the filter's is only here. */
     if (expr_error && strncmp(expr_error, "-f ", 3) == 0)
         fprintf(out, "  filter failed: %s\n", expr_error + 3);
     render_exception(out, cJSON_GetObjectItemCaseSensitive(ev, "exception"), 2);
-    double dropped = rw_num(ev, "dropped", 0);
+    double dropped = fp_json_num(ev, "dropped", 0);
     if (dropped > 0)
         fprintf(out, "  (%.0f earlier event%s dropped: fp did not read fast enough)\n", dropped,
                 dropped == 1 ? "" : "s");
@@ -165,14 +155,14 @@ void render_watch_event(FILE *out, const cJSON *ev)
 
 void render_watch_end(FILE *out, const cJSON *end)
 {
-    const char *reason = rw_str(end, "reason", "?");
-    double count = rw_num(end, "count", 0);
+    const char *reason = fp_json_str(end, "reason", "?");
+    double count = fp_json_num(end, "count", 0);
     const char *why = strcmp(reason, "limit") == 0      ? "the -n limit was reached"
                       : strcmp(reason, "stopped") == 0  ? "stopped"
                       : strcmp(reason, "detached") == 0 ? "the client detached"
                                                         : reason;
     fprintf(out, "watch ended: %.0f call%s reported, %s; the function is restored\n", count,
             count == 1 ? "" : "s", why);
-    double dropped = rw_num(end, "dropped", 0);
+    double dropped = fp_json_num(end, "dropped", 0);
     if (dropped > 0) fprintf(out, "  %.0f event%s dropped\n", dropped, dropped == 1 ? "" : "s");
 }

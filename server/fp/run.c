@@ -1,6 +1,7 @@
-/* One command line of fp, from text to output: parse it, run it in the client or send it to
- * the agent, render the model for humans or print it as JSON, and report every error the
- * same way (human text on stderr, plus a JSON error line with --json). */
+/* One command line of fp, from text to output: parse it, run what is the terminal's own (help,
+ * history, quit, console) or hand it to the core's execution (fp_exec.h), render each model it
+ * produces for humans or print it as JSON, and report every error the same way (human text on
+ * stderr, plus a JSON error line with --json). */
 #include "fp_cli.h"
 
 #include <errno.h>
@@ -8,7 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fp_clock.h"
+#include "fp_exec.h"
+#include "fp_json.h"
 #include "fp_log.h"
+#include "fp_models.h"
 
 void run_emit_json(const char *command, const char *key, const cJSON *value)
 {
@@ -29,36 +34,20 @@ void run_emit_json(const char *command, const char *key, const cJSON *value)
     cJSON_free(text);
 }
 
-void run_report(const cli *c, const char *command, const fp_error *e)
+void run_report(const cli *c, const char *command, const fp_error *e, const cJSON *rpc_error)
 {
     fflush(stdout); /* keep the order of what was printed before */
     /* The terminal echoed "^C" where the cursor was: start the message on a line of its own. */
     if (e->code == FP_E_INTERRUPTED && isatty(STDERR_FILENO)) fputc('\n', stderr);
     fp_error_print(e, stderr);
     if (!c->json) return;
-    cJSON *err = cJSON_CreateObject();
-    if (!err) return;
-    cJSON_AddStringToObject(err, "code", fp_error_code_name(e->code));
-    if (e->code == FP_E_REMOTE)
-        cJSON_AddNumberToObject(err, "rpc_code", e->rpc_code);
-    else
-        cJSON_AddNullToObject(err, "rpc_code");
-    cJSON_AddStringToObject(err, "message", e->message);
-    if (e->hint[0])
-        cJSON_AddStringToObject(err, "hint", e->hint);
-    else
-        cJSON_AddNullToObject(err, "hint");
-    /* The agent's own data (suggestions, traceback) for scripts that want more than text. */
-    const cJSON *last =
-        c->session && e->code == FP_E_REMOTE ? fp_session_last_error(c->session) : NULL;
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(last, "data");
-    if (data) cJSON_AddItemToObject(err, "data", cJSON_Duplicate(data, 1));
     cJSON *o = cJSON_CreateObject();
+    if (!o) return;
     if (command)
         cJSON_AddStringToObject(o, "command", command);
     else
         cJSON_AddNullToObject(o, "command");
-    cJSON_AddItemToObject(o, "error", err);
+    cJSON_AddItemToObject(o, "error", fp_model_error(e, rpc_error));
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!text) return;
@@ -90,49 +79,33 @@ void run_history_free(cli *c)
     c->nhistory = c->history_cap = 0;
 }
 
-cJSON *run_call(cli *c, const char *method, cJSON *params, fp_notify_fn on_notify, void *ud,
-                fp_error *e)
+cJSON *run_call(cli *c, const char *method, cJSON *params, fp_error *e)
 {
-    return fp_session_call(c->session, method, params, c->timeout_ms, on_notify, ud, e);
+    return fp_session_call(c->session, method, params, c->timeout_ms, &cli_interrupted, e);
 }
 
-/* ---- client-side commands */
+/* ---- the terminal's own commands */
 
 static int run_help(cli *c, const fp_cmd_parsed *p)
 {
     fp_error e;
     fp_error_clear(&e);
-    char *text = fp_commands_help(p->topic, &e);
-    if (!text) {
-        run_report(c, "help", &e);
-        return CLI_EXIT_USAGE;
-    }
-    if (!c->json) {
-        fputs(text, stdout);
-        free(text);
+    if (c->json) {
+        cJSON *model = fp_model_help(p->topic, &e);
+        if (!model) {
+            run_report(c, "help", &e, NULL);
+            return CLI_EXIT_USAGE;
+        }
+        run_emit_json("help", "result", model);
+        cJSON_Delete(model);
         return CLI_EXIT_OK;
     }
-    cJSON *model = cJSON_CreateObject();
-    if (p->topic) {
-        const fp_command *cmd = fp_commands_find(p->topic);
-        cJSON_AddStringToObject(model, "name", cmd->name);
-        cJSON_AddStringToObject(model, "usage", cmd->usage);
-        cJSON_AddStringToObject(model, "summary", cmd->summary);
-        cJSON_AddStringToObject(model, "help", text);
-    } else {
-        size_t n;
-        const fp_command *all = fp_commands_table(&n);
-        cJSON *arr = cJSON_AddArrayToObject(model, "commands");
-        for (size_t i = 0; i < n; i++) {
-            cJSON *one = cJSON_CreateObject();
-            cJSON_AddStringToObject(one, "name", all[i].name);
-            cJSON_AddStringToObject(one, "usage", all[i].usage);
-            cJSON_AddStringToObject(one, "summary", all[i].summary);
-            cJSON_AddItemToArray(arr, one);
-        }
+    char *text = fp_commands_help(p->topic, &e);
+    if (!text) {
+        run_report(c, "help", &e, NULL);
+        return CLI_EXIT_USAGE;
     }
-    run_emit_json("help", "result", model);
-    cJSON_Delete(model);
+    fputs(text, stdout);
     free(text);
     return CLI_EXIT_OK;
 }
@@ -153,109 +126,238 @@ static int run_history(cli *c)
     return CLI_EXIT_OK;
 }
 
-/* ---- agent commands */
+/* ---- the models of a command, as they come (the sink of its execution) */
 
-typedef struct run_notify_ctx {
+typedef struct run_out {
     cli *c;
     const fp_cmd_parsed *p;
-    int count;
-} run_notify_ctx;
+    int status;
+    bool background; /* driven by another thread: lock stdout per model */
+} run_out;
 
-/* Streaming commands (watch, trace, ...) report through notifications: each is printed as
- * it arrives, so a command stopped by --timeout or Ctrl-C has shown everything it got. */
-static void run_on_notify(const char *method, const cJSON *params, void *ud)
+/* Renders result to p->file (human text) instead of the terminal. */
+static int run_write_file(run_out *o, const cJSON *result)
 {
-    run_notify_ctx *n = ud;
-    n->count++;
-    if (n->c->json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "method", method);
-        if (params) cJSON_AddItemReferenceToObject(o, "params", (cJSON *)params);
-        run_emit_json(n->p->cmd->name, "notification", o);
-        cJSON_Delete(o);
-        return;
-    }
-    render_notification(stdout, n->p, method, params);
-    fflush(stdout);
-}
-
-static int run_write_file(cli *c, const fp_cmd_parsed *p, const cJSON *result)
-{
+    const fp_cmd_parsed *p = o->p;
     FILE *f = fopen(p->file, "we");
     fp_error e;
     if (!f) {
         fp_error_set(&e, FP_E_IO, "check the directory exists and that you may write there",
                      "cannot write %s: %s", p->file, strerror(errno));
-        run_report(c, p->cmd->name, &e);
+        run_report(o->c, p->cmd->name, &e, NULL);
         return CLI_EXIT_FAILED;
     }
     render_result(f, p, result);
     if (ferror(f) | (fclose(f) != 0)) {
         fp_error_set(&e, FP_E_IO, NULL, "writing %s failed: %s", p->file, strerror(errno));
-        run_report(c, p->cmd->name, &e);
+        run_report(o->c, p->cmd->name, &e, NULL);
         return CLI_EXIT_FAILED;
     }
     /* With --json, stdout carries only JSON Lines. */
-    fprintf(c->json ? stderr : stdout, "%s written to %s\n", p->cmd->name, p->file);
+    fprintf(o->c->json ? stderr : stdout, "%s written to %s\n", p->cmd->name, p->file);
     return CLI_EXIT_OK;
 }
 
-static int run_agent(cli *c, fp_cmd_parsed *p)
+static void run_on_result(void *ud, const fp_exec *x, const cJSON *result)
 {
-    const fp_command *cmd = p->cmd;
-    bool streaming = cmd->flags & FP_CMD_STREAMING;
-    run_notify_ctx n = {.c = c, .p = p};
-    fp_error e;
-    fp_error_clear(&e);
-    cJSON *params = p->params;
-    p->params = NULL; /* taken by the call */
-    if (!params) params = cJSON_CreateObject();
-
-    int saved = c->timeout_ms;
-    /* A stream runs until stopped: only an explicit --timeout bounds it. */
-    if (streaming && !c->timeout_set) c->timeout_ms = -1;
-    /* Some commands choose their method by their options (tt -l, tt -i ...). */
-    const char *method = p->method ? p->method : cmd->method;
-    if (c->debug) fp_log_debug("sending '%s'", method);
-    cli_interrupted = 0;
-    cJSON *result = run_call(c, method, params, run_on_notify, &n, &e);
-    c->timeout_ms = saved;
-    if (c->debug) fp_log_debug("'%s' %s", method, result ? "answered" : "failed");
-
-    if (!result) {
-        if (e.code == FP_E_CLOSED) c->detached = true;
-        if (streaming && (e.code == FP_E_TIMEOUT || e.code == FP_E_INTERRUPTED)) {
-            fprintf(stderr, "fp: %s stopped (%s) after %d report%s\n", cmd->name,
-                    e.code == FP_E_TIMEOUT ? "--timeout" : "Ctrl-C", n.count,
-                    n.count == 1 ? "" : "s");
-            return CLI_EXIT_OK;
-        }
-        run_report(c, cmd->name, &e);
-        if (e.code == FP_E_CLOSED) c->quit = true;
-        return CLI_EXIT_FAILED;
-    }
-
-    int rc = CLI_EXIT_OK;
-    if (p->file) rc = run_write_file(c, p, result);
-    if (rc == CLI_EXIT_OK) {
-        if (c->json)
-            run_emit_json(cmd->name, "result", result);
-        else if (!p->file)
+    (void)x;
+    run_out *o = ud;
+    const fp_cmd_parsed *p = o->p;
+    /* perf writes its own profile (-f names it): only stack's and the agent's results are
+     * rendered to a file. */
+    if (p->file && p->cmd->id != FP_CMD_PERF) o->status = run_write_file(o, result);
+    if (o->status == CLI_EXIT_OK) {
+        if (o->c->json)
+            run_emit_json(p->cmd->name, "result", result);
+        else if (!p->file || p->cmd->id == FP_CMD_PERF)
             render_result(stdout, p, result);
     }
     fflush(stdout);
-    /* A result that starts a stream (watch, tt -t): its notifications follow (stream.c). */
-    if (rc == CLI_EXIT_OK && cJSON_GetObjectItemCaseSensitive(result, "stream"))
-        rc = stream_follow(c, p, result, run_on_notify, &n);
-    cJSON_Delete(result);
-    fflush(stdout);
+}
 
+/* Streaming commands (watch, trace, gilstat, ...) report through notifications: each is printed
+ * as it arrives, so a command stopped by --timeout or Ctrl-C has shown everything it got. */
+static void run_on_note(void *ud, const fp_exec *x, const char *method, const cJSON *params)
+{
+    (void)x;
+    run_out *o = ud;
+    /* One report stays in one piece even while the shell prints something else. */
+    flockfile(stdout);
+    if (o->c->json) {
+        cJSON *n = cJSON_CreateObject();
+        cJSON_AddStringToObject(n, "method", method);
+        if (params) cJSON_AddItemReferenceToObject(n, "params", (cJSON *)params);
+        run_emit_json(o->p->cmd->name, "notification", n);
+        cJSON_Delete(n);
+    } else {
+        render_notification(stdout, o->p, method, params);
+        fflush(stdout);
+    }
+    funlockfile(stdout);
+}
+
+static void run_on_started(void *ud, const fp_exec *x, const cJSON *info)
+{
+    (void)x;
+    run_out *o = ud;
+    if (o->c->interactive && !o->c->json && o->p->cmd->id == FP_CMD_PERF)
+        fprintf(stderr, "sampling process %.0f at %g Hz%s; Ctrl-C stops\n",
+                fp_json_num(info, "pid", 0), fp_json_num(info, "rate_hz", 0),
+                fp_json_num(info, "duration_s", 0) > 0 ? " (-d)" : "");
+}
+
+static void run_on_end(void *ud, const fp_exec *x, const fp_exec_end *end)
+{
+    (void)x;
+    run_out *o = ud;
+    cli *c = o->c;
+    const fp_command *cmd = o->p->cmd;
+    if (end->err) {
+        if (end->err->code == FP_E_CLOSED) c->detached = c->quit = true;
+        run_report(c, cmd->name, end->err, end->rpc_error);
+        o->status = end->usage ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
+        return;
+    }
+    /* Stopped by the user: not a failure. Only what the stream reported goes to stdout; the
+     * reason goes to stderr, as always. The outside commands say it in their own models. */
+    if (end->stopped_by && cmd->method) {
+        fflush(stdout);
+        fprintf(stderr, "fp: %s stopped (%s) after %d report%s\n", cmd->name, end->stopped_by,
+                end->reports, end->reports == 1 ? "" : "s");
+    }
     if (cmd->id == FP_CMD_SHUTDOWN) {
         /* The agent closes every connection now; there is nothing left to detach. */
         c->quit = true;
         c->detached = true;
     }
-    return rc;
+}
+
+static const fp_exec_sink run_sink = {
+    .result = run_on_result,
+    .note = run_on_note,
+    .started = run_on_started,
+    .end = run_on_end,
+};
+
+static fp_exec *run_start(cli *c, const fp_cmd_parsed *p, run_out *o)
+{
+    fp_exec_env env = {
+        .ch = c->session ? fp_session_channel(c->session) : NULL,
+        .pid = c->pid,
+        .timeout_ms = c->timeout_ms,
+        .debug = c->debug,
+    };
+    fp_exec_sink sink = run_sink;
+    sink.ud = o;
+    return fp_exec_start(&env, p, &sink);
+}
+
+/* ---- gilstat in the shell: in the background, until gilstat off, quit or fp's exit */
+
+static struct {
+    fp_exec_thread *thread;
+    run_out out;
+    fp_cmd_parsed parsed; /* the command the background exec reports for */
+} run_bg;
+
+static void run_gilstat_result(cli *c, const char *action, bool background)
+{
+    if (!c->json) return;
+    cJSON *r = cJSON_CreateObject();
+    if (!r) return;
+    cJSON_AddStringToObject(r, "action", action);
+    cJSON_AddBoolToObject(r, "background", background);
+    run_emit_json("gilstat", "result", r);
+    cJSON_Delete(r);
+}
+
+/* Stops and joins the background command, if any; its last report and stop line are printed
+ * by it. Returns whether one was still running. */
+static bool run_background_stop(const char *why)
+{
+    if (!run_bg.thread) return false;
+    bool running = fp_exec_thread_running(run_bg.thread);
+    fp_exec_thread_stop(run_bg.thread, why);
+    run_bg.thread = NULL;
+    fp_commands_parsed_free(&run_bg.parsed);
+    return running;
+}
+
+void run_background_end(void)
+{
+    run_background_stop("fp left");
+}
+
+/* gilstat on in the shell, or gilstat off. Returns the status, or -1 to run it in the
+ * foreground like any command. */
+static int run_gilstat_shell(cli *c, fp_cmd_parsed *p)
+{
+    bool off = strcmp(fp_json_str(p->params, "action", ""), "off") == 0;
+    fp_error e;
+    if (off) {
+        /* A collector whose process exited has finished on its own: join it quietly. */
+        if (!run_bg.thread) return -1; /* not running: the core says so */
+        run_background_stop("gilstat off");
+        run_gilstat_result(c, "off", false);
+        return CLI_EXIT_OK;
+    }
+    if (run_bg.thread && fp_exec_thread_running(run_bg.thread)) {
+        fp_error_set(&e, FP_E_USAGE, "gilstat off stops it first", "gilstat is already on");
+        run_report(c, "gilstat", &e, NULL);
+        return CLI_EXIT_FAILED;
+    }
+    run_background_stop(NULL); /* join a finished one */
+    if (!c->interactive) return -1;
+
+    run_bg.parsed = *p; /* the background exec reports for it: it outlives this line */
+    memset(p, 0, sizeof *p);
+    run_bg.out = (run_out){.c = c, .p = &run_bg.parsed, .status = CLI_EXIT_OK, .background = true};
+    fp_exec *x = run_start(c, &run_bg.parsed, &run_bg.out);
+    if (!x) return CLI_EXIT_FAILED;
+    if (fp_exec_done(x)) { /* failed at once: reported */
+        int status = run_bg.out.status;
+        fp_exec_free(x);
+        fp_commands_parsed_free(&run_bg.parsed);
+        return status;
+    }
+    run_bg.thread = fp_exec_thread_start(x, &e);
+    if (!run_bg.thread) {
+        run_report(c, "gilstat", &e, NULL);
+        fp_commands_parsed_free(&run_bg.parsed);
+        return CLI_EXIT_FAILED;
+    }
+    static bool registered;
+    if (!registered) registered = atexit(run_background_end) == 0;
+    run_gilstat_result(c, "on", true);
+    if (!c->json) printf("gilstat runs in the background; gilstat off stops it\n");
+    return CLI_EXIT_OK;
+}
+
+/* ---- everything else: the core runs it, fp drives it here until it ends */
+
+static int run_exec(cli *c, const fp_cmd_parsed *p)
+{
+    run_out o = {.c = c, .p = p, .status = CLI_EXIT_OK};
+    double started = fp_clock_ms();
+    cli_interrupted = 0;
+    fp_exec *x = run_start(c, p, &o);
+    if (!x) {
+        fp_error e;
+        fp_error_set(&e, FP_E_INTERNAL, NULL, "out of memory");
+        run_report(c, p->cmd->name, &e, NULL);
+        return CLI_EXIT_FAILED;
+    }
+    /* What runs until stopped (streams, perf, gilstat) is bounded only by an explicit
+     * --timeout; a request is bounded by its own timeout. */
+    fp_exec_wait_opts w = {
+        .until_ms = c->timeout_set ? started + c->timeout_ms : -1,
+        .until_name = "--timeout",
+        .interrupted = &cli_interrupted,
+    };
+    fp_exec_wait(x, &w);
+    fp_exec_free(x);
+    cli_interrupted = 0;
+    return o.status;
 }
 
 /* The first word of line, for naming the command in errors about a line that did not parse. */
@@ -279,11 +381,11 @@ int run_line(cli *c, const char *line)
     if (r < 0) {
         char word[128];
         run_first_word(line, word, sizeof word);
-        run_report(c, word[0] ? word : NULL, &e);
+        run_report(c, word[0] ? word : NULL, &e, NULL);
         return CLI_EXIT_USAGE;
     }
 
-    int rc = CLI_EXIT_OK;
+    int rc = -1;
     switch (p.cmd->id) {
     case FP_CMD_HELP:
         rc = run_help(c, &p);
@@ -298,23 +400,18 @@ int run_line(cli *c, const char *line)
             run_emit_json("quit", "result", empty);
             cJSON_Delete(empty);
         }
+        rc = CLI_EXIT_OK;
         break;
     case FP_CMD_CONSOLE:
         rc = console_run(c);
         break;
-    case FP_CMD_STACK:
-        rc = stack_run(c, &p);
-        break;
-    case FP_CMD_PERF:
-        rc = perf_run(c, &p);
-        break;
     case FP_CMD_GILSTAT:
-        rc = gilstat_run(c, &p);
+        rc = run_gilstat_shell(c, &p);
         break;
     default:
-        rc = run_agent(c, &p);
         break;
     }
+    if (rc < 0) rc = run_exec(c, &p);
     fp_commands_parsed_free(&p);
     return rc;
 }

@@ -166,7 +166,7 @@ static int shell_interactive(cli *c)
     if (!el) {
         fp_error e;
         fp_error_set(&e, FP_E_INTERNAL, NULL, "cannot start the line editor");
-        run_report(c, NULL, &e);
+        run_report(c, NULL, &e, NULL);
         return CLI_EXIT_FAILED;
     }
     char path[4096];

@@ -13,8 +13,8 @@
 
 typedef struct fp_gil fp_gil;
 
-/* Receives each model: method is "gilstat.started", "gilstat.report" (every interval),
- * "gilstat.threshold" (a wait or hold longer than its threshold) or "gilstat.stopped". */
+/* Receives each model: method is FP_NOTE_GILSTAT_STARTED, _REPORT (every interval),
+ * _THRESHOLD (a wait or hold longer than its threshold) or _STOPPED (fp_notes.h). */
 typedef void (*fp_gil_emit_fn)(const char *method, const cJSON *model, void *ud);
 
 /* Returns thread tid's Python stack as a JSON array of frames (outermost first, like the
@@ -33,7 +33,7 @@ typedef struct fp_gil_opts {
 } fp_gil_opts;
 
 /* Finds take_gil/drop_gil in pid's interpreter, installs the probes and emits
- * "gilstat.started". Fails with FP_E_NO_PROCESS, FP_E_NOT_PYTHON, FP_E_PERMISSION or
+ * FP_NOTE_GILSTAT_STARTED. Fails with FP_E_NO_PROCESS, FP_E_NOT_PYTHON, FP_E_PERMISSION or
  * FP_E_UNSUPPORTED (a build or kernel where exact counts are impossible: the message says why). */
 fp_gil *fp_gil_open(int pid, const fp_gil_opts *opts, fp_error *err);
 
@@ -42,7 +42,11 @@ fp_gil *fp_gil_open(int pid, const fp_gil_opts *opts, fp_error *err);
  * (the last report is then emitted by fp_gil_close). */
 int fp_gil_step(fp_gil *g, int max_wait_ms);
 
-/* Emits the last, partial window's report and "gilstat.stopped" with reason ("gilstat off",
+/* Milliseconds until fp_gil_step has something to do (drain the probes, a report due). A loop
+ * that steps with max_wait_ms 0 calls it again then. */
+int fp_gil_due_ms(const fp_gil *g);
+
+/* Emits the last, partial window's report and FP_NOTE_GILSTAT_STOPPED with reason ("gilstat off",
  * "timeout", ...), removes every probe and frees g. NULL is ignored. */
 void fp_gil_close(fp_gil *g, const char *reason);
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "gil_internal.h"
+#include "fp_notes.h"
 
 #define GIL_DEFAULT_INTERVAL_MS 5000
 #define GIL_POLL_MAX_NS 50000000ull /* drain at least every 50 ms: the ring never fills */
@@ -132,7 +133,7 @@ static void gil_on_span(const gil_span *sp, void *ud)
     cJSON *o = threshold_model(g, sp, now);
     if (!o) return;
     threshold_stack(g, o, sp->thread, sp, now);
-    gil_emit(g, "gilstat.threshold", o);
+    gil_emit(g, FP_NOTE_GILSTAT_THRESHOLD, o);
 }
 
 /* Spans still going on: past the threshold, take the stack while the thread is still in it
@@ -164,7 +165,7 @@ static void gil_check_open(fp_gil *g, uint64_t now)
             cJSON *keep = t->stack ? cJSON_Duplicate(t->stack, 1) : NULL;
             threshold_stack(g, o, t, &sp, now);
             t->stack = keep;
-            gil_emit(g, "gilstat.threshold", o);
+            gil_emit(g, FP_NOTE_GILSTAT_THRESHOLD, o);
         }
     }
 }
@@ -260,7 +261,7 @@ fp_gil *fp_gil_open(int pid, const fp_gil_opts *opts, fp_error *err)
     g->next_report = g->started + g->interval_ns;
     g->poll_ns = poll_period(&g->stats);
     gil_seed_holder(g);
-    gil_emit(g, "gilstat.started", started_model(g));
+    gil_emit(g, FP_NOTE_GILSTAT_STARTED, started_model(g));
     return g;
 }
 
@@ -299,7 +300,7 @@ static bool gil_process_gone(fp_gil *g, int wait_ms)
 
 static void gil_report(fp_gil *g, uint64_t now)
 {
-    gil_emit(g, "gilstat.report", fp_gil_stats_report(&g->stats, now, g->lost_window));
+    gil_emit(g, FP_NOTE_GILSTAT_REPORT, fp_gil_stats_report(&g->stats, now, g->lost_window));
     g->lost_window = 0;
 }
 
@@ -323,6 +324,14 @@ int fp_gil_step(fp_gil *g, int max_wait_ms)
     return g->exited ? 0 : 1;
 }
 
+int fp_gil_due_ms(const fp_gil *g)
+{
+    if (g->exited) return 0;
+    uint64_t now = fp_gil_now_ns();
+    uint64_t due = now + g->poll_ns < g->next_report ? now + g->poll_ns : g->next_report;
+    return due > now ? (int)((due - now + 999999) / 1000000) : 0;
+}
+
 void fp_gil_close(fp_gil *g, const char *reason)
 {
     if (!g) return;
@@ -340,7 +349,7 @@ void fp_gil_close(fp_gil *g, const char *reason)
         cJSON_AddNumberToObject(o, "lost", (double)g->lost_total);
         cJSON_AddBoolToObject(o, "probes_removed", true);
     }
-    gil_emit(g, "gilstat.stopped", o);
+    gil_emit(g, FP_NOTE_GILSTAT_STOPPED, o);
     fp_gil_stats_free(&g->stats);
     fp_gil_stack_reader_free(g->reader);
     if (g->pidfd >= 0) close(g->pidfd);

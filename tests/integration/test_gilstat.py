@@ -149,11 +149,11 @@ def test_four_threads_share_the_gil(spawn, python):
     tids = [int(x) for x in t.facts["tids"].split(",")]
     r, notes = gilstat(t, "gilstat on -i 2", 4.6)
     r.ok()
-    started = of(notes, "gilstat.started")[0]
+    started = of(notes, "gilstat/started")[0]
     assert started["python"].startswith("%d.%d" % python.version), started
     if kernel_at_least(6, 6):  # uprobe_multi links; else one perf event per probe
         assert started["attach"] == "bpf uprobe_multi links", started
-    full = [p for p in of(notes, "gilstat.report") if p["window_ms"] > 1500]
+    full = [p for p in of(notes, "gilstat/report") if p["window_ms"] > 1500]
     assert len(full) >= 2, r.describe()
     share = dict.fromkeys(tids, 0.0)
     for rep in full:
@@ -180,7 +180,7 @@ def test_four_threads_share_the_gil(spawn, python):
     # on a busy machine.
     for tid, pct in share.items():
         assert 12 <= pct <= 38, "worker %d held %.1f%% of the time: %s" % (tid, pct, share)
-    stopped = of(notes, "gilstat.stopped")[0]
+    stopped = of(notes, "gilstat/stopped")[0]
     assert stopped["reason"] == "--timeout" and stopped["lost"] == 0 and stopped["events"] > 0, stopped
     assert_probes_gone(t.pid, started)
 
@@ -195,9 +195,9 @@ def test_older_kernels_path(spawn, python, monkeypatch):
     tids = [int(x) for x in t.facts["tids"].split(",")]
     r, notes = gilstat(t, "gilstat on -i 2", 2.6)
     r.ok()
-    started = of(notes, "gilstat.started")[0]
+    started = of(notes, "gilstat/started")[0]
     assert started["attach"] == "perf uprobe events + bpf", started
-    rep = [p for p in of(notes, "gilstat.report") if p["window_ms"] > 1500][0]
+    rep = [p for p in of(notes, "gilstat/report") if p["window_ms"] > 1500][0]
     rows = {row["tid"]: row for row in rep["threads"]}
     assert rep["lost"] == 0 and rep["total"]["unmatched"] == 0, rep
     assert all(12 <= rows[tid]["hold_pct"] <= 38 for tid in tids), rep
@@ -212,7 +212,7 @@ def test_long_holds_and_waits_are_reported(spawn, python):
     hog, waiter = int(t.facts["hog"]), int(t.facts["waiter"])
     r, notes = gilstat(t, "gilstat on 20 5 -i 1", 2.6)
     r.ok()
-    slow = of(notes, "gilstat.threshold")
+    slow = of(notes, "gilstat/threshold")
     holds = [p for p in slow if p["kind"] == "hold" and p["ended"]]
     takes = [p for p in slow if p["kind"] == "take" and p["ended"]]
     assert len(holds) >= 10, r.describe()
@@ -225,7 +225,7 @@ def test_long_holds_and_waits_are_reported(spawn, python):
     assert during, holds
     assert any(f["function"] == "hold" and "usleep" in f["source"]
                for p in during for f in p["stack"]), during[0]
-    for rep in of(notes, "gilstat.report"):
+    for rep in of(notes, "gilstat/report"):
         assert rep["lost"] == 0 and rep["total"]["unmatched"] == 0, rep
 
 
@@ -240,18 +240,18 @@ def test_gil_held_forever_shows(spawn, python):
     hog = int(t.facts["hog"])
     r, notes = gilstat(t, "gilstat on 500 500 -i 1", 2.3)
     r.ok()
-    slow = of(notes, "gilstat.threshold")
+    slow = of(notes, "gilstat/threshold")
     assert slow, r.describe()
     first = slow[0]
     assert first["tid"] == hog and first["kind"] == "hold", first
     assert not first["ended"] and first["at_least"] and first["ms"] >= 1000, first
     assert any("sleep" in f["source"] for f in first["stack"] or []), first
-    for rep in of(notes, "gilstat.report"):
+    for rep in of(notes, "gilstat/report"):
         rows = {row["tid"]: row for row in rep["threads"]}
         assert rows[hog]["state"] == "holding" and rows[hog]["state_at_least"], rep
         assert rows[hog]["hold_pct"] > 99, rep
     # Its release was never seen, so nothing was timed: no invented numbers.
-    assert all(row["holdcnt"] == 0 for rep in of(notes, "gilstat.report") for row in rep["threads"])
+    assert all(row["holdcnt"] == 0 for rep in of(notes, "gilstat/report") for row in rep["threads"])
     assert t.hog_in_sleep()
 
 
@@ -265,7 +265,7 @@ def test_probes_leave_with_fp_even_when_killed(spawn, python):
     try:
         started = json.loads(fp.stdout.readline())["notification"]["params"]
         assert_probes_in(t.pid, started)
-        wait_until(lambda: "gilstat.report" in fp.stdout.readline(), 10, "a first report")
+        wait_until(lambda: "gilstat/report" in fp.stdout.readline(), 10, "a first report")
     finally:
         fp.kill()  # SIGKILL: no clean-up code of fp's runs
         fp.wait(timeout=TEARDOWN_S)  # the kernel closes its fds as it exits
@@ -283,7 +283,7 @@ def test_shell_runs_it_in_the_background(spawn, python):
     t = spawn("gil_hold50")
     # Where the probes go (the same for every run on this interpreter), for checking memory.
     _, notes = gilstat(t, "gilstat on", 0.3)
-    started = of(notes, "gilstat.started")[0]
+    started = of(notes, "gilstat/started")[0]
     master, slave = pty.openpty()
     fp = subprocess.Popen([FP, str(t.pid)], stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)

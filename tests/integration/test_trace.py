@@ -207,6 +207,15 @@ def test_callbacks_are_called_directly(clean):
     wait_until(lambda: count() == want, 10, lambda: "%s monitoring_callback types, not %s" % (count(), want), poll=0.2)
 
 
+def test_recorder_and_its_twin_share_their_limits(clean):
+    """The C recorder's limits (trace_internal.h) and the Python twin's (trace.py) are the same
+    numbers: a tree cut at one depth or size by one recorder is cut there by the other."""
+    trace(clean, "trace __main__ outer -n 1")  # the package and its recorder are loaded
+    native = clean.json('getglobal fp_agent _native_trace -e "target[\'limits\']"')["value"]["repr"]
+    twin = [int(clean.json("getglobal fp_agent.trace %s" % name)["value"]["repr"]) for name in ("MAX_STACK", "MAX_NODES")]
+    assert ast.literal_eval(native) == {"max_stack": twin[0], "max_nodes": twin[1]}, (native, twin)
+
+
 def test_limit_and_human_output(clean):
     run = clean.cmd("trace __main__ outer -n 3").ok()
     assert run.out.count("cost ") == 3 and "trace ended: 3 invocations shown, the -n limit was reached" in run.out
