@@ -123,23 +123,43 @@ static const fp_cmd_opt trace_opts[] = {
     {0},
 };
 
+/* The commands' own parse steps (see fp_cmd_parse_fn), after the table. */
+static int commands_parse_help(const fp_command *c, const char **pos, int npos, cJSON **params,
+                               fp_cmd_parsed *out, fp_error *err);
+static int commands_parse_module(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                 fp_cmd_parsed *out, fp_error *err);
+static int commands_parse_getglobal(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                    fp_cmd_parsed *out, fp_error *err);
+static int commands_parse_outside(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                  fp_cmd_parsed *out, fp_error *err);
+static int commands_parse_gilstat(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                  fp_cmd_parsed *out, fp_error *err);
+static int commands_parse_watch(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                fp_cmd_parsed *out, fp_error *err);
+static int commands_parse_tt(const fp_command *c, const char **pos, int npos, cJSON **params,
+                             fp_cmd_parsed *out, fp_error *err);
+static int commands_parse_trace(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                fp_cmd_parsed *out, fp_error *err);
+
+#define NAMES_METHOD "2 or 3 names (module [class] method)"
+
 static const fp_command commands[] = {
     {FP_CMD_HELP, "help", NULL, "help [command]",
      "list the commands, or show one command's options",
      "Without a command, lists every command with one line about it.\n"
      "With one, shows its usage, what it does and its options with their defaults.",
-     no_opts, 0, 1, 0},
+     no_opts, 0, 1, 0, commands_parse_help, NULL},
     {FP_CMD_STATUS, "status", "status", "status",
      "the agent's state: Python version, clients, uptime, GIL wait",
      "Answered by the agent without the GIL, so it works while another thread holds it:\n"
      "'GIL wait' says how long this session's requests have been waiting for it.",
-     no_opts, 0, 0, 0},
+     no_opts, 0, 0, 0, NULL, NULL},
     {FP_CMD_MODULE, "module", "module", "module FILEPATH",
      "which module name a source file is loaded as",
      "FILEPATH is absolute, or relative to the target's working directory.\n"
      "Example:\n"
      "  module /srv/app/models.py",
-     no_opts, 1, 1, 0},
+     no_opts, 1, 1, 0, commands_parse_module, "a FILEPATH"},
     {FP_CMD_GETGLOBAL, "getglobal", "getglobal",
      "getglobal module [class] field [-e EXPR] [-x N] [-r] [-v]",
      "a module global or a class attribute, as a value tree",
@@ -149,7 +169,7 @@ static const fp_command commands[] = {
      "  getglobal __main__ config\n"
      "  getglobal app.models User registry -x 2\n"
      "  getglobal __main__ cache -e \"len(target)\"",
-     getglobal_opts, 2, 3, 0},
+     getglobal_opts, 2, 3, 0, commands_parse_getglobal, "2 or 3 names (module [class] field)"},
     {FP_CMD_STACK, "stack", "stack", "stack [PID] [-f FILE] [--native] [-a|--async]",
      "the stack of every thread, read from outside the process",
      "Read from outside the process, without the agent and without the GIL: it works\n"
@@ -164,7 +184,7 @@ static const fp_command commands[] = {
      "  stack\n"
      "  stack --native -f /tmp/stacks.txt\n"
      "  stack -a",
-     stack_opts, 0, 1, FP_CMD_OUTSIDE},
+     stack_opts, 0, 1, FP_CMD_OUTSIDE, commands_parse_outside, NULL},
     {FP_CMD_PERF, "perf", NULL,
      "perf [PID] [-f FILE] [-r RATE] [-d SECONDS] [--native] [--gil] [--idle] [--format F]",
      "a sampling profile from outside the process: flame graph, hot functions and lines",
@@ -178,7 +198,7 @@ static const fp_command commands[] = {
      "  perf -d 10                          flamegraph.svg, 100 Hz, 10 s\n"
      "  perf -r 1000 --format speedscope    until Ctrl-C\n"
      "  perf 4242 --native -d 5 -f native.svg",
-     perf_opts, 0, 1, FP_CMD_OUTSIDE},
+     perf_opts, 0, 1, FP_CMD_OUTSIDE, commands_parse_outside, NULL},
     {FP_CMD_GILSTAT, "gilstat", NULL, "gilstat on [TAKE_MS HOLD_MS] [-i SECS] | gilstat off",
      "GIL statistics per thread from outside the process: waits, holds, releases",
      "Counts and times every acquisition (take) and release (drop) of the GIL by every thread,\n"
@@ -193,23 +213,24 @@ static const fp_command commands[] = {
      "  gilstat on\n"
      "  gilstat on 50 20          report waits over 50 ms and holds over 20 ms\n"
      "  gilstat off",
-     gilstat_opts, 1, 3, FP_CMD_OUTSIDE | FP_CMD_STREAMING},
+     gilstat_opts, 1, 3, FP_CMD_OUTSIDE | FP_CMD_STREAMING, commands_parse_gilstat, "on or off"},
     {FP_CMD_CONSOLE, "console", NULL, "console", "an interactive Python console inside the process",
      "Each console has its own namespace; print() and expression values come back to you,\n"
      "never to the process's own stdout. Ctrl-D or exit() leaves. When stdin is not a\n"
      "terminal, its lines are run one by one without prompts.",
-     no_opts, 0, 0, 0},
+     no_opts, 0, 0, FP_CMD_TERMINAL, NULL, NULL},
     {FP_CMD_HISTORY, "history", NULL, "history", "the commands entered so far",
-     "Lists the commands of this session, oldest first.", no_opts, 0, 0, 0},
+     "Lists the commands of this session, oldest first.", no_opts, 0, 0, FP_CMD_TERMINAL, NULL,
+     NULL},
     {FP_CMD_QUIT, "quit", NULL, "quit", "detach and leave (also: exit, Ctrl-D)",
      "Removes everything this session installed in the process, then leaves.\n"
      "The agent stays loaded and idle, ready for the next fp.",
-     no_opts, 0, 0, 0},
+     no_opts, 0, 0, FP_CMD_TERMINAL, NULL, NULL},
     {FP_CMD_SHUTDOWN, "shutdown", "shutdown", "shutdown",
      "stop the agent in the process for every client, then leave",
      "Detaches every client, unloads the agent's Python package and removes its socket.\n"
      "The library stays mapped; the next fp PID starts the agent again.",
-     no_opts, 0, 0, 0},
+     no_opts, 0, 0, 0, NULL, NULL},
     {FP_CMD_WATCH, "watch", "watch.start",
      "watch module [class] method [--expr E] [-f COND] [-e] [-x N] [-n N] [-r] [-v] [-nm NAME]",
      "the arguments, result and cost of each call of a function, as it happens",
@@ -225,7 +246,7 @@ static const fp_command commands[] = {
      "  watch app.shop Cart add --expr \"args[0], return_obj\" -f \"cost > 5\" -n 3\n"
      "  watch app.jobs run -e --expr \"exception\" -x 2\n"
      "  watch app.views Home get -nm render_row",
-     watch_opts, 2, 3, FP_CMD_STREAMING},
+     watch_opts, 2, 3, FP_CMD_STREAMING, commands_parse_watch, NAMES_METHOD},
     {FP_CMD_TT, "tt", "tt.list",
      "tt -t module [class] method [-f COND] [-n N] [--copy] | -l [-m M] | -i IDX [-p] [-x N] [-r] "
      "[-v] | -d IDX | -da",
@@ -242,7 +263,7 @@ static const fp_command commands[] = {
      "  tt -i 1003 -x 3\n"
      "  tt -i 1003 -p\n"
      "  tt -da",
-     tt_opts, 0, 3, 0},
+     tt_opts, 0, 3, 0, commands_parse_tt, NULL},
     {FP_CMD_TRACE, "trace", "trace.start",
      "trace module [class] method [-i MS] [-d N] [-et MS] [-f COND] [-n N] [-nm NAME]",
      "the call tree of each invocation of a function, with the cost of every inner call",
@@ -259,7 +280,7 @@ static const fp_command commands[] = {
      "  trace app.shop Cart checkout -i 1 -n 3\n"
      "  trace app.shop Cart checkout -et 30 -f \"args[0]['user'] == 'bob'\"\n"
      "  trace app.views Home get -d 2",
-     trace_opts, 2, 3, FP_CMD_STREAMING},
+     trace_opts, 2, 3, FP_CMD_STREAMING, commands_parse_trace, NAMES_METHOD},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -532,14 +553,11 @@ static int commands_parse_args(const fp_command *c, int argc, char **argv, cJSON
         }
     }
     if (*npos < c->min_args) {
-        if (c->id == FP_CMD_WATCH || c->id == FP_CMD_TRACE)
-            return commands_usage_error(
-                c, err, "%s needs 2 or 3 names (module [class] method), got %d", c->name, *npos);
-        if (c->id == FP_CMD_GETGLOBAL)
-            return commands_usage_error(
-                c, err, "%s needs 2 or 3 names (module [class] field), got %d", c->name, *npos);
+        if (c->min_args > 1)
+            return commands_usage_error(c, err, "%s needs %s, got %d", c->name,
+                                        c->needs ? c->needs : "more arguments", *npos);
         return commands_usage_error(c, err, "%s needs %s", c->name,
-                                    c->id == FP_CMD_MODULE ? "a FILEPATH" : "more arguments");
+                                    c->needs ? c->needs : "more arguments");
     }
     return 0;
 }
@@ -567,8 +585,8 @@ static cJSON *commands_default_params(const fp_command *c)
     return p;
 }
 
-/* watch module [class] method: the names into params. */
-static void commands_parse_watch(const char **pos, int npos, cJSON *params)
+/* module [class] method: the names into params. */
+static void commands_names(const char **pos, int npos, cJSON *params)
 {
     cJSON_AddStringToObject(params, "module", pos[0]);
     if (npos == 3)
@@ -621,19 +639,22 @@ static int commands_trace_ms(const fp_command *c, cJSON *params, const char *key
 }
 
 /* trace module [class] method: the names, and -i/-et as numbers. */
-static int commands_parse_trace(const fp_command *c, const char **pos, int npos, cJSON *params,
-                                fp_error *err)
+static int commands_parse_trace(const fp_command *c, const char **pos, int npos, cJSON **pp,
+                                fp_cmd_parsed *out, fp_error *err)
 {
-    commands_parse_watch(pos, npos, params);
+    (void)out;
+    cJSON *params = *pp;
+    commands_names(pos, npos, params);
     if (commands_trace_ms(c, params, "interval", "-i/--interval", err) != 0) return -1;
     return commands_trace_ms(c, params, "min_cost", "-et/--entrance_time", err);
 }
 
-/* tt: one action among -t, -l, -i, -d, -da chooses the method; each gets only its params.
- * Returns the new params (the parsed ones are consumed) or NULL with err. */
-static cJSON *commands_parse_tt(const fp_command *c, const char **pos, int npos, cJSON *parsed,
-                                fp_cmd_parsed *out, fp_error *err)
+/* tt: one action among -t, -l, -i, -d, -da chooses the method; each gets only its params,
+ * which replace the parsed ones. */
+static int commands_parse_tt(const fp_command *c, const char **pos, int npos, cJSON **pp,
+                             fp_cmd_parsed *out, fp_error *err)
 {
+    const cJSON *parsed = *pp;
     bool record = commands_flag(parsed, "record"), list = commands_flag(parsed, "list");
     bool play = commands_flag(parsed, "play"), all = commands_flag(parsed, "delete_all");
     const char *index = commands_string(parsed, "index"), *del = commands_string(parsed, "delete");
@@ -659,7 +680,7 @@ static cJSON *commands_parse_tt(const fp_command *c, const char **pos, int npos,
             goto fail;
         }
         out->method = "tt.start";
-        commands_parse_watch(pos, npos, p);
+        commands_names(pos, npos, p);
         static const char *const keys[] = {"nested", "filter", "limit", "copy"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             cJSON *v = cJSON_GetObjectItemCaseSensitive(parsed, keys[i]);
@@ -687,11 +708,12 @@ static cJSON *commands_parse_tt(const fp_command *c, const char **pos, int npos,
         out->method = "tt.delete";
         cJSON_AddTrueToObject(p, "all");
     }
-    cJSON_Delete(parsed);
-    return p;
+    cJSON_Delete(*pp);
+    *pp = p;
+    return 0;
 fail:
     cJSON_Delete(p);
-    return NULL;
+    return -1;
 }
 
 /* An outside command's optional PID argument, into params.pid. */
@@ -723,9 +745,11 @@ bool fp_commands_needs_agent(const fp_cmd_parsed *p)
 }
 
 /* gilstat on [TAKE_MS HOLD_MS] | gilstat off, into params.action, take_ms, hold_ms. */
-static int commands_parse_gilstat(const fp_command *c, const char **pos, int npos, cJSON *params,
-                                  fp_error *err)
+static int commands_parse_gilstat(const fp_command *c, const char **pos, int npos, cJSON **pp,
+                                  fp_cmd_parsed *out, fp_error *err)
 {
+    (void)out;
+    cJSON *params = *pp;
     bool on = strcmp(pos[0], "on") == 0;
     if (!on && strcmp(pos[0], "off") != 0)
         return commands_usage_error(c, err, "gilstat takes on or off, got '%s'", pos[0]);
@@ -747,6 +771,56 @@ static int commands_parse_gilstat(const fp_command *c, const char **pos, int npo
         }
         cJSON_AddNumberToObject(params, keys[i], ms);
     }
+    return 0;
+}
+
+/* help [command]: the topic, which must be a command. */
+static int commands_parse_help(const fp_command *c, const char **pos, int npos, cJSON **params,
+                               fp_cmd_parsed *out, fp_error *err)
+{
+    (void)c;
+    (void)params;
+    if (npos == 0) return 0;
+    out->topic = strdup(pos[0]);
+    if (fp_commands_find(pos[0])) return 0;
+    char *t = fp_commands_help(pos[0], err); /* the error: no such command, and a near one */
+    free(t);
+    return -1;
+}
+
+static int commands_parse_module(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                 fp_cmd_parsed *out, fp_error *err)
+{
+    (void)c, (void)npos, (void)out, (void)err;
+    cJSON_AddStringToObject(*params, "path", pos[0]);
+    return 0;
+}
+
+/* getglobal module field, or module class field. */
+static int commands_parse_getglobal(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                    fp_cmd_parsed *out, fp_error *err)
+{
+    (void)c, (void)out, (void)err;
+    cJSON_ReplaceItemInObjectCaseSensitive(*params, "module", cJSON_CreateString(pos[0]));
+    if (npos == 3)
+        cJSON_ReplaceItemInObjectCaseSensitive(*params, "class", cJSON_CreateString(pos[1]));
+    cJSON_ReplaceItemInObjectCaseSensitive(*params, "field", cJSON_CreateString(pos[npos - 1]));
+    return 0;
+}
+
+/* stack [PID], perf [PID]. */
+static int commands_parse_outside(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                  fp_cmd_parsed *out, fp_error *err)
+{
+    (void)out;
+    return npos == 1 ? commands_parse_pid(c, pos[0], *params, err) : 0;
+}
+
+static int commands_parse_watch(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                fp_cmd_parsed *out, fp_error *err)
+{
+    (void)c, (void)out, (void)err;
+    commands_names(pos, npos, *params);
     return 0;
 }
 
@@ -781,75 +855,10 @@ int fp_commands_parse(int argc, char **argv, fp_cmd_parsed *out, fp_error *err)
         return -1;
     }
 
-    switch (c->id) {
-    case FP_CMD_HELP:
-        if (npos == 1) {
-            out->topic = strdup(pos[0]);
-            if (!fp_commands_find(pos[0])) {
-                fp_error e2;
-                char *t = fp_commands_help(pos[0], &e2);
-                free(t);
-                *err = e2;
-                cJSON_Delete(params);
-                fp_commands_parsed_free(out);
-                return -1;
-            }
-        }
-        break;
-    case FP_CMD_MODULE:
-        cJSON_AddStringToObject(params, "path", pos[0]);
-        break;
-    case FP_CMD_STACK:
-        if (npos == 1 && commands_parse_pid(c, pos[0], params, err) != 0) {
-            cJSON_Delete(params);
-            fp_commands_parsed_free(out);
-            return -1;
-        }
-        break;
-    case FP_CMD_GETGLOBAL: {
-        /* module field, or module class field */
-        cJSON_ReplaceItemInObjectCaseSensitive(params, "module", cJSON_CreateString(pos[0]));
-        if (npos == 3)
-            cJSON_ReplaceItemInObjectCaseSensitive(params, "class", cJSON_CreateString(pos[1]));
-        cJSON_ReplaceItemInObjectCaseSensitive(params, "field", cJSON_CreateString(pos[npos - 1]));
-        break;
-    }
-    case FP_CMD_WATCH:
-        commands_parse_watch(pos, npos, params);
-        break;
-    case FP_CMD_TRACE:
-        if (commands_parse_trace(c, pos, npos, params, err) != 0) {
-            cJSON_Delete(params);
-            fp_commands_parsed_free(out);
-            return -1;
-        }
-        break;
-    case FP_CMD_TT: {
-        cJSON *tt = commands_parse_tt(c, pos, npos, params, out, err);
-        if (!tt) {
-            cJSON_Delete(params);
-            fp_commands_parsed_free(out);
-            return -1;
-        }
-        params = tt;
-        break;
-    }
-    case FP_CMD_GILSTAT:
-        if (commands_parse_gilstat(c, pos, npos, params, err) != 0) {
-            cJSON_Delete(params);
-            fp_commands_parsed_free(out);
-            return -1;
-        }
-        break;
-    case FP_CMD_PERF:
-        if (npos == 1 && commands_parse_pid(c, pos[0], params, err) != 0) {
-            cJSON_Delete(params);
-            fp_commands_parsed_free(out);
-            return -1;
-        }
-        break;
-    default:
-        break;
+    if (c->parse && c->parse(c, pos, npos, &params, out, err) != 0) {
+        cJSON_Delete(params);
+        fp_commands_parsed_free(out);
+        return -1;
     }
 
     if (c->method || (c->flags & FP_CMD_OUTSIDE)) {

@@ -54,6 +54,17 @@ typedef struct fp_cmd_opt {
  * options still go to params. */
 #define FP_CMD_OUTSIDE 0x2u
 
+/* Terminal-only commands (console, history, quit): only a terminal front end runs them; they
+ * are in the table for its grammar, help and completion. */
+#define FP_CMD_TERMINAL 0x4u
+
+struct fp_command;
+struct fp_cmd_parsed;
+/* A command's own parse step, after the options: its positional arguments (pos[0..npos)) into
+ * *params, which it may replace (tt builds each action's params). Returns 0, or -1 with err. */
+typedef int (*fp_cmd_parse_fn)(const struct fp_command *c, const char **pos, int npos,
+                               cJSON **params, struct fp_cmd_parsed *out, fp_error *err);
+
 typedef struct fp_command {
     fp_cmd_id id;
     const char *name;
@@ -64,6 +75,8 @@ typedef struct fp_command {
     const fp_cmd_opt *opts; /* terminated by an entry with no names; never NULL */
     int min_args, max_args; /* positional arguments */
     unsigned flags;
+    fp_cmd_parse_fn parse; /* NULL: the options are all there is */
+    const char *needs;     /* what too few arguments lack: "2 or 3 names (module [class] method)" */
 } fp_command;
 
 typedef struct fp_cmd_parsed {

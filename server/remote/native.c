@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fp_proc.h"
+#include "remote_internal.h"
 #include "fp_clock.h"
 
 /* A module that was not mapped at the last look may have been dlopen'ed since; look again,
@@ -22,7 +23,6 @@
 /* The symbol cache is cleared past this many entries: a long profile of code that keeps
  * generating new code (a JIT) must not grow fp without bound. */
 #define NATIVE_CACHE_MAX (1u << 20)
-#define NATIVE_ARENA_CHUNK 65536
 
 typedef struct native_sym_entry {
     uint64_t key; /* ip * 2 + (ip is a return address); 0: free slot */
@@ -31,12 +31,6 @@ typedef struct native_sym_entry {
     uint64_t offset;
 } native_sym_entry;
 
-typedef struct native_chunk {
-    struct native_chunk *next;
-    size_t used, cap;
-    char data[];
-} native_chunk;
-
 struct fp_native {
     int pid;
     unw_addr_space_t as;
@@ -44,71 +38,16 @@ struct fp_native {
     long long refreshed_ns;
     native_sym_entry *syms; /* open addressing on key */
     size_t nsyms, syms_cap;
-    const char **strings; /* interned strings, open addressing */
-    size_t nstrings, strings_cap;
-    native_chunk *arena;
+    fp_remote_arena *strings; /* symbol and file names, one copy each, for the handle's life */
 };
 
 /* ===================================================================== strings */
 
-static uint64_t native_hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static char *native_arena_alloc(fp_native *n, size_t len)
-{
-    native_chunk *c = n->arena;
-    if (!c || c->cap - c->used < len) {
-        size_t cap = len > NATIVE_ARENA_CHUNK ? len : NATIVE_ARENA_CHUNK;
-        c = malloc(sizeof *c + cap);
-        if (!c) return NULL;
-        c->next = n->arena;
-        c->used = 0;
-        c->cap = cap;
-        n->arena = c;
-    }
-    char *p = c->data + c->used;
-    c->used += len;
-    return p;
-}
-
-static bool native_strings_grow(fp_native *n)
-{
-    size_t cap = n->strings_cap ? n->strings_cap * 2 : 1024;
-    const char **t = calloc(cap, sizeof *t);
-    if (!t) return false;
-    for (size_t i = 0; i < n->strings_cap; i++) {
-        if (!n->strings[i]) continue;
-        size_t j = native_hash_str(n->strings[i]) & (cap - 1);
-        while (t[j])
-            j = (j + 1) & (cap - 1);
-        t[j] = n->strings[i];
-    }
-    free(n->strings);
-    n->strings = t;
-    n->strings_cap = cap;
-    return true;
-}
-
 /* One copy of each name for the handle's life, so frames may keep pointers to it. */
 static const char *native_intern(fp_native *n, const char *s)
 {
-    if ((n->nstrings + 1) * 2 > n->strings_cap && !native_strings_grow(n)) return "??";
-    size_t mask = n->strings_cap - 1;
-    size_t j = native_hash_str(s) & mask;
-    for (; n->strings[j]; j = (j + 1) & mask)
-        if (strcmp(n->strings[j], s) == 0) return n->strings[j];
-    size_t len = strlen(s) + 1;
-    char *copy = native_arena_alloc(n, len);
-    if (!copy) return "??";
-    memcpy(copy, s, len);
-    n->strings[j] = copy;
-    n->nstrings++;
-    return copy;
+    const char *copy = fp_remote_arena_intern(n->strings, s);
+    return copy ? copy : "??";
 }
 
 /* ===================================================================== modules (dwfl) */
@@ -175,7 +114,8 @@ fp_native *fp_native_open(int pid, fp_error *err)
     n->pid = pid;
     n->as = unw_create_addr_space(&_UPT_accessors, 0);
     n->dwfl = dwfl_begin(&native_callbacks);
-    if (!n->as || !n->dwfl) {
+    n->strings = fp_remote_arena_new();
+    if (!n->as || !n->dwfl || !n->strings) {
         fp_native_close(n);
         fp_error_set(err, FP_E_INTERNAL, NULL,
                      "cannot set up the native unwinder (libunwind/libdw)");
@@ -207,12 +147,7 @@ void fp_native_close(fp_native *n)
     if (n->as) unw_destroy_addr_space(n->as);
     if (n->dwfl) dwfl_end(n->dwfl);
     free(n->syms);
-    free(n->strings);
-    while (n->arena) {
-        native_chunk *next = n->arena->next;
-        free(n->arena);
-        n->arena = next;
-    }
+    fp_remote_arena_free(n->strings);
     free(n);
 }
 

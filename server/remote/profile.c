@@ -3,20 +3,13 @@
  * distinct stacks, not to the samples. Also the summary model and the recorder registry. */
 #include "fp_profile.h"
 
+#include "remote_internal.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define PROFILE_ARENA_CHUNK 65536
-
-typedef struct profile_chunk {
-    struct profile_chunk *next;
-    size_t used, cap;
-    char data[];
-} profile_chunk;
-
-/* Open addressing over indexes into one of the arrays below (-1: free slot). */
 typedef struct profile_index {
     int *slots;
     size_t cap;
@@ -25,9 +18,7 @@ typedef struct profile_index {
 struct fp_profile {
     fp_profile_meta meta;
     uint64_t samples;
-    profile_chunk *arena;
-    const char **strings; /* interned, open addressing */
-    size_t nstrings, strings_cap;
+    fp_remote_arena *arena; /* interned strings, the stacks' frame lists */
 
     fp_profile_frame *frames;
     uint64_t *frame_seen; /* the sample that last counted it in total */
@@ -53,24 +44,6 @@ struct fp_profile {
 
 /* ===================================================================== memory */
 
-static void *profile_arena_alloc(fp_profile *p, size_t len, size_t align)
-{
-    profile_chunk *c = p->arena;
-    size_t at = c ? (c->used + align - 1) & ~(align - 1) : 0;
-    if (!c || at + len > c->cap) {
-        size_t cap = len + align > PROFILE_ARENA_CHUNK ? len + align : PROFILE_ARENA_CHUNK;
-        c = malloc(sizeof *c + cap);
-        if (!c) return NULL;
-        c->next = p->arena;
-        c->used = 0;
-        c->cap = cap;
-        p->arena = c;
-        at = 0;
-    }
-    c->used = at + len;
-    return c->data + at;
-}
-
 static uint64_t profile_hash_bytes(uint64_t h, const void *data, size_t len)
 {
     const unsigned char *s = data;
@@ -79,46 +52,11 @@ static uint64_t profile_hash_bytes(uint64_t h, const void *data, size_t len)
     return h;
 }
 
-static uint64_t profile_hash_str(const char *s)
-{
-    return profile_hash_bytes(1469598103934665603ull, s, strlen(s));
-}
-
-static bool profile_strings_grow(fp_profile *p)
-{
-    size_t cap = p->strings_cap ? p->strings_cap * 2 : 1024;
-    const char **t = calloc(cap, sizeof *t);
-    if (!t) return false;
-    for (size_t i = 0; i < p->strings_cap; i++) {
-        if (!p->strings[i]) continue;
-        size_t j = profile_hash_str(p->strings[i]) & (cap - 1);
-        while (t[j])
-            j = (j + 1) & (cap - 1);
-        t[j] = p->strings[i];
-    }
-    free(p->strings);
-    p->strings = t;
-    p->strings_cap = cap;
-    return true;
-}
-
 /* The profile's own copy of s: the snapshot that lent it is freed after each sample, and
  * equal strings become equal pointers, which the tables below compare. */
 static const char *profile_intern(fp_profile *p, const char *s)
 {
-    if (!s) s = "??";
-    if ((p->nstrings + 1) * 2 > p->strings_cap && !profile_strings_grow(p)) return NULL;
-    size_t mask = p->strings_cap - 1;
-    size_t j = profile_hash_str(s) & mask;
-    for (; p->strings[j]; j = (j + 1) & mask)
-        if (strcmp(p->strings[j], s) == 0) return p->strings[j];
-    size_t len = strlen(s) + 1;
-    char *copy = profile_arena_alloc(p, len, 1);
-    if (!copy) return NULL;
-    memcpy(copy, s, len);
-    p->strings[j] = copy;
-    p->nstrings++;
-    return copy;
+    return fp_remote_arena_intern(p->arena, s ? s : "??");
 }
 
 static bool profile_reserve(void **arr, int *cap, int need, size_t elem)
@@ -263,7 +201,7 @@ static fp_profile_stack *profile_stack(fp_profile *p, int thread, const int *fra
     if (!profile_reserve((void **)&p->stack_hash, &cap2, p->nstacks + 1, sizeof *p->stack_hash))
         return NULL;
     p->stacks_cap = cap;
-    int *copy = n ? profile_arena_alloc(p, (size_t)n * sizeof *copy, sizeof *copy) : NULL;
+    int *copy = n ? fp_remote_arena_alloc(p->arena, (size_t)n * sizeof *copy, sizeof *copy) : NULL;
     if (n && !copy) return NULL;
     if (n) memcpy(copy, frames, (size_t)n * sizeof *copy);
     p->stacks[p->nstacks] = (fp_profile_stack){thread, copy, n, 0, 0};
@@ -337,18 +275,18 @@ static int profile_thread_id(fp_profile *p, const fp_thread *t)
 
 fp_profile *fp_profile_new(void)
 {
-    return calloc(1, sizeof(fp_profile));
+    fp_profile *p = calloc(1, sizeof(fp_profile));
+    if (p && !(p->arena = fp_remote_arena_new())) {
+        free(p);
+        return NULL;
+    }
+    return p;
 }
 
 void fp_profile_free(fp_profile *p)
 {
     if (!p) return;
-    while (p->arena) {
-        profile_chunk *next = p->arena->next;
-        free(p->arena);
-        p->arena = next;
-    }
-    free(p->strings);
+    fp_remote_arena_free(p->arena);
     free(p->frames);
     free(p->frame_seen);
     free(p->frame_index.slots);

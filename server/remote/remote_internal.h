@@ -105,10 +105,16 @@ int32_t fp_remote_field_i32(const void *buf, size_t len, long off);
 /* ===================================================================== arena */
 
 /* Strings of one snapshot, freed all at once (fp_remote_snapshot.strings). */
+/* One arena for every reader (snapshots, native symbols, profiles); see arena.c. */
 typedef struct fp_remote_arena fp_remote_arena;
 fp_remote_arena *fp_remote_arena_new(void);
+/* len bytes aligned to align (a power of two), living until the arena is freed; NULL when
+ * memory runs out. */
+void *fp_remote_arena_alloc(fp_remote_arena *a, size_t len, size_t align);
 /* A copy of s (NULL: "") in the arena; "?" when memory runs out. */
 const char *fp_remote_arena_strdup(fp_remote_arena *a, const char *s);
+/* The arena's one copy of s: equal strings give the same pointer. NULL when memory runs out. */
+const char *fp_remote_arena_intern(fp_remote_arena *a, const char *s);
 void fp_remote_arena_free(fp_remote_arena *a);
 
 /* ===================================================================== objects and code objects */
