@@ -46,6 +46,7 @@ struct fp_exec {
     const fp_recorder *rec;
     char *perf_path;
     double perf_until; /* -d: fp_clock_ms when it ends, -1: until stopped */
+    bool perf_sampled; /* its first samples were taken (logged once, with --debug) */
 
     /* --- EXEC_GILSTAT --- */
     fp_gil *gil;

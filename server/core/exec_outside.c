@@ -221,6 +221,10 @@ void exec_perf_stop(fp_exec *x, const char *why)
 void exec_perf_tick(fp_exec *x)
 {
     if (!x->sampler) return;
+    if (!x->perf_sampled && fp_sampler_samples(x->sampler) > 0) {
+        x->perf_sampled = true;
+        XLOG(x, "perf: the first samples are taken");
+    }
     if (fp_sampler_finished(x->sampler, NULL)) {
         perf_finish(x, "the process's exit");
     } else if (x->perf_until >= 0 && fp_clock_ms() >= x->perf_until) {

@@ -9,6 +9,7 @@
 #define FP_SAMPLER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "fp_error.h"
 #include "fp_profile.h"
@@ -49,6 +50,9 @@ bool fp_sampler_finished(fp_sampler *s, fp_error *err);
  * ticks, lost, achieved rate, duration). *err is set when sampling ended by itself with an
  * error (the profile still holds what was taken before). */
 fp_profile *fp_sampler_stop(fp_sampler *s, fp_error *err);
+
+/* Thread samples taken so far (any thread may ask while sampling runs). */
+uint64_t fp_sampler_samples(fp_sampler *s);
 
 /* Whether a thread counts as idle (see fp_sampler_opts.idle). */
 bool fp_sampler_thread_idle(const fp_thread *t);

@@ -37,6 +37,7 @@ struct fp_sampler {
     long long start_ns, end_ns;
     uint64_t ticks, lost, resyncs;
     long long read_ns_total, read_ns_max;
+    atomic_uint_fast64_t samples; /* thread samples added to the run, readable from any thread */
 
     pthread_mutex_t lock; /* guards the window */
     fp_profile *window;
@@ -56,6 +57,11 @@ static void sampler_sleep_until(long long deadline_ns)
     struct timespec ts = {deadline_ns / 1000000000LL, deadline_ns % 1000000000LL};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
+}
+
+uint64_t fp_sampler_samples(fp_sampler *s)
+{
+    return atomic_load(&s->samples);
 }
 
 bool fp_sampler_thread_idle(const fp_thread *t)
@@ -104,6 +110,7 @@ static void sampler_record(fp_sampler *s, const fp_remote_snapshot *snap)
         }
         if (!sampler_wanted(s, t, &idle)) continue;
         fp_profile_add(s->run, t, t->frames, t->nframes, idle);
+        atomic_fetch_add(&s->samples, 1);
         if (s->window) fp_profile_add(s->window, t, t->frames, t->nframes, idle);
     }
     s->window_ticks++;

@@ -5,7 +5,6 @@ Each interpreter runs tests/agent/instrument_check.py once (all checks in one pr
 second); every check is then a test of its own here. FP_PYTHONS=py3.12,system-3.11 narrows.
 """
 
-import glob
 import json
 import os
 import subprocess
@@ -24,16 +23,11 @@ NAMES = [fn.__name__ for fn in instrument_check.CHECKS]
 
 
 def _interpreters():
-    found = []
-    for minor in range(8, 14):
-        paths = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.%d.*/bin/python3" % minor)))
-        found.append(("py3.%d" % minor, paths[-1] if paths else None))
-    found.append(("system-3.11", "/usr/bin/python3.11" if os.path.exists("/usr/bin/python3.11") else None))
-    wanted = os.environ.get("FP_PYTHONS")
-    if wanted:
-        names = set(n.strip() for n in wanted.split(",") if n.strip())
-        found = [f for f in found if f[0] in names]
-    return found
+    """(id, path) of every interpreter tests/integration/pythons.py finds (FP_PYTHONS narrows)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+    import pythons
+
+    return [(p.id, p.path) for p in pythons.select()]
 
 
 PYTHONS = _interpreters()

@@ -7,7 +7,6 @@ loads the agent package as the native side does, runs every check and prints one
 check; each check is then a test of its own. FP_PYTHONS=py3.12,system-3.11 narrows.
 """
 
-import glob
 import json
 import os
 import subprocess
@@ -31,16 +30,11 @@ def check(fn):
 
 
 def _interpreters():
-    found = []
-    for minor in range(8, 14):
-        paths = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.%d.*/bin/python3" % minor)))
-        found.append(("py3.%d" % minor, paths[-1] if paths else None))
-    found.append(("system-3.11", "/usr/bin/python3.11" if os.path.exists("/usr/bin/python3.11") else None))
-    wanted = os.environ.get("FP_PYTHONS")
-    if wanted:
-        names = set(n.strip() for n in wanted.split(",") if n.strip())
-        found = [f for f in found if f[0] in names]
-    return found
+    """(id, path) of every interpreter tests/integration/pythons.py finds (FP_PYTHONS narrows)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+    import pythons
+
+    return [(p.id, p.path) for p in pythons.select()]
 
 
 _results = {}
@@ -119,6 +113,12 @@ def slow_leaf():
 
 def fails():
     raise KeyError("inside")
+
+
+def held_until(lock):
+    """Waits in a C call (acquiring lock) until another thread releases it."""
+    lock.acquire(timeout=10)
+    return sorted([3, 1, 2])
 
 
 def outer(n):
@@ -439,19 +439,35 @@ def a_thread_with_its_own_profiler_is_left_alone():
 
 @check
 def cancelled_mid_call_the_hook_leaves_at_the_next_event():
-    r = start(method="slow_leaf", limit=100)
+    r = start(method="held_until", limit=100)
+    release = threading.Lock()
+    release.acquire()
     gone = []
+    main = threading.get_ident()
 
-    def cancel_soon():
-        time.sleep(0.003)
-        fp.registry.undo_client(7)  # the client died
-        gone.append(1)
+    def in_the_call():
+        frame = sys._current_frames().get(main)
+        # By name: on 3.8-3.11 the probe swapped held_until.__code__ for its wrapper.
+        return frame is not None and frame.f_code.co_name == "held_until"
 
-    t = threading.Thread(target=cancel_soon)
+    def cancel_mid_call():
+        try:
+            deadline = time.monotonic() + 10
+            while not in_the_call():  # bounded: the main thread enters the call at once
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.001)
+            fp.registry.undo_client(7)  # the client died while the call runs
+            gone.append(1)
+        finally:
+            release.release()
+
+    t = threading.Thread(target=cancel_mid_call)
     t.start()
-    slow_leaf()  # in time.sleep when the client goes
+    held_until(release)  # inside until the client has gone
     t.join()
-    expect(gone and sys.getprofile() is None, "profile after cancel: %r" % (sys.getprofile(),))
+    expect(gone, "the main thread was never seen inside held_until")
+    expect(sys.getprofile() is None, "profile after cancel: %r" % (sys.getprofile(),))
     ends = events_of(r["trace_id"], "trace/end")
     expect(ends and ends[0]["reason"] == "detached", repr(ends))
     leaf(1)

@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import subprocess
-import time
+import threading
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -32,6 +32,40 @@ def perf_json(target, tmp_path, args, name):
     model = target.json("perf %s -f %s" % (args, path))
     assert path.exists(), "perf did not write %s: %s" % (path, model)
     return model, path
+
+
+def start_perf(t, *args):
+    """fp perf in the background, with --debug; returns once its first samples are taken (its
+    log says so), with a thread reading its stderr into proc.log."""
+    p = subprocess.Popen([FP, str(t.pid), "--debug"] + list(args), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.log = []
+    reader = threading.Thread(target=lambda: p.log.extend(iter(p.stderr.readline, "")), daemon=True)
+    reader.start()
+    p.reader = reader
+    try:
+        wait_until(lambda: any("first samples are taken" in line for line in p.log) or p.poll() is not None,
+                   15, lambda: "fp perf to take its first samples: %s" % "".join(p.log))
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    return p
+
+
+def finish_perf(p, sig=None):
+    """(exit status, stdout, stderr) of a background fp perf, after signal sig if any."""
+    try:
+        if sig:
+            p.send_signal(sig)
+        out = p.stdout.read()
+        p.wait(timeout=15)
+        p.reader.join(5)
+        return p.returncode, out, "".join(p.log)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def share(model, key, function):
@@ -167,17 +201,9 @@ def test_ctrl_c_writes_profile(python, spawn, tmp_path):
         pytest.skip("checked on one interpreter")
     t = spawn("hot")
     path = tmp_path / "int.svg"
-    p = subprocess.Popen([FP, str(t.pid), "--cmd", "perf -f %s" % path], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.0)  # let it take samples; not a synchronisation
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=15)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 0, (out, err)
+    p = start_perf(t, "--cmd", "perf -f %s" % path)
+    rc, out, err = finish_perf(p, signal.SIGINT)
+    assert rc == 0, (out, err)
     assert path.exists() and "Ctrl-C" in out, (out, err)
 
 
@@ -186,18 +212,10 @@ def test_process_exit_ends_perf(python, spawn, tmp_path):
         pytest.skip("checked on one interpreter")
     t = spawn("hot")
     path = tmp_path / "exit.collapsed"
-    p = subprocess.Popen([FP, str(t.pid), "--json", "--cmd", "perf --format collapsed -f %s" % path],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: len(t.progress()) >= 2, 10, "two rounds of the hot target")
-        time.sleep(0.5)
-        t.stop()
-        out, err = p.communicate(timeout=15)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 0, (out, err)
+    p = start_perf(t, "--json", "--cmd", "perf --format collapsed -f %s" % path)
+    t.stop()
+    rc, out, err = finish_perf(p)
+    assert rc == 0, (out, err)
     model = json.loads(out)["result"]
     assert model["stopped_by"] == "the process's exit" and model["samples"] > 0, model
     t.checked_after = t.fp_runs  # it was stopped on purpose

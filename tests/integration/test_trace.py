@@ -348,7 +348,10 @@ def test_hook_leaves_when_stopped_or_killed_mid_call(clean, recorder, how):
     try:
         ev = _wait_events(proc, 1)[0]
         assert ev["thread"]["name"] == "slowpoke" and child(ev["tree"], "time.sleep")["cost_ms"] >= 290
-        time.sleep(0.1)  # the next long_call is in its sleep, recorded
+        # The next long_call is in its sleep, recorded (every invocation is): seen from a
+        # thread of the agent's, which reads the frames without any event on slowpoke's.
+        in_call = 'getglobal sys _current_frames -e "[f.f_code.co_name for f in target().values()]"'
+        wait_until(lambda: "'long_call'" in clean.json(in_call)["value"]["repr"], 10, "slowpoke inside long_call")
         rc, err = _finish(proc, signal.SIGINT if how == "sigint" else signal.SIGKILL)
     finally:
         _kill(proc)

@@ -321,7 +321,7 @@ def test_removed_at_detach_in_the_shell(clean):
     run = clean.fp("--cmd", "watch __main__ add -n 1", "--cmd", "watch __main__ recurse -n 1").ok()
     assert run.out.count("watch ended") == 2
     proc = _background(clean, "watch __main__ add -f 'args[0] < 0'")
-    time.sleep(0.5)
+    wait_until(lambda: clean.pristine() != [], 10, "the watch to be installed")  # else nothing is tested
     rc, _out, err = _finish(proc, signal.SIGTERM)  # fp dies without detach: the agent sees EOF
     wait_until(lambda: clean.pristine() == [], 10, "the target to be restored")
 
