@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 PYTEST ?= python3 -m pytest
 CMAKE_FLAGS ?=
 
-.PHONY: help deps build test unit integration demo bench lint format install clean
+.PHONY: help deps build test unit integration demo bench lint sanitize format install clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,12 +33,16 @@ demo: build ## start the example service, attach to it, open the interactive she
 bench: build ## run the benchmarks and print their figures
 	@bench/run.sh $(BUILD)
 
-lint: build ## clang-format check
-	@command -v clang-format >/dev/null || { echo "clang-format missing: apt-get install clang-format"; exit 1; }
-	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+lint: ## clang-format and ruff (format, lint) over the C and the Python; installs them when missing
+	@BUILD=$(BUILD) scripts/lint.sh
 
-format: ## reformat the C code
+sanitize: deps ## ASan+UBSan build (build-sanitize): C unit tests and a smoke subset of the integration tests
+	@JOBS=$(JOBS) scripts/sanitize.sh
+
+format: ## reformat the C code (clang-format) and the Python (ruff format)
 	clang-format -i $$(git ls-files '*.c' '*.h')
+	@BUILD=$(BUILD) scripts/lint.sh >/dev/null 2>&1 || true
+	$(BUILD)/tools/ruff-0.17.5/bin/ruff format --quiet .
 
 install: build ## install under PREFIX (default /usr/local)
 	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)

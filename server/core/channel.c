@@ -301,9 +301,11 @@ static int channel_queue(fp_channel *ch, const cJSON *msg, fp_error *err)
     if (ch->out_off > 0 && ch->out_off == ch->out_len) ch->out_off = ch->out_len = 0;
     if (ch->out_len + flen > ch->out_cap) {
         /* Compact first: what was written is gone. */
-        memmove(ch->out, ch->out + ch->out_off, ch->out_len - ch->out_off);
-        ch->out_len -= ch->out_off;
-        ch->out_off = 0;
+        if (ch->out_off > 0) {
+            memmove(ch->out, ch->out + ch->out_off, ch->out_len - ch->out_off);
+            ch->out_len -= ch->out_off;
+            ch->out_off = 0;
+        }
         size_t cap = ch->out_cap ? ch->out_cap : 4096;
         while (cap < ch->out_len + flen)
             cap *= 2;
