@@ -58,7 +58,7 @@ def drain(t):
 
 
 def gilstat_start(fp, pid):
-    p = subprocess.Popen([fp, str(pid), "--json", "--cmd", "gilstat on -i 3600"], stdin=subprocess.DEVNULL,
+    p = subprocess.Popen([fp, str(pid), "--json", "--timeout", "86400", "--cmd", "gilstat on -i 3600"], stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     first = p.stdout.readline()
     rec = json.loads(first) if first.strip() else {}

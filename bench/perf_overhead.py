@@ -109,7 +109,7 @@ class Profiler:
 
 def fp_profiler(fp, pid, rate, outdir):
     out = os.path.join(outdir, "fp-%d.svg" % rate)
-    return Profiler([fp, str(pid), "--json", "--cmd", "perf -r %d -f %s" % (rate, out)], out)
+    return Profiler([fp, str(pid), "--json", "--timeout", "86400", "--cmd", "perf -r %d -f %s" % (rate, out)], out)
 
 
 def spy_profiler(spy, pid, rate, outdir):

@@ -101,7 +101,7 @@ class Tracer:
 
 def fp_tracer(fp, pid, func, options=""):
     # Ctrl-C: fp stops the trace and detaches; the function is restored.
-    argv = [fp, str(pid), "--json", "--cmd", "trace traced_bench %s -n 1000000 %s" % (func, options)]
+    argv = [fp, str(pid), "--json", "--timeout", "86400", "--cmd", "trace traced_bench %s -n 1000000 %s" % (func, options)]
     return Tracer(argv, b'"trace/event"' if "-et" not in options else b'"result"')
 
 

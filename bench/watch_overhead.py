@@ -96,7 +96,7 @@ class Watcher(object):
 
 
 def fp_watch(fp, pid, command, cond):
-    return Watcher([fp, str(pid), "--cmd", "%s __main__ handle -n 1000000 -f '%s'" % (command, cond)],
+    return Watcher([fp, str(pid), "--timeout", "86400", "--cmd", "%s __main__ handle -n 1000000 -f '%s'" % (command, cond)],
                    re.compile(r"^(watching|tracing) "))
 
 

@@ -21,6 +21,8 @@ typedef struct fp_target {
     char libpython[PATH_MAX]; /* path of the mapped libpython*.so, "" for a static interpreter */
     char cmdline[512];        /* argv joined by spaces, truncated */
     char state;               /* /proc/PID/stat state letter */
+    int ppid;                 /* the parent's pid */
+    char cwd[PATH_MAX];       /* /proc/PID/cwd target, "" when unreadable */
 } fp_target;
 
 /* Reads /proc for pid. Fails with FP_E_NO_PROCESS, FP_E_PERMISSION or FP_E_EXITING;
@@ -29,9 +31,13 @@ int fp_target_inspect(int pid, fp_target *t, fp_error *err);
 /* Like fp_target_inspect, then fails with FP_E_NOT_PYTHON / FP_E_UNSUPPORTED when the
  * process is not a CPython 3.8+ we can attach to. */
 int fp_target_check(int pid, fp_target *t, fp_error *err);
-/* Every CPython process the caller may attach to (root: all; others: their own uid).
- * *out is malloc'd (caller frees); returns the count, or -1. */
+/* Every CPython process the caller may attach to (root: all; others: their own uid), each
+ * child right after its parent when both are listed. *out is malloc'd (caller frees); returns
+ * the count, or -1. */
 int fp_target_list(fp_target **out);
+/* The CPython processes whose parent is pid (a pre-forking server's workers), at most max of
+ * them, into pids. Returns the count. */
+int fp_target_children(int pid, int *pids, int max);
 
 typedef struct fp_attach_opts {
     bool debug;     /* log each step to stderr */

@@ -264,11 +264,15 @@ int fp_target_inspect(int pid, fp_target *t, fp_error *err)
                             "no process with PID %d", pid);
     const char *close_paren = strrchr(buf, ')');
     t->state = close_paren && close_paren[1] ? close_paren[2] : '?';
+    if (close_paren && close_paren[1] && close_paren[2]) t->ppid = atoi(close_paren + 3);
     if (t->state == 'Z' || t->state == 'X')
         return fp_error_set(err, FP_E_EXITING, "Nothing to attach to: the process has ended.",
                             "process %d is exiting (state %c)", pid, t->state);
     read_status_fields(t);
     read_cmdline(t);
+    snprintf(path, sizeof path, "/proc/%d/cwd", pid);
+    ssize_t cn = readlink(path, t->cwd, sizeof t->cwd - 1);
+    t->cwd[cn > 0 ? cn : 0] = '\0';
 
     snprintf(path, sizeof path, "/proc/%d/exe", pid);
     ssize_t n = readlink(path, t->exe, sizeof t->exe - 1);
@@ -316,6 +320,47 @@ int fp_target_check(int pid, fp_target *t, fp_error *err)
     return 0;
 }
 
+/* list with each process's listed children right after it (depth first), in place. */
+static fp_target *target_tree_order(fp_target *list, size_t n)
+{
+    fp_target *out = malloc((n ? n : 1) * sizeof *out);
+    bool *placed = calloc(n ? n : 1, sizeof *placed);
+    size_t *stack = malloc((n ? n : 1) * sizeof *stack);
+    if (!out || !placed || !stack) {
+        free(out);
+        free(placed);
+        free(stack);
+        return list; /* unordered, but complete */
+    }
+    size_t k = 0;
+    for (size_t root = 0; root < n; root++) {
+        bool has_parent = false;
+        for (size_t j = 0; j < n && !has_parent; j++)
+            has_parent = j != root && list[j].pid == list[root].ppid;
+        if (has_parent || placed[root]) continue;
+        size_t sp = 0;
+        stack[sp++] = root;
+        placed[root] = true;
+        while (sp > 0) {
+            size_t i = stack[--sp];
+            out[k++] = list[i];
+            /* Children pushed in reverse: they come out in /proc order. */
+            for (size_t j = n; j-- > 0;) {
+                if (!placed[j] && list[j].ppid == list[i].pid) {
+                    placed[j] = true;
+                    stack[sp++] = j;
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) /* a cycle cannot happen in /proc, but never lose one */
+        if (!placed[i]) out[k++] = list[i];
+    free(placed);
+    free(stack);
+    free(list);
+    return out;
+}
+
 int fp_target_list(fp_target **out)
 {
     DIR *d = opendir("/proc");
@@ -341,6 +386,34 @@ int fp_target_list(fp_target **out)
     }
     closedir(d);
     if (!list) return -1;
-    *out = list;
+    *out = target_tree_order(list, n);
     return (int)n;
+}
+
+int fp_target_children(int pid, int *pids, int max)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while (n < max && (e = readdir(d)) != NULL) {
+        if (!isdigit((unsigned char)e->d_name[0])) continue;
+        char cpath[64];
+        snprintf(cpath, sizeof cpath, "/proc/%d/task/%d/children", pid, atoi(e->d_name));
+        if (read_file(cpath, buf, sizeof buf) <= 0) continue;
+        for (char *p = buf; *p && n < max;) {
+            char *end;
+            long child = strtol(p, &end, 10);
+            if (end == p) break;
+            p = end;
+            fp_target t;
+            fp_error ignored;
+            if (child > 0 && fp_target_inspect((int)child, &t, &ignored) == 0 && t.is_python)
+                pids[n++] = (int)child;
+        }
+    }
+    closedir(d);
+    return n;
 }

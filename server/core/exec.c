@@ -42,8 +42,7 @@ void exec_finish(fp_exec *x, const fp_error *err, const cJSON *rpc_error)
     fp_exec_end end = {.err = err,
                        .rpc_error = rpc_error,
                        .stopped_by = x->why[0] ? x->why : NULL,
-                       .reports = x->reports,
-                       .usage = x->usage && err};
+                       .reports = x->reports};
     if (x->sink.end) x->sink.end(x->sink.ud, x, &end);
 }
 
@@ -144,8 +143,10 @@ void exec_agent_start(fp_exec *x, const char *method, cJSON *params)
     snprintf(x->method, sizeof x->method, "%s", method);
     if (!x->env.ch) {
         cJSON_Delete(params);
-        exec_fail(x, FP_E_INTERNAL, "attach to the process first (fp PID)",
-                  "'%s' needs the agent, and no process is attached", x->p.cmd->name);
+        char hint[160];
+        snprintf(hint, sizeof hint, "attach to it: fp PID --cmd '%s ...'", x->p.cmd->name);
+        exec_fail(x, FP_E_USAGE, hint, "%s needs a process, and none is attached",
+                  x->p.cmd->name);
         return;
     }
     /* A stream runs until stopped: only the driver bounds it. */

@@ -27,7 +27,6 @@ struct fp_exec {
     bool stopping;
     char why[32]; /* what stopped it */
     int reports;
-    bool usage; /* the error to come is about the command line */
 
     /* --- EXEC_AGENT --- */
     char method[64];

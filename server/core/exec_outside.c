@@ -39,7 +39,6 @@ static void exec_stack_async(fp_exec *x, int pid)
     if (pid != x->env.pid || !x->env.ch) {
         char hint[128];
         snprintf(hint, sizeof hint, "run fp %d --cmd 'stack -a'", pid);
-        x->usage = true;
         exec_fail(x, FP_E_USAGE, hint,
                   "stack -a reads asyncio tasks through the agent of the attached process only "
                   "(%d)",
@@ -57,6 +56,11 @@ void exec_stack_start(fp_exec *x)
 {
     x->kind = EXEC_STACK;
     int pid = exec_target_pid(x);
+    if (pid <= 0) {
+        exec_fail(x, FP_E_USAGE, "usage: stack [PID] [-f FILE] [--native] [-a|--async]",
+                  "stack needs a process: give its PID");
+        return;
+    }
     if (fp_json_bool(x->p.params, "async")) {
         exec_stack_async(x, pid);
         return;
@@ -117,7 +121,6 @@ void exec_perf_start(fp_exec *x)
     const cJSON *params = x->p.params;
     int pid = exec_target_pid(x);
     if (pid <= 0) {
-        x->usage = true;
         exec_fail(x, FP_E_USAGE, "usage: perf [PID] [-f FILE] [-r RATE] [-d SECONDS] ...",
                   "perf needs a process: give its PID");
         return;
@@ -132,7 +135,6 @@ void exec_perf_start(fp_exec *x)
     const char *format = fp_json_str(params, "format", NULL);
     x->rec = fp_recorder_find(format ? format : "svg");
     if (!x->rec) {
-        x->usage = true;
         exec_fail(x, FP_E_USAGE, "the formats are svg (default), speedscope, collapsed",
                   "unknown perf format '%s'", format);
         return;
@@ -260,6 +262,11 @@ void exec_gilstat_start(fp_exec *x)
     };
     fp_error e;
     fp_error_clear(&e);
+    if (exec_target_pid(x) <= 0) {
+        exec_fail(x, FP_E_USAGE, "attach to it: fp PID --cmd 'gilstat on'",
+                  "gilstat needs a process, and none is attached");
+        return;
+    }
     x->gil = fp_gil_open(exec_target_pid(x), &o, &e);
     if (!x->gil) exec_finish(x, &e, NULL);
 }

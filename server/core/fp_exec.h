@@ -29,7 +29,6 @@ typedef struct fp_exec_end {
     const cJSON *rpc_error; /* the agent's error object when err->code == FP_E_REMOTE */
     const char *stopped_by; /* set when fp_exec_stop ended it ("Ctrl-C", "--timeout", ...) */
     int reports;            /* notifications its stream delivered (its end excluded) */
-    bool usage;             /* the command line itself was wrong (fp: exit status 2) */
 } fp_exec_end;
 
 typedef struct fp_exec_sink {

@@ -14,7 +14,8 @@
 /* {"code", "rpc_code", "message", "hint", "data"?}: data is the agent's error data (copied),
  * from its error object rpc_error (may be NULL). */
 cJSON *fp_model_error(const fp_error *e, const cJSON *rpc_error);
-/* {"processes": [{"pid", "uid", "user", "python_version", "exe", "cmdline"}]}. */
+/* {"processes": [{"pid", "ppid", "uid", "user", "python_version", "exe", "cmdline", "cwd"}]},
+ * each child right after its parent. */
 cJSON *fp_model_processes(const fp_target *targets, int n);
 /* The user name of uid (its number when it has none), in buf. */
 const char *fp_model_user(uid_t uid, char *buf, size_t size);

@@ -48,11 +48,13 @@ cJSON *fp_model_processes(const fp_target *targets, int n)
         char user[64];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "pid", t->pid);
+        cJSON_AddNumberToObject(o, "ppid", t->ppid);
         cJSON_AddNumberToObject(o, "uid", t->uid);
         cJSON_AddStringToObject(o, "user", fp_model_user(t->uid, user, sizeof user));
         cJSON_AddStringToObject(o, "python_version", t->py_version);
         cJSON_AddStringToObject(o, "exe", t->exe);
         cJSON_AddStringToObject(o, "cmdline", t->cmdline);
+        cJSON_AddStringToObject(o, "cwd", t->cwd);
         cJSON_AddItemToArray(arr, o);
     }
     return model;

@@ -15,8 +15,13 @@
 #include "fp_error.h"
 #include "fp_session.h"
 
-/* Exit statuses of fp (documented in fp --help). */
+/* Exit statuses of fp, defined here and nowhere else (documented in fp --help):
+ * 0 ok (a stream stopped by Ctrl-C or --timeout included), 1 a command failed, 2 bad usage, or
+ * the process cannot be attached to or read (cli_status tells which errors those are). */
 enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILED = 1, CLI_EXIT_USAGE = 2 };
+
+/* The exit status an error gives. */
+int cli_status(const fp_error *e);
 
 typedef struct cli {
     fp_session *session;
@@ -43,13 +48,16 @@ int run_line(cli *c, const char *line);
 void run_history_add(cli *c, const char *line);
 void run_history_free(cli *c);
 /* Prints e the human way on stderr and, with --json, as an error line on stdout; rpc_error is
- * the agent's error object (for its data), may be NULL. */
-void run_report(const cli *c, const char *command, const fp_error *e, const cJSON *rpc_error);
+ * the agent's error object (for its data), may be NULL. Returns cli_status(e). */
+int run_report(const cli *c, const char *command, const fp_error *e, const cJSON *rpc_error);
 /* With --json: prints {"command": command, key: value} on one line (value is borrowed). */
 void run_emit_json(const char *command, const char *key, const cJSON *value);
 /* Sends method with the command's bound, handling Ctrl-C. Returns the result or NULL with e
  * (e->code FP_E_INTERRUPTED when the user pressed Ctrl-C). params is taken. */
 cJSON *run_call(cli *c, const char *method, cJSON *params, fp_error *e);
+/* When c's process has Python child processes (a pre-forking server's master and its workers),
+ * says on stderr that the requests may run in those, naming them. Returns whether it did. */
+bool run_hint_workers(const cli *c);
 /* Stops what runs in the background (gilstat in the shell), when fp leaves. */
 void run_background_end(void);
 

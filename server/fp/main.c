@@ -34,15 +34,20 @@ static const char main_usage[] =
     "                 stderr as text\n"
     "  --timeout S    stop waiting for a command after S seconds (decimals allowed).\n"
     "                 Default: 30 with --cmd or when commands come from a pipe, no limit\n"
-    "                 in the interactive shell (Ctrl-C stops waiting). Streaming commands\n"
-    "                 run until S seconds pass or Ctrl-C, keep what they printed and exit 0\n"
+    "                 in the interactive shell (Ctrl-C stops waiting). Commands that run\n"
+    "                 until stopped (watch, trace, tt -t, perf, gilstat) stop after S\n"
+    "                 seconds (the default too, unless perf -d says how long) or at\n"
+    "                 Ctrl-C, keep what they printed, say why on stderr and exit 0\n"
     "  --debug        log each attach step to stderr, with elapsed milliseconds\n"
     "  -h, --help     show this text\n"
     "  -V, --version  show fp's version\n"
     "\n"
     "In the shell, help lists the commands and help COMMAND shows their options;\n"
-    "commands can also be piped in: fp PID < commands.txt.\n"
-    "Exit status: 0 ok, 1 a command failed, 2 bad usage or the attach failed.\n"
+    "commands can also be piped in: fp PID < commands.txt. Commands that need no\n"
+    "process run without a PID: fp --cmd 'help perf', fp --cmd 'stack 4242'.\n"
+    "Exit status: 0 ok (a command stopped by Ctrl-C or --timeout included); 1 a command\n"
+    "failed; 2 bad usage, or the process cannot be attached to or read (no such process,\n"
+    "not a CPython, permission denied, its agent did not come up).\n"
     "Environment: FP_AGENT_LIB, the libfpagent.so to load (default: ../lib/fp/ next to fp).\n";
 
 typedef struct main_args {
@@ -136,8 +141,6 @@ static int main_parse(int argc, char **argv, main_args *a)
             return main_usage_error("unknown option '%s'", arg);
         }
     }
-    if (a->ncmds && !a->pid)
-        return main_usage_error("%s needs a PID: fp PID --cmd COMMAND", "--cmd");
     return -1;
 }
 
@@ -230,7 +233,7 @@ int main(int argc, char **argv)
     int rc = main_parse(argc, argv, &a);
     if (rc >= 0) return rc;
     main_signals();
-    if (!a.pid) return main_list(&a);
+    if (!a.pid && !a.ncmds) return main_list(&a);
 
     cli c = {.pid = a.pid, .json = a.json, .debug = a.debug};
     c.interactive = a.ncmds == 0 && isatty(STDIN_FILENO);
@@ -240,7 +243,8 @@ int main(int argc, char **argv)
     fp_error e;
     fp_error_clear(&e);
     cli_interrupted = 0;
-    if (main_outside_only(&a)) {
+    if (!a.pid || main_outside_only(&a)) {
+        /* No process, or only outside commands: nothing is attached, no agent is loaded. */
         if (a.debug) fp_log_debug("outside commands only: no agent is loaded");
         rc = CLI_EXIT_OK;
         for (int i = 0; i < a.ncmds && rc == CLI_EXIT_OK && !c.quit; i++) {
@@ -272,6 +276,7 @@ int main(int argc, char **argv)
                t->py_version[0] ? t->py_version : "?", render_oneline(cmd, sizeof cmd, t->cmdline));
         printf("help lists the commands; Ctrl-D or quit detaches and leaves\n");
         fflush(stdout);
+        run_hint_workers(&c);
     }
 
     rc = CLI_EXIT_OK;

@@ -233,15 +233,33 @@ const char *render_oneline(char *buf, size_t size, const char *text)
     return buf;
 }
 
+/* How many of targets[i]'s ancestors are listed (the list has children after their parent). */
+static int render_depth(const fp_target *targets, int i)
+{
+    int depth = 0;
+    for (int ppid = targets[i].ppid, guard = 0; guard < 16; guard++) {
+        int parent = -1;
+        for (int j = 0; j < i && parent < 0; j++)
+            if (targets[j].pid == ppid) parent = j;
+        if (parent < 0) break;
+        depth++;
+        ppid = targets[parent].ppid;
+    }
+    return depth;
+}
+
 void render_processes(FILE *out, const fp_target *targets, int n)
 {
-    fprintf(out, "%7s  %-10s %-8s %s\n", "PID", "USER", "PYTHON", "COMMAND");
+    fprintf(out, "%7s %7s  %-10s %-8s %s\n", "PID", "PPID", "USER", "PYTHON", "COMMAND");
     for (int i = 0; i < n; i++) {
         const fp_target *t = &targets[i];
         char user[64];
         char cmd[sizeof t->cmdline];
-        fprintf(out, "%7d  %-10s %-8s %s\n", t->pid, fp_model_user(t->uid, user, sizeof user),
-                t->py_version[0] ? t->py_version : "?",
+        /* A child of a listed process (a server's worker) is drawn under it. */
+        int depth = render_depth(targets, i);
+        fprintf(out, "%7d %7d  %-10s %-8s %*s%s%s\n", t->pid, t->ppid,
+                fp_model_user(t->uid, user, sizeof user), t->py_version[0] ? t->py_version : "?",
+                depth > 1 ? 2 * (depth - 1) : 0, "", depth ? "\u2514 " : "",
                 render_oneline(cmd, sizeof cmd, t->cmdline[0] ? t->cmdline : t->exe));
     }
 }

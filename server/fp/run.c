@@ -34,15 +34,35 @@ void run_emit_json(const char *command, const char *key, const cJSON *value)
     cJSON_free(text);
 }
 
-void run_report(const cli *c, const char *command, const fp_error *e, const cJSON *rpc_error)
+int cli_status(const fp_error *e)
+{
+    switch (e->code) {
+    case FP_E_USAGE:
+    /* The process cannot be attached to or read: the same status for every command. */
+    case FP_E_NO_PROCESS:
+    case FP_E_NOT_PYTHON:
+    case FP_E_PERMISSION:
+    case FP_E_EXITING:
+    case FP_E_UNSUPPORTED:
+    case FP_E_INJECT:
+    case FP_E_AGENT_TIMEOUT:
+    case FP_E_CONNECT:
+        return CLI_EXIT_USAGE;
+    default:
+        return CLI_EXIT_FAILED;
+    }
+}
+
+int run_report(const cli *c, const char *command, const fp_error *e, const cJSON *rpc_error)
 {
     fflush(stdout); /* keep the order of what was printed before */
     /* The terminal echoed "^C" where the cursor was: start the message on a line of its own. */
     if (e->code == FP_E_INTERRUPTED && isatty(STDERR_FILENO)) fputc('\n', stderr);
     fp_error_print(e, stderr);
-    if (!c->json) return;
+    int status = cli_status(e);
+    if (!c->json) return status;
     cJSON *o = cJSON_CreateObject();
-    if (!o) return;
+    if (!o) return status;
     if (command)
         cJSON_AddStringToObject(o, "command", command);
     else
@@ -50,11 +70,12 @@ void run_report(const cli *c, const char *command, const fp_error *e, const cJSO
     cJSON_AddItemToObject(o, "error", fp_model_error(e, rpc_error));
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    if (!text) return;
+    if (!text) return status;
     fputs(text, stdout);
     fputc('\n', stdout);
     fflush(stdout);
     cJSON_free(text);
+    return status;
 }
 
 void run_history_add(cli *c, const char *line)
@@ -84,6 +105,23 @@ cJSON *run_call(cli *c, const char *method, cJSON *params, fp_error *e)
     return fp_session_call(c->session, method, params, c->timeout_ms, &cli_interrupted, e);
 }
 
+bool run_hint_workers(const cli *c)
+{
+    int kids[8];
+    int n = c->pid > 0 ? fp_target_children(c->pid, kids, 8) : 0;
+    if (n == 0) return false;
+    char list[128] = "";
+    for (int i = 0; i < n && i < 6; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", i ? ", " : "", kids[i]);
+    fflush(stdout);
+    fprintf(stderr,
+            "fp: process %d has Python child processes (%s%s): if it is a pre-forking server's\n"
+            "  master (gunicorn, uvicorn --workers, a Django autoreloader), its requests run in\n"
+            "  those: fp %d\n",
+            c->pid, list, n > 6 ? ", ..." : "", kids[0]);
+    return true;
+}
+
 /* ---- the terminal's own commands */
 
 static int run_help(cli *c, const fp_cmd_parsed *p)
@@ -92,19 +130,13 @@ static int run_help(cli *c, const fp_cmd_parsed *p)
     fp_error_clear(&e);
     if (c->json) {
         cJSON *model = fp_model_help(p->topic, &e);
-        if (!model) {
-            run_report(c, "help", &e, NULL);
-            return CLI_EXIT_USAGE;
-        }
+        if (!model) return run_report(c, "help", &e, NULL);
         run_emit_json("help", "result", model);
         cJSON_Delete(model);
         return CLI_EXIT_OK;
     }
     char *text = fp_commands_help(p->topic, &e);
-    if (!text) {
-        run_report(c, "help", &e, NULL);
-        return CLI_EXIT_USAGE;
-    }
+    if (!text) return run_report(c, "help", &e, NULL);
     fputs(text, stdout);
     free(text);
     return CLI_EXIT_OK;
@@ -144,14 +176,12 @@ static int run_write_file(run_out *o, const cJSON *result)
     if (!f) {
         fp_error_set(&e, FP_E_IO, "check the directory exists and that you may write there",
                      "cannot write %s: %s", p->file, strerror(errno));
-        run_report(o->c, p->cmd->name, &e, NULL);
-        return CLI_EXIT_FAILED;
+        return run_report(o->c, p->cmd->name, &e, NULL);
     }
     render_result(f, p, result);
     if (ferror(f) | (fclose(f) != 0)) {
         fp_error_set(&e, FP_E_IO, NULL, "writing %s failed: %s", p->file, strerror(errno));
-        run_report(o->c, p->cmd->name, &e, NULL);
-        return CLI_EXIT_FAILED;
+        return run_report(o->c, p->cmd->name, &e, NULL);
     }
     /* With --json, stdout carries only JSON Lines. */
     fprintf(o->c->json ? stderr : stdout, "%s written to %s\n", p->cmd->name, p->file);
@@ -214,8 +244,7 @@ static void run_on_end(void *ud, const fp_exec *x, const fp_exec_end *end)
     const fp_command *cmd = o->p->cmd;
     if (end->err) {
         if (end->err->code == FP_E_CLOSED) c->detached = c->quit = true;
-        run_report(c, cmd->name, end->err, end->rpc_error);
-        o->status = end->usage ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
+        o->status = run_report(c, cmd->name, end->err, end->rpc_error);
         return;
     }
     /* Stopped by the user: not a failure. Only what the stream reported goes to stdout; the
@@ -224,6 +253,8 @@ static void run_on_end(void *ud, const fp_exec *x, const fp_exec_end *end)
         fflush(stdout);
         fprintf(stderr, "fp: %s stopped (%s) after %d report%s\n", cmd->name, end->stopped_by,
                 end->reports, end->reports == 1 ? "" : "s");
+        /* Nothing seen in a master that only hands requests to its workers: say where to look. */
+        if (end->reports == 0) run_hint_workers(c);
     }
     if (cmd->id == FP_CMD_SHUTDOWN) {
         /* The agent closes every connection now; there is nothing left to detach. */
@@ -303,8 +334,7 @@ static int run_gilstat_shell(cli *c, fp_cmd_parsed *p)
     }
     if (run_bg.thread && fp_exec_thread_running(run_bg.thread)) {
         fp_error_set(&e, FP_E_USAGE, "gilstat off stops it first", "gilstat is already on");
-        run_report(c, "gilstat", &e, NULL);
-        return CLI_EXIT_FAILED;
+        return run_report(c, "gilstat", &e, NULL);
     }
     run_background_stop(NULL); /* join a finished one */
     if (!c->interactive) return -1;
@@ -322,9 +352,8 @@ static int run_gilstat_shell(cli *c, fp_cmd_parsed *p)
     }
     run_bg.thread = fp_exec_thread_start(x, &e);
     if (!run_bg.thread) {
-        run_report(c, "gilstat", &e, NULL);
         fp_commands_parsed_free(&run_bg.parsed);
-        return CLI_EXIT_FAILED;
+        return run_report(c, "gilstat", &e, NULL);
     }
     static bool registered;
     if (!registered) registered = atexit(run_background_end) == 0;
@@ -344,16 +373,19 @@ static int run_exec(cli *c, const fp_cmd_parsed *p)
     if (!x) {
         fp_error e;
         fp_error_set(&e, FP_E_INTERNAL, NULL, "out of memory");
-        run_report(c, p->cmd->name, &e, NULL);
-        return CLI_EXIT_FAILED;
+        return run_report(c, p->cmd->name, &e, NULL);
     }
-    /* What runs until stopped (streams, perf, gilstat) is bounded only by an explicit
-     * --timeout; a request is bounded by its own timeout. */
-    fp_exec_wait_opts w = {
-        .until_ms = c->timeout_set ? started + c->timeout_ms : -1,
-        .until_name = "--timeout",
-        .interrupted = &cli_interrupted,
-    };
+    /* What runs until stopped (streams, perf, gilstat) is bounded by --timeout, and outside
+     * the interactive shell by its default too, unless perf's -d says how long; a request is
+     * bounded by its own timeout. */
+    fp_exec_wait_opts w = {.until_ms = -1, .until_name = "--timeout", .interrupted = &cli_interrupted};
+    bool timed = p->cmd->id == FP_CMD_PERF && fp_json_num(p->params, "duration", 0) > 0;
+    if (c->timeout_set) {
+        w.until_ms = started + c->timeout_ms;
+    } else if (!c->interactive && !timed) {
+        w.until_ms = started + c->timeout_ms;
+        w.until_name = "the default --timeout of 30 s; --timeout S sets another";
+    }
     fp_exec_wait(x, &w);
     fp_exec_free(x);
     cli_interrupted = 0;
@@ -381,8 +413,7 @@ int run_line(cli *c, const char *line)
     if (r < 0) {
         char word[128];
         run_first_word(line, word, sizeof word);
-        run_report(c, word[0] ? word : NULL, &e, NULL);
-        return CLI_EXIT_USAGE;
+        return run_report(c, word[0] ? word : NULL, &e, NULL);
     }
 
     int rc = -1;
