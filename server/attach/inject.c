@@ -15,6 +15,7 @@
 
 #include "attach_internal.h"
 #include "fp_elf.h"
+#include "fp_clock.h"
 #include "fp_paths.h"
 
 #define GLIBC_RTLD_DLOPEN 0x80000000 /* __RTLD_DLOPEN, for __libc_dlopen_mode before 2.34 */
@@ -204,11 +205,9 @@ static void remote_dlerror(const fp_thread_stop *st, const fp_map *maps, int n, 
 
 /* ===================================================================== fp_attach_inject */
 
-static long elapsed_ms(const struct timespec *t0)
+static long elapsed_ms(double t0)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t0->tv_sec) * 1000L + (now.tv_nsec - t0->tv_nsec) / 1000000L;
+    return (long)(fp_clock_ms() - t0);
 }
 
 static int stop_error(int r, const fp_target *t, fp_error *err)
@@ -227,11 +226,10 @@ static int stop_error(int r, const fp_target *t, fp_error *err)
 static int inject_with(const fp_target *t, const fp_map *maps, int n, const remote_fn *fn,
                        const char *path, int timeout_ms, fp_error *err)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = fp_clock_ms();
     candidate cand[MAX_THREADS];
     int last_error = -ESRCH;
-    for (int round = 0; elapsed_ms(&t0) < timeout_ms; round++) {
+    for (int round = 0; elapsed_ms(t0) < timeout_ms; round++) {
         int nc = list_candidates(t->pid, cand, MAX_THREADS);
         if (nc <= 0)
             return fp_error_set(err, FP_E_EXITING, NULL,
@@ -239,7 +237,7 @@ static int inject_with(const fp_target *t, const fp_map *maps, int n, const remo
                                 t->pid);
         for (int i = 0; i < nc; i++) {
             fp_thread_stop st;
-            int left = timeout_ms - (int)elapsed_ms(&t0);
+            int left = timeout_ms - (int)elapsed_ms(t0);
             int r = fp_ptrace_stop(t->pid, cand[i].tid, left > 10 ? left : 10, &st);
             if (r == -EPERM || r == -EACCES || r == -EAGAIN) return stop_error(r, t, err);
             if (r != 0) {

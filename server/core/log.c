@@ -1,27 +1,29 @@
 /* --debug tracing: elapsed-time stamped lines on stderr (see fp_log.h). */
 #include "fp_log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
-#include <time.h>
 
-static struct timespec log_t0;
-static bool log_started;
+#include "fp_clock.h"
+
+static double log_t0;
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+
+static void log_init(void)
+{
+    log_t0 = fp_clock_ms();
+}
 
 void fp_log_start(void)
 {
-    clock_gettime(CLOCK_MONOTONIC, &log_t0);
-    log_started = true;
+    pthread_once(&log_once, log_init);
 }
 
 double fp_log_elapsed_ms(void)
 {
-    if (!log_started) fp_log_start();
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - log_t0.tv_sec) * 1e3 +
-           (double)(now.tv_nsec - log_t0.tv_nsec) / 1e6;
+    pthread_once(&log_once, log_init);
+    return fp_clock_ms() - log_t0;
 }
 
 void fp_log_debug(const char *fmt, ...)
