@@ -20,6 +20,7 @@ from .errors import (
 # agent into a target costs little and a command family nobody uses is never imported.
 _METHODS = {
     "module": ("modules", "module_of_file"),
+    "code.map": ("codemap", "code_map"),
     "getglobal": ("objects", "getglobal"),
     "stack": ("stack", "stack"),
     "stack.async": ("tasks", "stack_async"),

@@ -154,8 +154,9 @@ def evaluate(expression, values):
 
 
 def exception_model(exc):
-    """{"type", "message", "traceback"}: the traceback as the caller sees it (without fp's
-    wrapper frame on 3.8-3.10)."""
+    """{"type", "message", "traceback", "frames"}: the traceback as the caller sees it (without
+    fp's wrapper frame on 3.8-3.10), as text and as frames ({file, line, function}, outermost
+    first: an editor puts the exception on the line of its file where it passed)."""
     import traceback
 
     model = {"type": render.type_name(type(exc)), "message": _safe_str(exc)}
@@ -165,8 +166,16 @@ def exception_model(exc):
             tb = tb.tb_next
         lines = traceback.format_exception(type(exc), exc, tb, limit=50)
         model["traceback"] = "".join(lines)
+        frames = []
+        while tb is not None and len(frames) < 50:
+            code = tb.tb_frame.f_code
+            if not instrument.is_wrapper_code(code):
+                frames.append({"file": code.co_filename, "line": tb.tb_lineno, "function": code.co_name})
+            tb = tb.tb_next
+        model["frames"] = frames
     except Exception:
         model["traceback"] = exception_text(exc) + "\n"
+        model["frames"] = []
     return model
 
 
