@@ -15,6 +15,9 @@
 /* Every trace notification starts with this. */
 #define FP_NOTE_TRACE_PREFIX "trace/"
 
+#define FP_NOTE_MONITOR_REPORT "monitor/report"
+#define FP_NOTE_MONITOR_END "monitor/end"
+
 #define FP_NOTE_GILSTAT_STARTED "gilstat/started"
 #define FP_NOTE_GILSTAT_REPORT "gilstat/report"
 #define FP_NOTE_GILSTAT_THRESHOLD "gilstat/threshold"

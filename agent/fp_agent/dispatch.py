@@ -37,6 +37,8 @@ _METHODS = {
     "tt.replay": ("tt", "replay"),
     "tt.delete": ("tt", "delete"),
     "trace.start": ("trace", "start"),
+    "monitor.start": ("monitor", "start"),
+    "monitor.stop": ("monitor", "stop"),
     "trace.stop": ("trace", "stop"),
     "agent.deferred": ("events", "run_deferred"),  # sent by the agent library itself (events.defer)
 }

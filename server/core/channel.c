@@ -77,6 +77,8 @@ struct fp_channel {
  * Life
  */
 
+static void channel_fail_all(fp_channel *ch);
+
 fp_channel *fp_channel_new(int fd, int pid, bool debug)
 {
     fp_channel *ch = calloc(1, sizeof *ch);
@@ -121,6 +123,15 @@ void fp_channel_free(fp_channel *ch)
         return;
     }
     channel_destroy(ch);
+}
+
+void fp_channel_abort(fp_channel *ch)
+{
+    if (!ch->closed) shutdown(ch->fd, SHUT_RDWR);
+    ch->closed = true;
+    ch->depth++;
+    channel_fail_all(ch);
+    if (--ch->depth == 0 && ch->doomed) channel_destroy(ch);
 }
 
 int fp_channel_fd(const fp_channel *ch)

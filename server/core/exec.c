@@ -145,8 +145,7 @@ void exec_agent_start(fp_exec *x, const char *method, cJSON *params)
         cJSON_Delete(params);
         char hint[160];
         snprintf(hint, sizeof hint, "attach to it: fp PID --cmd '%s ...'", x->p.cmd->name);
-        exec_fail(x, FP_E_USAGE, hint, "%s needs a process, and none is attached",
-                  x->p.cmd->name);
+        exec_fail(x, FP_E_USAGE, hint, "%s needs a process, and none is attached", x->p.cmd->name);
         return;
     }
     /* A stream runs until stopped: only the driver bounds it. */

@@ -38,6 +38,9 @@ typedef void (*fp_channel_note_fn)(fp_channel *ch, const char *method, const cJS
 fp_channel *fp_channel_new(int fd, int pid, bool debug);
 /* Closes the connection. Pending callbacks are not called. */
 void fp_channel_free(fp_channel *ch);
+/* Closes the connection now and fails every request in flight (their callbacks run now, with
+ * FP_E_CLOSED): for a front end that lets an agent go while it still waits for answers. */
+void fp_channel_abort(fp_channel *ch);
 int fp_channel_fd(const fp_channel *ch);
 int fp_channel_pid(const fp_channel *ch);
 /* The agent hung up (or the connection broke): requests fail with FP_E_CLOSED. */

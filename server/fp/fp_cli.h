@@ -92,6 +92,12 @@ void render_thread(FILE *out, const cJSON *thread);
 /* "raised Type: message" and the traceback, indented. */
 void render_exception(FILE *out, const cJSON *exc, int indent);
 
+/* ---- render_monitor.c: monitor's start, reports and end */
+
+void render_monitor_started(FILE *out, const cJSON *result);
+void render_monitor_report(FILE *out, const cJSON *report);
+void render_monitor_end(FILE *out, const cJSON *end);
+
 /* ---- render_trace.c: the trace command's call trees */
 
 /* A trace/event, trace/skipped, trace/start or trace/end notification. */

@@ -178,6 +178,9 @@ void render_result(FILE *out, const fp_cmd_parsed *p, const cJSON *result)
     case FP_CMD_PERF:
         render_perf(out, result); /* render_perf.c */
         break;
+    case FP_CMD_MONITOR:
+        render_monitor_started(out, result); /* render_monitor.c */
+        break;
     default:
         if (!cJSON_IsNull(result)) {
             char *text = cJSON_Print(result);
@@ -209,6 +212,14 @@ void render_notification(FILE *out, const fp_cmd_parsed *p, const char *method, 
     }
     if (strncmp(method, FP_NOTE_TRACE_PREFIX, strlen(FP_NOTE_TRACE_PREFIX)) == 0) {
         render_trace_notification(out, method, params); /* render_trace.c */
+        return;
+    }
+    if (strcmp(method, FP_NOTE_MONITOR_REPORT) == 0) {
+        render_monitor_report(out, params); /* render_monitor.c */
+        return;
+    }
+    if (strcmp(method, FP_NOTE_MONITOR_END) == 0) {
+        render_monitor_end(out, params);
         return;
     }
     if (p->cmd->id == FP_CMD_GILSTAT) {

@@ -306,7 +306,7 @@ void lsp_lens_resolve(const cJSON *id, const cJSON *params)
                strcmp(action, "monitor") == 0 || strcmp(action, "reload") == 0) {
         char command[32];
         snprintf(command, sizeof command, "fp.%s", action);
-        bool monitored = strcmp(action, "monitor") == 0 && fn && lsp_monitor_lens(path, fn);
+        bool monitored = strcmp(action, "monitor") == 0 && fn && lsp_monitor_active(path, fn);
         lens_command(lens, monitored ? "monitor off" : action, command, uri, fn,
                      monitored ? "off" : NULL);
     } else {

@@ -252,7 +252,8 @@ void lsp_monitor_command(const cJSON *id, const cJSON *arg);
 int lsp_monitor_stop(const char *path, const char *qualname);
 void lsp_monitor_proc_gone(lsp_proc *p);
 int lsp_monitor_count(void);
-/* The lens title of a monitored function, or NULL when it is not monitored. */
+bool lsp_monitor_active(const char *path, const char *qualname);
+/* The lens title of a monitored function (caller frees), or NULL when it is not monitored. */
 char *lsp_monitor_lens(const char *path, const char *qualname);
 char *lsp_monitor_hover(const char *path, const char *qualname);
 /* A reload of qualname took effect: figures from now on are shown beside the ones before. */

@@ -72,6 +72,8 @@ static void procs_maps_drop(lsp_proc *p);
 static void procs_remove(procs_entry *e)
 {
     procs_maps_drop(&e->p);
+    /* Whoever still waits for an answer of this agent hears that it is gone. */
+    fp_channel_abort(e->p.ch);
     for (int i = 0; i < nprocs; i++) {
         if (procs[i] != e) continue;
         memmove(&procs[i], &procs[i + 1], (size_t)(nprocs - i - 1) * sizeof procs[0]);

@@ -18,7 +18,7 @@ def _agent_names(module):
 
 def test_agent_streams_use_the_shared_names():
     c = _c_names()
-    for module, family in (("watch", "WATCH"), ("tt", "TT"), ("trace", "TRACE")):
+    for module, family in (("watch", "WATCH"), ("tt", "TT"), ("trace", "TRACE"), ("monitor", "MONITOR")):
         names = _agent_names(module)
         assert names, "no notification names found in %s.py" % module
         for const, name in names.items():
