@@ -1,10 +1,19 @@
 // The VS Code side of fp: finds and starts fp-lsp over stdio with vscode-languageclient for
 // Python documents, and turns the palette commands into `workspace/executeCommand` requests.
 // Everything it shows comes from the server; what can be decided without VS Code lives in
-// server.ts, settings.ts, commands.ts and processes.ts (unit-tested in plain Node).
+// server.ts, settings.ts, commands.ts, processes.ts, process.ts and restarts.ts (unit-tested
+// in plain Node).
 import * as os from 'node:os';
+import * as readline from 'node:readline';
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest, LanguageClient, ResponseError, State } from 'vscode-languageclient/node';
+import {
+  CloseAction,
+  ErrorAction,
+  ExecuteCommandRequest,
+  LanguageClient,
+  ResponseError,
+  State,
+} from 'vscode-languageclient/node';
 import type { LanguageClientOptions, ServerOptions } from 'vscode-languageclient/node';
 import {
   attachArguments,
@@ -15,6 +24,8 @@ import {
   type PaletteCommand,
 } from './commands';
 import { formatProcess, orderProcesses, parseProcessList, type PickItem } from './processes';
+import { describeEnding, ServerProcess } from './process';
+import { RestartBudget, StartupLines } from './restarts';
 import { checkServerVersion, probeServer, resolveServer, type Problem } from './server';
 import { initializationOptions, needsRestart, readSettings, serverExecutable } from './settings';
 
@@ -23,7 +34,7 @@ const SHOW_LOG = 'Show Log';
 
 let fp: FpClient | undefined;
 
-export async function activate(context: vscode.ExtensionContext): Promise<void> {
+export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('fp', { log: true });
   context.subscriptions.push(log);
   const version = (context.extension.packageJSON as { version?: string }).version ?? '?';
@@ -45,7 +56,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
   );
-  await client.start();
+  // Not awaited: activation (and whatever waits for it) does not wait for the server.
+  void client.start();
 }
 
 export async function deactivate(): Promise<void> {
@@ -56,6 +68,8 @@ export async function deactivate(): Promise<void> {
 /** One fp-lsp and the reason it is not running, when it is not. */
 class FpClient {
   private client: LanguageClient | undefined;
+  /** The fp-lsp process of the client above (a new one after each restart). */
+  private proc: ServerProcess | undefined;
   private problem: Problem | undefined = { message: 'fp-lsp has not been started yet.', hint: '' };
 
   constructor(
@@ -88,25 +102,85 @@ class FpClient {
     this.log.info(`using fp-lsp ${checked.value} at ${serverPath} (from ${source})`);
 
     const exe = serverExecutable(serverPath, workspaceDir, process.env);
-    const serverOptions: ServerOptions = { run: exe, debug: exe };
+    // The extension spawns fp-lsp itself, to know how it ended and to reap it on stop.
+    const serverOptions: ServerOptions = async () => {
+      said.clear();
+      this.proc = await ServerProcess.start(exe);
+      return this.proc.child;
+    };
+    // fp-lsp's stderr is its log: into the output channel, the first lines also kept for
+    // the message when it exits before it serves.
+    const said = new StartupLines();
+    const budget = new RestartBudget();
+    // Set from start() below, read by the callbacks (an object, so the checks see the write).
+    const state = { serving: false };
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file', language: 'python' }],
       outputChannel: this.log,
       initializationOptions: initializationOptions(settings),
+      stdioOptions: {
+        stdout: () => undefined, // stdout carries LSP; vscode-languageclient reads it
+        stderr: (input) => {
+          readline.createInterface({ input, crlfDelay: Infinity, terminal: false }).on('line', (line) => {
+            said.add(line);
+            this.log.info(line);
+          });
+        },
+      },
+      initializationFailedHandler: (err) => {
+        this.log.error(`initialize failed: ${errorText(err)}`);
+        return false;
+      },
+      errorHandler: {
+        // Before it serves, start() says what went wrong, once; no notification per write.
+        error: (_err, _msg, count) => ({
+          action: (count ?? 0) <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown,
+          handled: !state.serving,
+        }),
+        closed: () => {
+          if (!state.serving) {
+            // Reported once, by start(), with how it ended and what it said.
+            return { action: CloseAction.DoNotRestart, handled: true };
+          }
+          if (budget.allow(Date.now())) {
+            this.log.warn(`fp-lsp ${this.endingText()}; starting it again`);
+            return { action: CloseAction.Restart, handled: true };
+          }
+          this.client = undefined;
+          this.fail({
+            message: `fp-lsp ${this.endingText()}, the ${budget.max + 1}th time within ${budget.windowMs / 60_000} minutes, so it is not started again.`,
+            hint: 'Its log is in the fp output channel; run "fp: Restart fp-lsp" once the cause is fixed.',
+          });
+          return { action: CloseAction.DoNotRestart, handled: true };
+        },
+      },
     };
     const client = new LanguageClient('fp', 'fp', serverOptions, clientOptions);
     this.client = client;
     this.problem = undefined;
     try {
       await client.start();
+      state.serving = true;
       this.log.info('fp-lsp is running');
     } catch (err) {
       this.client = undefined;
-      this.fail({
-        message: `fp-lsp did not start: ${errorText(err)}.`,
-        hint: 'What the server said is in the fp output channel; check that it runs in a terminal.',
-      });
-      await stopQuietly(client);
+      // The connection fails as soon as the server is gone; its exit and last output follow.
+      const ending = await this.proc?.waitClosed(2000);
+      const first = said.first();
+      this.fail(
+        ending !== undefined
+          ? {
+              message:
+                `fp-lsp ${describeEnding(ending)} before it answered initialize` +
+                (first === undefined ? '.' : `; it said: "${first}"`),
+              hint: `Run ${serverPath} in a terminal to see why; its whole log is in the fp output channel.`,
+            }
+          : {
+              message: `fp-lsp did not start: ${errorText(err)}.`,
+              hint: 'What the server said is in the fp output channel.',
+            },
+      );
+      await this.shutdown(client);
     }
   }
 
@@ -114,9 +188,25 @@ class FpClient {
     const client = this.client;
     this.client = undefined;
     this.problem = { message: 'fp-lsp was stopped.', hint: 'Run "fp: Restart fp-lsp" to start it again.' };
+    await this.shutdown(client);
+  }
+
+  /** LSP shutdown and exit when it is running, then make sure the process is gone. */
+  private async shutdown(client: LanguageClient | undefined): Promise<void> {
     if (client !== undefined) {
       await stopQuietly(client);
     }
+    const proc = this.proc;
+    this.proc = undefined;
+    if (proc !== undefined) {
+      const e = await proc.reap();
+      this.log.info(`fp-lsp ${describeEnding(e)}`);
+    }
+  }
+
+  private endingText(): string {
+    const e = this.proc?.ended;
+    return e === undefined ? 'stopped' : describeEnding(e);
   }
 
   async restart(): Promise<void> {
