@@ -282,6 +282,11 @@ async function main() {
       2,
     ),
   );
+  // Everything that code-server, VS Code and Chromium put in the temporary folder (IPC
+  // sockets, profiles) goes into the run folder, and so away with it.
+  const tmp = path.join(runDir, 'tmp');
+  mkdirSync(tmp);
+  process.env.TMPDIR = tmp;
   const xdg = (name) => {
     const d = path.join(runDir, 'xdg', name);
     mkdirSync(d, { recursive: true });
@@ -293,6 +298,7 @@ async function main() {
     XDG_CONFIG_HOME: xdg('config'),
     XDG_DATA_HOME: xdg('data'),
     XDG_CACHE_HOME: xdg('cache'),
+    TMPDIR: tmp,
   };
 
   say(`installing ${path.basename(vsix)} into a fresh extensions folder`);
