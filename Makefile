@@ -4,10 +4,10 @@ JOBS ?= $(shell nproc)
 PYTEST ?= python3 -m pytest
 CMAKE_FLAGS ?=
 
-.PHONY: help deps build test unit integration demo bench lint sanitize format install clean
+.PHONY: help deps build test unit integration demo bench lint sanitize format install clean vsix vscode-e2e
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 deps: ## install missing Debian packages (apt) and pytest
 	@scripts/install-deps.sh
@@ -46,6 +46,22 @@ format: ## reformat the C code (clang-format) and the Python (ruff format)
 
 install: build ## install under PREFIX (default /usr/local)
 	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)
+
+# The VS Code extension (vscode-ext/): npm ci whenever package-lock.json changes.
+VSCODE_EXT := vscode-ext
+VSIX := $(abspath $(BUILD))/fp-vscode.vsix
+
+$(VSCODE_EXT)/node_modules/.package-lock.json: $(VSCODE_EXT)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm missing: install Node.js 20 or newer"; exit 1; }
+	cd $(VSCODE_EXT) && npm ci --no-audit --no-fund
+
+vsix: build $(VSCODE_EXT)/node_modules/.package-lock.json ## VS Code extension: typecheck, lint, unit tests, build/fp-vscode.vsix
+	cd $(VSCODE_EXT) && FP_BUILD=$(abspath $(BUILD)) npm test
+	cd $(VSCODE_EXT) && npm run package -- --out $(VSIX)
+
+vscode-e2e: vsix ## the extension in a real VS Code (code-server + headless Chromium)
+	@$(VSCODE_EXT)/test/e2e/install-deps.sh
+	cd $(VSCODE_EXT) && FP_BUILD=$(abspath $(BUILD)) node test/e2e/run.mjs --vsix $(VSIX)
 
 clean: ## remove the build tree
 	rm -rf $(BUILD)
