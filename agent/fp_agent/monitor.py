@@ -3,8 +3,9 @@ largest cost, and a latency histogram with fixed buckets (no allocation per call
 functions at once, reported as one small notification per interval with the functions that had
 calls, instead of an event per call (see protocol/methods.md, monitor.start).
 
-The reports are built and sent on the client's worker thread (events.defer), asked for by the
-first call that ends after an interval has passed: the observed threads only count.
+The reports are built and sent on the client's worker thread, at each interval (a timer of the
+agent's, events.defer_after): the observed threads only count. Where no timer can be had, the
+first call that ends after an interval asks for the report instead.
 """
 
 import _thread
@@ -96,7 +97,7 @@ class _Figures(instrument.Probe):
             if self.min_ns is None or cost_ns < self.min_ns:
                 self.min_ns = cost_ns
             self.hist[bucket_of(cost_ns)] += 1
-            due = not m.report_asked and time.monotonic() >= m.next_report
+            due = not m.timed and not m.report_asked and time.monotonic() >= m.next_report
             if due:
                 m.report_asked = True
         if due:
@@ -156,9 +157,20 @@ class _Monitor(streams.Stream):
         self.last_report = self.started_at
         self.next_report = self.started_at + interval_s
         self.report_asked = False
+        self.timed = False  # reports come from the agent's timer
 
     def arm(self):
         self.armed = True
+        self._schedule()
+
+    def _schedule(self):
+        """The next report, at its time, on the client's worker thread."""
+        later = getattr(events, "defer_after", None)
+        delay = max(0.0, self.next_report - time.monotonic())
+        try:
+            self.timed = bool(later and later(self.client_id, delay, self.report))
+        except Exception:
+            self.timed = False
 
     def install_all(self):
         self.table[self.id] = self
@@ -193,6 +205,19 @@ class _Monitor(streams.Stream):
                 return
             now = time.monotonic()
             changed = [f for f in self.figures if f.calls != f.reported_calls]
+            if not changed and self.reports > 0:
+                # Nothing new: no report, the interval goes on from the last one sent.
+                self.next_report = now + self.interval_s
+                quiet = True
+            else:
+                quiet = False
+        if quiet:
+            if self.timed:
+                self._schedule()
+            return
+        with self.lock:
+            if self.done:
+                return
             models = [f.model() for f in changed]
             for f in changed:
                 f.reported_calls = f.calls
@@ -213,6 +238,8 @@ class _Monitor(streams.Stream):
                 events.notify(self.client_id, END, self.summary("limit"))
         if last:
             self._remove()
+        elif self.timed:
+            self._schedule()
 
     def summary(self, reason):
         return {"monitor_id": self.id, "reason": reason, "reports": self.reports, "dropped": self.dropped,

@@ -653,8 +653,18 @@ class Forker(Target):
     settle_progress = 1
 
 
+class Prefork(Target):
+    """tests/targets/prefork.py: a master that only watches its two forked workers."""
+    kind = "prefork"
+    line_re = re.compile(r"^worker \d+ served \d+$")
+    progress_re = line_re
+
+    def workers(self):
+        return [int(p) for p in self.facts["workers"].split(",")]
+
+
 KINDS = {cls.kind: cls for cls in (Sleeper, Inspectee, Cpu, Locker, Acceptor, AsyncTicks, Threads50, GilHog,
-                                   Signals, Forker)}
+                                   Signals, Forker, Prefork)}
 KINDS[Hot.kind] = Hot
 
 

@@ -7,21 +7,9 @@ import time
 
 import pytest
 
-from conftest import KINDS, PYTHONS, Target, run_fp
+from conftest import PYTHONS, run_fp
 
 FIRST = PYTHONS[0].id if PYTHONS else None
-
-
-class Prefork(Target):
-    kind = "prefork"
-    line_re = re.compile(r"^worker \d+ served \d+$")
-    progress_re = line_re
-
-    def workers(self):
-        return [int(p) for p in self.facts["workers"].split(",")]
-
-
-KINDS["prefork"] = Prefork
 
 
 def test_process_list_shows_parents_and_workers(spawn):
