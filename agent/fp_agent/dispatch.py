@@ -27,6 +27,7 @@ _METHODS = {
     "console.eval": ("console", "eval_line"),
     "console.complete": ("console", "complete"),
     "console.close": ("console", "close_session"),
+    "complete": ("complete", "complete"),
     "watch.start": ("watch", "start"),
     "watch.stop": ("watch", "stop"),
     "tt.start": ("tt", "start"),
