@@ -5,7 +5,7 @@ the response text out), client_gone and shutdown. None of them ever raises into 
 import json
 import sys
 
-from . import registry
+from . import capture, loading, registry
 from .errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -16,8 +16,9 @@ from .errors import (
     invalid_param,
 )
 
-# method -> (module, function). Command modules are imported on first use, so loading the
-# agent into a target costs little and a command family nobody uses is never imported.
+# method -> (module, function). Command modules are imported on first use (loading.family, with
+# the standard-library modules they need), so loading the agent into a target costs little, the
+# first answer costs what its command needs, and a family nobody uses is never imported.
 _METHODS = {
     "module": ("modules", "module_of_file"),
     "getglobal": ("objects", "getglobal"),
@@ -164,11 +165,7 @@ def _call(client_id, method, params):
     if target is None:
         raise _no_such_method(method)
     module_name, function_name = target
-    import importlib
-
-    from . import capture
-
-    module = importlib.import_module("." + module_name, _PACKAGE)
+    module = loading.family(module_name)
     # A warning raised while serving (an expression that warns, a deprecated attribute) must
     # not reach the target's stderr; commands that can show it (console) route it themselves.
     with capture.warnings_to(_drop):
@@ -180,7 +177,7 @@ def _drop(text):
 
 
 def _no_such_method(method):
-    import difflib
+    difflib = loading.stdlib("difflib")
 
     if method in _NATIVE_METHODS:
         return AgentError(
@@ -198,8 +195,7 @@ def _internal_error(exc):
     text = exception_text(exc)
     error = {"code": INTERNAL_ERROR, "message": "internal error in fp_agent: " + text}
     try:
-        import traceback
-
+        traceback = loading.stdlib("traceback")
         error["data"] = {
             "exception": text,
             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),

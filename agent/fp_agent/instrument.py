@@ -63,6 +63,10 @@ from time import perf_counter_ns as _clock
 from . import registry
 from .errors import BUSY, NOT_SUPPORTED, AgentError
 
+# Imported with this module, under the import lock, when its first request comes (loading.py):
+# the functions below import them where they use them.
+LAZY_IMPORTS = ("ast", "operator")
+
 NO_OBSERVE = type("NoObserve", (), {"__repr__": lambda self: "NO_OBSERVE", "__slots__": ()})()
 
 MONITORING = sys.version_info >= (3, 12) and hasattr(sys, "monitoring")

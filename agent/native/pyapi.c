@@ -255,16 +255,13 @@ int fp_agent_py_owned_by(uint64_t gen)
  * frame, which sys._current_frames() lists last. On 3.8 it is executed before it is put in
  * sys.modules (under its import lock): 3.8's finalization, should the process exit meanwhile,
  * would call _shutdown on a half-imported module and print the AttributeError to stderr.
- * Everything the agent will import is imported here, at once, holding the global import lock,
- * and only when no other thread is half-way through an import (its module locks are free;
- * while we hold the global lock no new import can start): a fork() in the target waits for the
- * same lock, so a child never inherits an import of ours cut in half, and later requests never
- * import again. */
+ * The package is imported here holding the global import lock, and only when no other thread
+ * is half-way through an import (its module locks are free; while we hold the global lock no
+ * new import can start): a fork() in the target waits for the same lock, so a child never
+ * inherits an import of ours cut in half. Each command family is imported the same way by the
+ * package when its first request comes (fp_agent/loading.py), so the first answer costs only
+ * what its command needs. */
 static const char fp_py_bootstrap[] =
-    "_fp_preload = tuple('fp_agent.' + m for m in ('console', 'events', 'instrument', 'locate',\n"
-    "    'modules', 'objects', 'render', 'stack', 'streams', 'tasks', 'trace', 'tt', 'watch'))\n"
-    "_fp_preload += ('ast', 'types', 'traceback', 'difflib', 'linecache', 'inspect', 'copy',\n"
-    "    'weakref', 'warnings', 're', 'keyword', 'codeop', '__future__', 'operator', 'json')\n"
     "def _fp_load():\n"
     "    import sys\n"
     "    if 'threading' not in sys.modules:\n"
@@ -310,13 +307,7 @@ static const char fp_py_bootstrap[] =
     "        except BaseException:\n"
     "            sys.modules.pop('fp_agent', None)\n"
     "            raise\n"
-    "    _fp_d = importlib.import_module('fp_agent.dispatch')\n"
-    "    for _fp_name in _fp_preload:\n"
-    "        try:\n"
-    "            importlib.import_module(_fp_name)\n"
-    "        except Exception:\n"
-    "            pass  # a command that needs it reports the error itself\n"
-    "    return _fp_d\n"
+    "    return importlib.import_module('fp_agent.dispatch')\n"
     "def _fp_locked(load):\n"
     "    import _imp, _thread, time\n"
     "    from importlib import _bootstrap as _fp_b\n"
