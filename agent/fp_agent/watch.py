@@ -2,8 +2,8 @@
 notifications while the target runs (see protocol/methods.md, watch.start).
 
 Expressions (--expr, -f) are Python expressions compiled once, before anything is installed,
-into functions of (target, return_obj, cost, args, kwargs, exception); they see the names of the
-observed function's module as globals. A filter that uses none of return_obj, cost and
+into functions of (target, return_obj, cost, args, kwargs, exception, params); they see the names
+of the observed function's module as globals. What args, kwargs and params hold: callargs.py. A filter that uses none of return_obj, cost and
 exception is evaluated when the call starts, so a call it rejects costs no more than that.
 Values are rendered into VALUE trees in the target's thread, only for the calls reported.
 """
@@ -12,18 +12,22 @@ import _thread
 import itertools
 import time
 
-from . import events, instrument, locate, render, streams
+from . import callargs, events, instrument, locate, render, streams
 from .errors import exception_text, expression_failed
 from .params import check_names, get_bool, get_int, get_str
+
+# Imported with this module, under the import lock, when its first request comes (loading.py):
+# the functions below import them where they use them.
+LAZY_IMPORTS = ("ast", "copy", "traceback")
 
 EVENT = "watch/event"
 END = "watch/end"
 
 DEFAULT_EXPR = "args,kwargs"
 DEFAULT_LIMIT = 10
-EXPRESSION_PARAMS = ("target", "return_obj", "cost", "args", "kwargs", "exception")
+EXPRESSION_PARAMS = ("target", "return_obj", "cost", "args", "kwargs", "exception", "params")
 _AFTER_CALL = frozenset(("return_obj", "cost", "exception"))
-_ARGUMENTS = frozenset(("target", "args", "kwargs"))
+_ARGUMENTS = frozenset(("target", "args", "kwargs", "params"))
 
 _ids = itertools.count(1)
 _watches = {}  # watch id -> _Watch
@@ -45,10 +49,12 @@ class Expression(object):
         self.node = node
         self.globals = globals_dict
 
-    def precheck(self, bind):
-        """The expression as pre(all_args, kwargs) for instrument's precheck: only for
-        expressions of target, args and kwargs (they are known when the call starts)."""
-        return _precheck_function(self.node, bind, self.globals)
+    def precheck(self, bind, view, failed):
+        """The expression as pre(all_args, kw) for instrument's precheck: only for expressions
+        of target, args, kwargs and params (they are known when the call starts). view: the
+        function's callargs.CallArgs; failed(exc) is called when the expression raises (the
+        precheck then says yes, and enter() reports the failure without evaluating it again)."""
+        return _precheck_function(self.node, bind, self.globals, view, failed)
 
 
 def compile_expressions(text, param, globals_dict, split=True):
@@ -60,7 +66,8 @@ def compile_expressions(text, param, globals_dict, split=True):
     try:
         tree = ast.parse(text.strip(), "<%s>" % param, "eval")
     except (SyntaxError, ValueError, OverflowError) as exc:
-        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, exception_text(exc)))
+        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
+                                  text.strip())
         error.data["param"] = param
         raise error
     source = text.strip()
@@ -71,6 +78,14 @@ def compile_expressions(text, param, globals_dict, split=True):
             parts = [(_segment(source, e) or ast.dump(e), e) for e in body.elts]
     return [Expression(label, _function(node, param, globals_dict), _names(node), node, globals_dict)
             for label, node in parts]
+
+
+def _compile_message(exc):
+    """"invalid syntax" rather than "SyntaxError: invalid syntax (<filter>, line 1)": where it is
+    comes with the error's traceback (the expression and a caret)."""
+    if isinstance(exc, SyntaxError) and exc.msg:
+        return exc.msg
+    return exception_text(exc)
 
 
 def _parenthesized(source, node):
@@ -102,32 +117,51 @@ def _function(node, param, globals_dict):
     try:
         code = compile(template, "<%s>" % param, "eval", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:  # e.g. `yield` or `await` outside a function
-        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, exception_text(exc)))
+        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
+                                  ast.unparse(node) if hasattr(ast, "unparse") else None)
         error.data["param"] = param
         raise error
     return eval(code, globals_dict)
 
 
-def _precheck_function(node, bind, globals_dict):
+def _precheck_function(node, bind, globals_dict, view, failed):
     import ast
     import copy
 
     # Only the names the expression uses are bound: this runs for every call.
     used = _names(node)
-    lines = ["def __fp_pre(__fp_args, kwargs):"]
+    lines = ["def __fp_pre(__fp_args, __fp_kw, __fp_view=None, __fp_failed=None):", "    try:"]
     if "target" in used:
-        lines.append("    target = __fp_args[0] if __fp_args else None" if bind else "    target = None")
-    if "args" in used:
-        lines.append("    args = __fp_args[1:]" if bind else "    args = __fp_args")
+        lines.append("        target = __fp_args[0] if __fp_args else None" if bind else "        target = None")
+    if used & frozenset(("args", "kwargs", "params")):
+        lines.append("        args = __fp_args[1:]" if bind else "        args = __fp_args")
     if "kwargs" in used:
-        lines += ["    if kwargs is None:", "        kwargs = {}"]
-    lines.append("    return None")
+        lines.append("        kwargs = __fp_view.kwargs(args, __fp_kw)")
+    if "params" in used:
+        lines.append("        params = __fp_view.params(args, __fp_kw)")
+    lines += ["        return None",
+              "    except KeyboardInterrupt:",
+              "        raise",
+              "    except BaseException as __fp_exc:",
+              "        __fp_failed(__fp_exc)",
+              "        return True"]
     tree = ast.parse("\n".join(lines) + "\n", "<filter>", "exec")
-    tree.body[0].body[-1].value = copy.deepcopy(node)
+    tree.body[0].body[0].body[-1].value = copy.deepcopy(node)
     ast.fix_missing_locations(tree)
     namespace = {}
     exec(compile(tree, "<filter>", "exec", dont_inherit=True), globals_dict, namespace)
-    return namespace["__fp_pre"]
+    function = namespace["__fp_pre"]
+    function.__defaults__ = (view, failed)
+    return function
+
+
+def call_values(view, used, target, return_obj, cost, args, kw, exception, defaulted=None):
+    """The values of EXPRESSION_PARAMS for one call; kwargs and params are built only when one
+    of the expressions uses them (`used`: the names they use). kw: the engines' keyword-only
+    parameters and **extra (see callargs)."""
+    kwargs = view.kwargs(args, kw, defaulted) if "kwargs" in used else None
+    params = view.params(args, kw) if "params" in used else None
+    return (target, return_obj, cost, args, kwargs, exception, params)
 
 
 def expression_globals(located):
@@ -183,6 +217,88 @@ def call_time(cost_ns):
 
 
 # --------------------------------------------------------------------------------------------
+# Filters that raise (shared with tt and trace)
+
+# A filter that raised this many times in a row with the same error ends its stream with that
+# error: it would raise for every call (a typo in an attribute name, a KeyError on a key most
+# calls lack), and a watch that shows nothing would leave the user waiting for calls that
+# never come.
+FILTER_FAILURES_TO_STOP = 3
+
+
+class Filter(object):
+    """One stream's -f: the compiled expression and what its failures have been. A call whose
+    filter raised is not observed and does not count toward -n; FILTER_FAILURES_TO_STOP
+    identical failures in a row end the stream (the caller stops it when failed() says so)."""
+
+    __slots__ = ("cond", "pending", "errors", "last", "streak")
+
+    def __init__(self, cond):
+        self.cond = cond
+        self.pending = {}  # thread ident -> error text: the precheck raised for the call starting there
+        self.errors = 0
+        self.last = None
+        self.streak = 0
+
+    def precheck(self, bind, view):
+        return self.cond.precheck(bind, view, self._stash)
+
+    def _stash(self, exc):
+        self.pending[_thread.get_ident()] = exception_text(exc)
+
+    def at_entry(self, values, checked):
+        """(observe, error) for a filter decided when the call starts; values: call_values()
+        of the call (None while checked, when it is not evaluated)."""
+        error = self.pending.pop(_thread.get_ident(), None) if self.pending else None
+        if error is None:
+            if checked:
+                self.streak = 0
+                return True, None
+            return self.decide(values if values is not None else ())
+        return False, error
+
+    def decide(self, values):
+        """(observe, error): evaluates the filter once."""
+        ok, error = evaluate(self.cond, values)
+        if error is not None:
+            return False, error
+        self.streak = 0
+        return bool(ok), None
+
+    def failed(self, error):
+        """Counts one failure; True when the stream must end with it."""
+        self.errors += 1
+        if error == self.last:
+            self.streak += 1
+        else:
+            self.last, self.streak = error, 1
+        return self.streak >= FILTER_FAILURES_TO_STOP
+
+    def message(self):
+        return "the filter %s raised %s for %d calls in a row" % (self.cond.text, self.last, self.streak)
+
+
+def stop_on_filter_error(stream, error):
+    """A stream's filter raised for a call: count it; end the stream once it has failed the same
+    way FILTER_FAILURES_TO_STOP times in a row (end reason "filter_failed", with `error`)."""
+    with stream.lock:
+        if stream.done or not stream.filter.failed(error):
+            return
+        stream.done = True
+        events.notify(stream.client_id, stream.end_method, stream.summary("filter_failed"))
+    stream._remove()
+
+
+def end_summary(stream, summary, reason):
+    """Adds the filter's failures (and the error that ended it) to an end notification."""
+    if stream.filter is not None:
+        summary["filter_errors"] = stream.filter.errors
+        if reason == "filter_failed":
+            summary["error"] = stream.filter.message()
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
 # The probe
 
 
@@ -194,8 +310,9 @@ class _Watch(streams.Stream, instrument.Probe):
         self.id = next(_ids)
         self.client_id = client_id
         self.located = located
+        self.view = callargs.CallArgs(located)
         self.exprs = exprs
-        self.cond = cond
+        self.filter = Filter(cond) if cond is not None else None
         self.only_exceptions = only_exceptions
         self.depth = depth
         self.verbose = verbose
@@ -212,6 +329,7 @@ class _Watch(streams.Stream, instrument.Probe):
         used = set()
         for e in exprs + ([cond] if cond else []):
             used |= e.names
+        self.used = frozenset(used)
         self.needs_args = bool(used & _ARGUMENTS)
         # A filter that does not need the call's outcome decides when the call starts.
         self.cond_at_entry = cond is not None and not (cond.names & _AFTER_CALL)
@@ -221,30 +339,34 @@ class _Watch(streams.Stream, instrument.Probe):
         self.armed = True
 
     def precheck(self, bind):
-        # A filter on target/args/kwargs rejects calls before enter() runs, from C on 3.12+.
+        # A filter on target/args/kwargs/params rejects calls before enter() runs, from C on 3.12+.
         if not self.cond_at_entry:
             return None
-        return self.cond.precheck(bind)
+        return self.filter.precheck(bind, self.view)
 
-    def enter(self, target, args, kwargs, checked=False):
+    def enter(self, target, args, kw, checked=False):
         if self.done or not self.armed:
             return instrument.NO_OBSERVE
-        if self.cond_at_entry and not checked:
-            ok, error = evaluate(self.cond, (target, None, None, args, kwargs, None))
-            if error is None and not ok:
+        if self.cond_at_entry:
+            values = None if checked else call_values(self.view, self.used, target, None, None, args, kw, None)
+            ok, error = self.filter.at_entry(values, checked)
+            if error is not None:
+                stop_on_filter_error(self, error)
+            if not ok:
                 return instrument.NO_OBSERVE
-            return (target, args, kwargs, error)
-        return (target, args, kwargs, None)
+        return (target, args, kw)
 
     def exit(self, token, return_obj, exception, cost_ns):
         if self.done or (self.only_exceptions and exception is None):
             return
-        target, args, kwargs, cond_error = token
+        target, args, kw = token
         cost = cost_ns / 1e6
-        values = (target, return_obj, cost, args, kwargs, exception)
-        if self.cond is not None and not self.cond_at_entry:
-            ok, cond_error = evaluate(self.cond, values)
-            if cond_error is None and not ok:
+        values = call_values(self.view, self.used, target, return_obj, cost, args, kw, exception)
+        if self.filter is not None and not self.cond_at_entry:
+            ok, error = self.filter.decide(values)
+            if error is not None:
+                stop_on_filter_error(self, error)
+            if not ok:
                 return
         event = {
             "watch_id": self.id,
@@ -254,8 +376,6 @@ class _Watch(streams.Stream, instrument.Probe):
         }
         rendered = []
         expr_errors = []
-        if cond_error is not None:
-            expr_errors.append("-f %s: %s" % (self.cond.text, cond_error))
         for expression in self.exprs:
             value, error = evaluate(expression, values)
             if error is None:
@@ -298,8 +418,8 @@ class _Watch(streams.Stream, instrument.Probe):
             self._remove()
 
     def summary(self, reason):
-        return {"watch_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
-                "expr_errors": self.errors}
+        return end_summary(self, {"watch_id": self.id, "reason": reason, "count": self.count,
+                                  "dropped": self.dropped, "expr_errors": self.errors}, reason)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ typedef struct stream_ctx {
     void *ud;
     int reports; /* notifications of this stream, its end excluded */
     bool ended;
+    char error[512]; /* the end says why the stream could not go on ("error"), or "" */
 } stream_ctx;
 
 static double stream_now_ms(void)
@@ -41,7 +42,12 @@ static void stream_filter(const char *method, const cJSON *params, void *ud)
     bool end = strcmp(method, s->end) == 0;
     if (!end) s->reports++;
     if (s->on_notify) s->on_notify(method, params, s->ud);
-    if (end) s->ended = true;
+    if (end) {
+        s->ended = true;
+        const cJSON *error = cJSON_GetObjectItemCaseSensitive(params, "error");
+        if (cJSON_IsString(error) && error->valuestring[0])
+            snprintf(s->error, sizeof s->error, "%s", error->valuestring);
+    }
 }
 
 static const char *stream_str(const cJSON *o, const char *key)
@@ -90,6 +96,12 @@ int stream_follow(cli *c, const fp_cmd_parsed *p, const cJSON *result, fp_notify
                 c->quit = true;
             }
             run_report(c, p->cmd->name, &e);
+            return CLI_EXIT_FAILED;
+        }
+        if (s.ended && s.error[0]) {
+            /* A stream that could not go on (its filter kept failing) is a failed command. */
+            fflush(stdout);
+            fprintf(stderr, "fp: %s: %s\n", p->cmd->name, s.error);
             return CLI_EXIT_FAILED;
         }
         if (s.ended) return CLI_EXIT_OK;
