@@ -2,10 +2,9 @@
 the response text out), client_gone and shutdown. None of them ever raises into C.
 """
 
-import json
 import sys
 
-from . import capture, loading, registry
+from . import capture, jsontext, loading, registry
 from .errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -82,6 +81,14 @@ def shutdown():
     except BaseException:
         pass
     try:
+        from . import pycache
+
+        package = sys.modules.get(_PACKAGE)
+        for directory in getattr(package, "__path__", ()):
+            pycache.uninstall(directory)
+    except BaseException:
+        pass
+    try:
         prefix = _PACKAGE + "."
         for name in list(sys.modules):
             if name == _PACKAGE or name.startswith(prefix):
@@ -124,7 +131,7 @@ def _parse(body):
     if not isinstance(body, str):
         raise AgentError(PARSE_ERROR, "request must be JSON text, not %s" % type(body).__name__)
     try:
-        return json.loads(body)
+        return jsontext.loads(body)
     except RecursionError:
         raise AgentError(PARSE_ERROR, "request is nested too deeply")
     except ValueError as exc:
@@ -207,11 +214,11 @@ def _internal_error(exc):
 
 def _encode(response):
     try:
-        text = json.dumps(response, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = jsontext.dumps(response)
     except BaseException as exc:  # a result that JSON cannot hold is our bug: say so
         response = {"jsonrpc": "2.0", "id": response.get("id"), "error": _internal_error(exc)}
         response["error"].pop("data", None)
-        text = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
+        text = jsontext.dumps(response, allow_nan=True)
     # Lone surrogates (file names that are not UTF-8) cannot be sent as UTF-8: the native side
     # would fail to encode the whole response. Replace them.
     try:

@@ -10,8 +10,9 @@ one ends it, and how to stop it.
 """
 
 import collections
-import json
 import sys
+
+from . import jsontext
 
 _emitter = []  # [callable] set by set_emitter (tests); else the native one
 
@@ -88,9 +89,9 @@ def notify(client_id, method, params):
 def encode(message):
     """Compact JSON text; values JSON cannot hold become their repr, lone surrogates '?'."""
     try:
-        text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = jsontext.dumps(message)
     except (TypeError, ValueError):
-        text = json.dumps(_clean(message), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = jsontext.dumps(_clean(message))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -20,10 +20,10 @@ _PACKAGE = __name__.rpartition(".")[0]
 def locked(load):
     """load() holding the global import lock, once no other thread holds a module lock (tried
     for about 2 s, then load() anyway: an import that never ends must not block fp forever)."""
+    import _frozen_importlib as _bootstrap  # importlib._bootstrap, without importing importlib
     import _imp
     import _thread
     import time
-    from importlib import _bootstrap
 
     me = _thread.get_ident()
     for _ in range(200):
@@ -48,10 +48,13 @@ def family(name):
     return locked(lambda: _import_family(full))
 
 
-def _import_family(full):
-    import importlib
+def _import(name):
+    __import__(name)
+    return sys.modules[name]
 
-    module = importlib.import_module(full)
+
+def _import_family(full):
+    module = _import(full)
     # The family and the agent's modules it imported (tt uses watch's expressions...).
     prefix = _PACKAGE + "."
     for name, loaded in list(sys.modules.items()):
@@ -59,7 +62,7 @@ def _import_family(full):
             continue
         for dependency in getattr(loaded, "LAZY_IMPORTS", ()):
             try:
-                importlib.import_module(dependency)
+                _import(dependency)
             except Exception:
                 pass  # the command that needs it reports the error itself
         loaded._fp_ready = True
@@ -73,9 +76,4 @@ def stdlib(name):
     if module is not None:
         return module
 
-    def load():
-        import importlib
-
-        return importlib.import_module(name)
-
-    return locked(load)
+    return locked(lambda: _import(name))

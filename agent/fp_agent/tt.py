@@ -29,7 +29,7 @@ from .watch import (Filter, call_time, call_values, compile_expressions, end_sum
 
 # Imported with this module, under the import lock, when its first request comes (loading.py):
 # the functions below import them where they use them.
-LAZY_IMPORTS = ("copy", "weakref")
+LAZY_IMPORTS = ("copy", "weakref", "traceback")
 
 RECORD = "tt/record"
 END = "tt/end"

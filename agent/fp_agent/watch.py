@@ -10,15 +10,17 @@ Values are rendered into VALUE trees in the target's thread, only for the calls 
 
 import _thread
 import itertools
+import sys
 import time
 
-from . import callargs, events, instrument, locate, render, streams
+from . import callargs, events, instrument, loading, locate, render, streams, syntax
 from .errors import exception_text, expression_failed
 from .params import check_names, get_bool, get_int, get_str
 
-# Imported with this module, under the import lock, when its first request comes (loading.py):
-# the functions below import them where they use them.
-LAZY_IMPORTS = ("ast", "copy", "traceback")
+# traceback formats the exception of a call that raised, on the program's thread: it is
+# imported (under the import lock, loading.py) before the first watch is armed, once its
+# answer is on its way, so that a first watch answers without waiting for it.
+ARMED_IMPORTS = ("traceback",)
 
 EVENT = "watch/event"
 END = "watch/end"
@@ -61,22 +63,22 @@ def compile_expressions(text, param, globals_dict, split=True):
     """[Expression] for `text`; with split, a top-level tuple written without parentheses
     ("args, kwargs") gives one expression per item, each shown on its own.
     A syntax error is a -32002 error (stage "compile") naming the parameter."""
-    import ast
-
+    source = text.strip()
     try:
-        tree = ast.parse(text.strip(), "<%s>" % param, "eval")
+        tree = syntax.parse(source, "<%s>" % param, "eval")
     except (SyntaxError, ValueError, OverflowError) as exc:
         error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
-                                  text.strip())
+                                  source)
         error.data["param"] = param
         raise error
-    source = text.strip()
     body = tree.body
     parts = [(source, body)]
-    if split and isinstance(body, ast.Tuple) and body.elts and not _parenthesized(source, body):
-        if not any(isinstance(e, ast.Starred) for e in body.elts):
-            parts = [(_segment(source, e) or ast.dump(e), e) for e in body.elts]
-    return [Expression(label, _function(node, param, globals_dict), _names(node), node, globals_dict)
+    if split and isinstance(body, syntax.Tuple) and body.elts and not _parenthesized(source, body):
+        if not any(isinstance(e, syntax.Starred) for e in body.elts):
+            labels = [syntax.segment(source, e) for e in body.elts]
+            if None not in labels:
+                parts = list(zip(labels, body.elts))
+    return [Expression(label, _function(node, param, globals_dict, label), _names(node), node, globals_dict)
             for label, node in parts]
 
 
@@ -93,41 +95,25 @@ def _parenthesized(source, node):
     return (node.lineno, node.col_offset) != (first.lineno, first.col_offset)
 
 
-def _segment(source, node):
-    import ast
-
-    try:
-        return ast.get_source_segment(source, node)
-    except Exception:
-        return None
-
-
 def _names(node):
-    import ast
-
-    return frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+    return frozenset(n.id for n in syntax.walk(node) if isinstance(n, syntax.Name))
 
 
-def _function(node, param, globals_dict):
-    import ast
-
-    template = ast.parse("lambda %s: None" % ", ".join(EXPRESSION_PARAMS), "<%s>" % param, "eval")
+def _function(node, param, globals_dict, label):
+    template = syntax.parse("lambda %s: None" % ", ".join(EXPRESSION_PARAMS), "<%s>" % param, "eval")
     template.body.body = node
-    ast.fix_missing_locations(template)
+    syntax.fix_missing_locations(template)
     try:
         code = compile(template, "<%s>" % param, "eval", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:  # e.g. `yield` or `await` outside a function
         error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
-                                  ast.unparse(node) if hasattr(ast, "unparse") else None)
+                                  label)
         error.data["param"] = param
         raise error
     return eval(code, globals_dict)
 
 
 def _precheck_function(node, bind, globals_dict, view, failed):
-    import ast
-    import copy
-
     # Only the names the expression uses are bound: this runs for every call.
     used = _names(node)
     lines = ["def __fp_pre(__fp_args, __fp_kw, __fp_view=None, __fp_failed=None):", "    try:"]
@@ -145,9 +131,10 @@ def _precheck_function(node, bind, globals_dict, view, failed):
               "    except BaseException as __fp_exc:",
               "        __fp_failed(__fp_exc)",
               "        return True"]
-    tree = ast.parse("\n".join(lines) + "\n", "<filter>", "exec")
-    tree.body[0].body[0].body[-1].value = copy.deepcopy(node)
-    ast.fix_missing_locations(tree)
+    tree = syntax.parse("\n".join(lines) + "\n", "<filter>", "exec")
+    # The expression's own nodes, shared with its other function: compiling only reads them.
+    tree.body[0].body[0].body[-1].value = node
+    syntax.fix_missing_locations(tree)
     namespace = {}
     exec(compile(tree, "<filter>", "exec", dont_inherit=True), globals_dict, namespace)
     function = namespace["__fp_pre"]
@@ -189,9 +176,9 @@ def evaluate(expression, values):
 
 def exception_model(exc):
     """{"type", "message", "traceback"}: the traceback as the caller sees it (without fp's
-    wrapper frame on 3.8-3.10)."""
-    import traceback
-
+    wrapper frame on 3.8-3.10). traceback is loaded before a probe is armed (ARMED_IMPORTS, tt's
+    LAZY_IMPORTS); this may run on the program's thread, where nothing is imported."""
+    traceback = sys.modules.get("traceback")
     model = {"type": render.type_name(type(exc)), "message": _safe_str(exc)}
     try:
         tb = exc.__traceback__
@@ -336,6 +323,11 @@ class _Watch(streams.Stream, instrument.Probe):
 
     # -- instrument.Probe --------------------------------------------------------------------
     def arm(self):
+        for name in ARMED_IMPORTS:
+            try:
+                loading.stdlib(name)
+            except Exception:
+                pass  # exception_model says what it cannot format
         self.armed = True
 
     def precheck(self, bind):
