@@ -34,6 +34,7 @@ typedef struct fp_py_layout {
     /* PyFrameObject (3.8 - 3.10) or _PyInterpreterFrame (3.11+) */
     long frame_previous, frame_code, frame_lasti, frame_instr, frame_owner;
     long frame_is_entry; /* 3.11 only (3.12+ marks entries with a FRAME_OWNED_BY_CSTACK shim) */
+    long frame_gen;      /* up to 3.10: PyFrameObject.f_gen, the generator a frame belongs to */
     /* PyCodeObject */
     long code_filename, code_name, code_firstlineno, code_linetable;
     long code_qualname, code_adaptive, code_firsttraceable;
@@ -90,6 +91,9 @@ struct fp_remote {
     int nstragglers;
     unsigned long read_errors; /* failed reads, for --debug */
     unsigned long torn_reads;  /* frame chains that ended on garbage (fp_remote_read_frames) */
+    /* 3.12+: the interpreter trampoline, the code object of every shim frame, learnt from
+     * the first one named (frames.c): a shim whose owner byte is not written yet still is one */
+    uint64_t trampoline_code;
 };
 
 /* ===================================================================== memory */
