@@ -96,9 +96,9 @@ static void render_gilstat_report(FILE *out, const cJSON *m)
             int n = (int)strlen(rg_str(t, "name", ""));
             if (n > width) width = n < RENDER_GILSTAT_NAME_MAX ? n : RENDER_GILSTAT_NAME_MAX;
         }
-        fprintf(out, "  %-8s %-*s %8s %9s %9s %7s %9s %9s %8s %9s %9s  %s\n", "TID", width,
-                "NAME", "TAKECNT", "HOLD_ALL", "HOLDAVG", "HOLD%", "TAKE_ALL", "TAKEAVG",
-                "DROPCNT", "DROP_ALL", "DROPAVG", "NOW");
+        fprintf(out, "  %-8s %-*s %8s %9s %9s %7s %9s %9s %8s %9s %9s  %s\n", "TID", width, "NAME",
+                "TAKECNT", "HOLD_ALL", "HOLDAVG", "HOLD%", "TAKE_ALL", "TAKEAVG", "DROPCNT",
+                "DROP_ALL", "DROPAVG", "NOW");
         cJSON_ArrayForEach(t, threads)
         {
             render_gilstat_row(out, t, width);

@@ -163,9 +163,9 @@ void render_watch_end(FILE *out, const cJSON *end)
 {
     const char *reason = rw_str(end, "reason", "?");
     double count = rw_num(end, "count", 0);
-    const char *why = strcmp(reason, "limit") == 0      ? "the -n limit was reached"
-                      : strcmp(reason, "stopped") == 0  ? "stopped"
-                      : strcmp(reason, "detached") == 0 ? "the client detached"
+    const char *why = strcmp(reason, "limit") == 0           ? "the -n limit was reached"
+                      : strcmp(reason, "stopped") == 0       ? "stopped"
+                      : strcmp(reason, "detached") == 0      ? "the client detached"
                       : strcmp(reason, "filter_failed") == 0 ? "the filter kept failing"
                                                              : reason;
     fprintf(out, "watch ended: %.0f call%s reported, %s; the function is restored\n", count,
