@@ -142,6 +142,7 @@ int main(void)
     F(code_filename, offsetof(PyCodeObject, co_filename));
     F(code_name, offsetof(PyCodeObject, co_name));
     F(code_firstlineno, offsetof(PyCodeObject, co_firstlineno));
+    F(code_flags, offsetof(PyCodeObject, co_flags));
 #if PY_VERSION_HEX < 0x030a0000
     F(code_linetable, offsetof(PyCodeObject, co_lnotab));
 #else

@@ -19,6 +19,8 @@
 #define FRAMES_OWNED_BY_THREAD 0 /* on the thread's data stack (not a generator's) */
 #define FRAMES_OWNED_BY_CSTACK 3 /* 3.12+: the shim frame an eval loop entered from C pushes */
 #define FRAMES_TRAMPOLINE "<interpreter trampoline>" /* 3.12+: the shim frames' code (<shim>) */
+/* CO_GENERATOR | CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR */
+#define FRAMES_CO_RESUMABLE (0x20 | 0x80 | 0x100 | 0x200)
 
 typedef struct frames_walk {
     fp_remote *r;
@@ -339,9 +341,10 @@ done:
 
 /* ===================================================================== naming frames */
 
-int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_arena *a)
+int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_arena *a, bool *torn)
 {
     int kept = 0;
+    int outermost_flags = 0; /* co_flags of the outermost Python frame named */
     for (int i = 0; i < n; i++) {
         fp_frame f = frames[i];
         if (f.kind != FP_FRAME_PYTHON || f.function) {
@@ -363,6 +366,7 @@ int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_ar
          * CPython does not show it either. (Frames in a thread's chain are running, so a
          * generator's frame is always past it.) */
         if (r->minor >= 11 && addrq < 2L * c->firsttraceable) continue;
+        outermost_flags = c->flags;
         f.function = fp_remote_arena_strdup(a, c->qualname);
         f.name = fp_remote_arena_strdup(a, c->name);
         f.file = fp_remote_arena_strdup(a, c->file);
@@ -371,5 +375,9 @@ int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_ar
         f.offset = 0;
         frames[kept++] = f;
     }
+    /* Up to 3.10 a generator that has just finished has cleared both its frame's f_back and
+     * f_gen: a read that reached that frame ends on it as if on a root. A thread's first
+     * frame never runs a generator's or coroutine's code (see frames_rooted). */
+    if (torn && r->minor <= 10 && (outermost_flags & FRAMES_CO_RESUMABLE)) *torn = true;
     return kept;
 }
