@@ -9,7 +9,7 @@ holds `stream` (see stream()), which tells a client which notifications belong t
 one ends it, and how to stop it.
 """
 
-import collections
+from _collections import deque  # collections.deque, without importing collections
 import sys
 
 from . import jsontext
@@ -45,7 +45,7 @@ def defer(client_id, fn):
     wake = None if _emitter else getattr(package, "_native_defer", None)
     queue = _deferred.get(client_id)
     if queue is None:
-        queue = _deferred.setdefault(client_id, collections.deque())
+        queue = _deferred.setdefault(client_id, deque())
     queue.append(fn)
     try:
         if wake is not None and wake(client_id):
