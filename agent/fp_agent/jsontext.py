@@ -41,9 +41,9 @@ def _make():
     json = sys.modules.get("json")
     if json is None:
         try:
-            import _json
-
-            return _c_codec(_json)
+            # An extension module in most builds: imported under the lock, as every import
+            # of the agent's.
+            return _c_codec(loading.stdlib("_json"))
         except (ImportError, AttributeError):
             json = loading.stdlib("json")
 
