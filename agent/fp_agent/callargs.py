@@ -79,20 +79,38 @@ class CallArgs(object):
 
     def kwargs(self, args, kw, defaulted=None):
         """A fresh dict: see the module docstring. `defaulted`: the names to leave out as
-        holding their default (defaulted() of the call as it was), else computed now."""
-        if defaulted is None:
-            defaulted = self.defaulted(args, kw)
+        holding their default (defaulted() of the call as it was), else found now. This runs
+        for every call a filter on kwargs checks: one pass, no set built."""
         out = {}
         names = self.names
-        if len(args) <= len(names):  # no extra positional arguments
-            for i in range(self.posonly, min(len(names), len(args))):
-                name = names[i]
-                if name not in defaulted:
-                    out[name] = args[i]
+        n = len(names)
+        if defaulted is not None:
+            if len(args) <= n:
+                for i in range(self.posonly, min(n, len(args))):
+                    if names[i] not in defaulted:
+                        out[names[i]] = args[i]
+            if kw:
+                for name, value in kw.items():
+                    if name not in defaulted:
+                        out[name] = value
+            return out
+        function = self.function
+        if len(args) <= n:  # no extra positional arguments
+            defaults = function.__defaults__ if function is not None else None
+            # index in args of the first parameter that has a default (defaults end the list)
+            first = n - len(defaults) if defaults else n
+            for i in range(self.posonly, min(n, len(args))):
+                value = args[i]
+                if i >= first and value is defaults[i - first]:
+                    continue
+                out[names[i]] = value
         if kw:
+            kwdefaults = function.__kwdefaults__ if function is not None else None
             for name, value in kw.items():
-                if name not in defaulted:
-                    out[name] = value
+                # (only keyword-only parameters have kwdefaults; **extra never shares their names)
+                if kwdefaults and name in kwdefaults and kwdefaults[name] is value:
+                    continue
+                out[name] = value
         return out
 
     def params(self, args, kw):
