@@ -18,8 +18,16 @@ py=${py:-$(command -v python3)}
 log=$(mktemp -d)/service.out
 "$py" "$root/examples/service.py" >"$log" 2>&1 &
 svc=$!
-cleanup() { kill "$svc" 2>/dev/null && wait "$svc" 2>/dev/null; rm -rf "$(dirname "$log")"; }
-trap cleanup EXIT INT TERM
+# The service is stopped on the way out, however the demo ends. Its exit status (143, killed
+# by our SIGTERM) is not the demo's: `make demo` fails only when fp does.
+cleanup() {
+  kill "$svc" 2>/dev/null || true
+  wait "$svc" 2>/dev/null || true
+  rm -rf "$(dirname "$log")"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Ready when it prints "pid=... port=..." (bounded: 10 s).
 for _ in $(seq 100); do
@@ -47,4 +55,9 @@ Or one command from another terminal: $fp $svc --cmd "getglobal __main__ STATS"
 Leave with quit; the service is stopped then.
 
 MSG
-"$fp" "$svc"
+# Ctrl-C inside the shell is fp's (it stops a watch): once fp is running, the demo only waits
+# for it, and ends with fp's own status.
+trap ':' INT
+status=0
+"$fp" "$svc" || status=$?
+exit "$status"

@@ -118,6 +118,7 @@ int main(void)
     F(frame_lasti, offsetof(PyFrameObject, f_lasti));
     ABSENT(frame_instr);
     ABSENT(frame_owner);
+    F(frame_gen, offsetof(PyFrameObject, f_gen));
 #else
     F(frame_previous, offsetof(_PyInterpreterFrame, previous));
 #if PY_VERSION_HEX < 0x030d0000
@@ -130,6 +131,7 @@ int main(void)
     F(frame_instr, offsetof(_PyInterpreterFrame, instr_ptr));
 #endif
     F(frame_owner, offsetof(_PyInterpreterFrame, owner));
+    ABSENT(frame_gen);
 #endif
 #if PY_VERSION_HEX >= 0x030b0000 && PY_VERSION_HEX < 0x030c0000
     F(frame_is_entry, offsetof(_PyInterpreterFrame, is_entry));
@@ -140,6 +142,7 @@ int main(void)
     F(code_filename, offsetof(PyCodeObject, co_filename));
     F(code_name, offsetof(PyCodeObject, co_name));
     F(code_firstlineno, offsetof(PyCodeObject, co_firstlineno));
+    F(code_flags, offsetof(PyCodeObject, co_flags));
 #if PY_VERSION_HEX < 0x030a0000
     F(code_linetable, offsetof(PyCodeObject, co_lnotab));
 #else

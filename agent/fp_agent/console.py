@@ -12,6 +12,10 @@ from . import capture, registry
 from .errors import BUSY, AgentError, invalid_param, not_found, user_traceback
 from .params import check_names, get_int
 
+# Imported with this module, under the import lock, when its first request comes (loading.py):
+# the functions below import them where they use them.
+LAZY_IMPORTS = ("ast", "codeop", "__future__", "inspect", "keyword", "re", "types")
+
 FILENAME = "<console>"
 OUTPUT_LIMIT = 1 << 20  # characters of output kept per console.eval
 MAX_SESSIONS_PER_CLIENT = 16

@@ -2,10 +2,9 @@
 the response text out), client_gone and shutdown. None of them ever raises into C.
 """
 
-import json
 import sys
 
-from . import registry
+from . import capture, jsontext, loading, registry
 from .errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -16,8 +15,9 @@ from .errors import (
     invalid_param,
 )
 
-# method -> (module, function). Command modules are imported on first use, so loading the
-# agent into a target costs little and a command family nobody uses is never imported.
+# method -> (module, function). Command modules are imported on first use (loading.family, with
+# the standard-library modules they need), so loading the agent into a target costs little, the
+# first answer costs what its command needs, and a family nobody uses is never imported.
 _METHODS = {
     "module": ("modules", "module_of_file"),
     "code.map": ("codemap", "code_map"),
@@ -28,6 +28,7 @@ _METHODS = {
     "console.eval": ("console", "eval_line"),
     "console.complete": ("console", "complete"),
     "console.close": ("console", "close_session"),
+    "complete": ("complete", "complete"),
     "watch.start": ("watch", "start"),
     "watch.stop": ("watch", "stop"),
     "tt.start": ("tt", "start"),
@@ -83,6 +84,14 @@ def shutdown():
     except BaseException:
         pass
     try:
+        from . import pycache
+
+        package = sys.modules.get(_PACKAGE)
+        for directory in getattr(package, "__path__", ()):
+            pycache.uninstall(directory)
+    except BaseException:
+        pass
+    try:
         prefix = _PACKAGE + "."
         for name in list(sys.modules):
             if name == _PACKAGE or name.startswith(prefix):
@@ -125,7 +134,7 @@ def _parse(body):
     if not isinstance(body, str):
         raise AgentError(PARSE_ERROR, "request must be JSON text, not %s" % type(body).__name__)
     try:
-        return json.loads(body)
+        return jsontext.loads(body)
     except RecursionError:
         raise AgentError(PARSE_ERROR, "request is nested too deeply")
     except ValueError as exc:
@@ -166,11 +175,7 @@ def _call(client_id, method, params):
     if target is None:
         raise _no_such_method(method)
     module_name, function_name = target
-    import importlib
-
-    from . import capture
-
-    module = importlib.import_module("." + module_name, _PACKAGE)
+    module = loading.family(module_name)
     # A warning raised while serving (an expression that warns, a deprecated attribute) must
     # not reach the target's stderr; commands that can show it (console) route it themselves.
     with capture.warnings_to(_drop):
@@ -182,7 +187,7 @@ def _drop(text):
 
 
 def _no_such_method(method):
-    import difflib
+    difflib = loading.stdlib("difflib")
 
     if method in _NATIVE_METHODS:
         return AgentError(
@@ -200,8 +205,7 @@ def _internal_error(exc):
     text = exception_text(exc)
     error = {"code": INTERNAL_ERROR, "message": "internal error in fp_agent: " + text}
     try:
-        import traceback
-
+        traceback = loading.stdlib("traceback")
         error["data"] = {
             "exception": text,
             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
@@ -213,11 +217,11 @@ def _internal_error(exc):
 
 def _encode(response):
     try:
-        text = json.dumps(response, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = jsontext.dumps(response)
     except BaseException as exc:  # a result that JSON cannot hold is our bug: say so
         response = {"jsonrpc": "2.0", "id": response.get("id"), "error": _internal_error(exc)}
         response["error"].pop("data", None)
-        text = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
+        text = jsontext.dumps(response, allow_nan=True)
     # Lone surrogates (file names that are not UTF-8) cannot be sent as UTF-8: the native side
     # would fail to encode the whole response. Replace them.
     try:

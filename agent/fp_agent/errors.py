@@ -60,13 +60,48 @@ def exception_text(exc):
     return name + ": " + message if message else name
 
 
-def expression_failed(exc, stage, message=None):
-    """A -32002 error for user code (an expression, a descriptor) that raised or did not compile."""
+def expression_failed(exc, stage, message=None, source=None):
+    """A -32002 error for user code (an expression, a descriptor) that raised or did not compile.
+    An expression that does not compile gets, as its traceback, only what the user wrote, a
+    caret under the error and the message (the frames were the agent's: ast, compile);
+    `source` is the expression, for errors found after parsing (no text in the exception)."""
     text = exception_text(exc)
-    data = {"exception": text, "traceback": user_traceback(exc), "stage": stage}
+    if stage == "compile" and isinstance(exc, SyntaxError):
+        traceback_text = syntax_excerpt(exc, source)
+    else:
+        traceback_text = user_traceback(exc)
+    data = {"exception": text, "traceback": traceback_text, "stage": stage}
     if message is None:
         message = ("expression does not compile: " if stage == "compile" else "expression raised ") + text
     return AgentError(EXPRESSION_FAILED, message, data)
+
+
+def syntax_excerpt(exc, source=None):
+    """'    args[0] ==\n              ^\nSyntaxError: invalid syntax\n': the line of the expression
+    the error is on, a caret (or carets, 3.10+) under it, and the message; never raises."""
+    try:
+        line = exc.text
+        offset = exc.offset
+        if line is None and source:
+            line, offset = source.splitlines()[0] if source.strip() else source, None
+        line = (line or "").rstrip("\r\n")
+        indent = len(line) - len(line.lstrip())
+        line = line.strip()
+        if not isinstance(offset, int) or offset < 1 or offset - indent > len(line) + 1:
+            offset = len(line) + 1 + indent  # at the end: what was expected did not come
+        start = max(offset - indent, 1)
+        end = getattr(exc, "end_offset", None)
+        width = 1
+        if isinstance(end, int) and end > offset and getattr(exc, "end_lineno", None) in (None, exc.lineno):
+            width = min(end - offset, len(line) + 1 - start + 1)
+        out = []
+        if line:
+            out.append("    " + line)
+            out.append("    " + " " * (start - 1) + "^" * max(width, 1))
+        out.append("%s: %s" % (type(exc).__name__, exc.msg or "invalid syntax"))
+        return "\n".join(out) + "\n"
+    except BaseException:
+        return exception_text(exc) + "\n"
 
 
 def user_traceback(exc):
@@ -74,7 +109,10 @@ def user_traceback(exc):
     (the compile/exec calls above user code, our stand-ins for input() and exit() inside it)."""
     try:
         import os
-        import traceback
+
+        from .loading import stdlib
+
+        traceback = stdlib("traceback")
 
         ours = os.path.dirname(os.path.abspath(__file__))
         formatted = traceback.TracebackException(type(exc), exc, exc.__traceback__)

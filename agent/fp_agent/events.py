@@ -9,9 +9,10 @@ holds `stream` (see stream()), which tells a client which notifications belong t
 one ends it, and how to stop it.
 """
 
-import collections
-import json
+from _collections import deque  # collections.deque, without importing collections
 import sys
+
+from . import jsontext
 
 _emitter = []  # [callable] set by set_emitter (tests); else the native one
 
@@ -44,7 +45,7 @@ def defer(client_id, fn):
     wake = None if _emitter else getattr(package, "_native_defer", None)
     queue = _deferred.get(client_id)
     if queue is None:
-        queue = _deferred.setdefault(client_id, collections.deque())
+        queue = _deferred.setdefault(client_id, deque())
     queue.append(fn)
     try:
         if wake is not None and wake(client_id):
@@ -88,9 +89,9 @@ def notify(client_id, method, params):
 def encode(message):
     """Compact JSON text; values JSON cannot hold become their repr, lone surrogates '?'."""
     try:
-        text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = jsontext.dumps(message)
     except (TypeError, ValueError):
-        text = json.dumps(_clean(message), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = jsontext.dumps(_clean(message))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

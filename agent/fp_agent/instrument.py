@@ -63,6 +63,10 @@ from time import perf_counter_ns as _clock
 from . import registry
 from .errors import BUSY, NOT_SUPPORTED, AgentError
 
+# Imported with this module, under the import lock, when its first request comes (loading.py):
+# the functions below import them where they use them.
+LAZY_IMPORTS = ("operator",)
+
 NO_OBSERVE = type("NoObserve", (), {"__repr__": lambda self: "NO_OBSERVE", "__slots__": ()})()
 
 MONITORING = sys.version_info >= (3, 12) and hasattr(sys, "monitoring")
@@ -764,7 +768,7 @@ def _build_wrapper(code, site, nested):
     """Wrapper code with code's signature and free variables; it calls site.enter, the original
     (site.orig, or for a nested function a function made from `code` with the wrapper's own
     closure cells) and site.done/site.fail. Every instruction is on the original's first line."""
-    import ast
+    from . import syntax
 
     flags = code.co_flags
     if flags & _CO_ASYNC_GENERATOR:
@@ -851,8 +855,8 @@ def _build_wrapper(code, site, nested):
         lines.append(indent + "    def %s(%s):" % (orig, signature))
         lines.append(indent + "        %s" % (", ".join(freevars) + "," if freevars else "pass"))
     lines.extend(indent + "    " + line for line in body)
-    tree = ast.parse("\n".join(lines) + "\n")
-    for node in ast.walk(tree):
+    tree = syntax.parse("\n".join(lines) + "\n", "<fp wrapper>", "exec")
+    for node in syntax.walk(tree):
         # One line for everything: a traceback through the wrapper points at the `def`.
         if "lineno" in getattr(node, "_attributes", ()):
             node.lineno = node.end_lineno = 1

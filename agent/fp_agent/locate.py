@@ -164,7 +164,9 @@ def _public_first(names):
 
 
 def _near(name, candidates, n=5):
-    import difflib
+    from .loading import stdlib
+
+    difflib = stdlib("difflib")
 
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
 

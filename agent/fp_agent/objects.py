@@ -40,7 +40,8 @@ def compile_expression(text):
         # dont_inherit: our own `from __future__` imports must not change the user's expression.
         return compile(text, EXPRESSION_FILE, "eval", 0, True)
     except (SyntaxError, ValueError, OverflowError) as exc:  # ValueError: a NUL in the source
-        raise expression_failed(exc, "compile")
+        message = "expression does not compile: %s" % (exc.msg if isinstance(exc, SyntaxError) and exc.msg else exc)
+        raise expression_failed(exc, "compile", message, source=text)
 
 
 def evaluate(code, names):

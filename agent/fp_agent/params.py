@@ -70,6 +70,8 @@ def _json_type(value):
 
 
 def _close(name, candidates):
-    import difflib
+    from .loading import stdlib
+
+    difflib = stdlib("difflib")
 
     return difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)

@@ -8,6 +8,10 @@ import sys
 
 from .params import check_names
 
+# Imported with this module, under the import lock, when its first request comes (loading.py):
+# the functions below import them where they use them.
+LAZY_IMPORTS = ("linecache",)
+
 
 def stack(client_id, params):
     check_names(params, ())

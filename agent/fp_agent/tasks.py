@@ -11,6 +11,10 @@ import sys
 
 from .params import check_names
 
+# Imported with this module, under the import lock, when its first request comes (loading.py):
+# the functions below import them where they use them.
+LAZY_IMPORTS = ("linecache",)
+
 _MAX_CHAIN = 64  # awaits followed per task (a cycle or a very deep chain stops here)
 _MAX_TEXT = 200  # characters of a repr shown
 _RETRIES = 1000  # as asyncio.all_tasks: a WeakSet may change while it is copied
@@ -25,20 +29,31 @@ def stack_async(client_id, params):
     threads = _thread_names()
     loops = {}
     order = []
+    listed = 0
     for task in tasks:
         loop = _attribute(task, "_loop", None)
         key = id(loop)
         if key not in loops:
             loops[key] = _loop(asyncio, loop, threads)
             order.append(key)
-        loops[key]["tasks"].append(_task(task, loops[key]["_current"]))
+        entry = _task(task, loops[key]["_current"])
+        if entry["state"] in _DONE and not (entry["state"] == "FAILED" and _attribute(task, "_log_traceback", False)):
+            # Done: it runs nothing, and stays in asyncio's registry only until collected. A
+            # failed task whose exception nobody retrieved stays listed: nothing else shows it.
+            loops[key]["done"] += 1
+            continue
+        loops[key]["tasks"].append(entry)
+        listed += 1
     result = []
     for key in order:
         entry = loops[key]
         del entry["_current"]
-        entry["tasks"].sort(key=lambda t: (t["state"] in ("FINISHED", "CANCELLED", "FAILED"), t["name"]))
+        entry["tasks"].sort(key=lambda t: t["name"])
         result.append(entry)
-    return {"pid": os.getpid(), "asyncio": True, "loops": result, "tasks": len(tasks)}
+    return {"pid": os.getpid(), "asyncio": True, "loops": result, "tasks": listed, "done": len(tasks) - listed}
+
+
+_DONE = ("FINISHED", "CANCELLED", "FAILED")
 
 
 def _all_tasks(module):
@@ -81,6 +96,7 @@ def _loop(asyncio, loop, threads):
         "thread_ident": ident,
         "thread": threads.get(ident) if ident is not None else None,
         "tasks": [],
+        "done": 0,
         "_current": current,
     }
 

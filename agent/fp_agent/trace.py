@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from . import events, instrument, locate, streams, watch
+from . import callargs, events, instrument, locate, streams, watch
 from .errors import NOT_SUPPORTED, AgentError, exception_text, invalid_param
 from .params import check_names, get_int, get_str
 
@@ -592,7 +592,7 @@ _calls = {}  # thread ident -> _Call: the recording running on that thread
 class _Call(object):
     """One recorded invocation; every trace of the same function observing it shares it."""
 
-    __slots__ = ("recorder", "handle", "frame_id", "code", "traces", "raw", "ident", "filter_errors")
+    __slots__ = ("recorder", "handle", "frame_id", "code", "traces", "raw", "ident", "thread")
 
     def __init__(self, recorder, handle, frame_id, code, ident):
         self.recorder = recorder
@@ -602,7 +602,9 @@ class _Call(object):
         self.traces = []
         self.raw = None
         self.ident = ident
-        self.filter_errors = {}  # trace -> the text of its filter's exception for this call
+        # {"ident", "name"}, taken on the traced thread when the invocation ends: the event is
+        # built later on another thread, when a short-lived thread (one per request) may be gone.
+        self.thread = None
 
 
 def _calling_frame(code):
@@ -638,13 +640,14 @@ class _Trace(streams.Stream, instrument.Probe):
         self.interval = interval
         self.depth = depth
         self.min_cost_ns = None if not min_cost else min_cost * 1e6
-        self.cond = cond
+        self.view = callargs.CallArgs(located)
+        self.filter = watch.Filter(cond) if cond is not None else None
+        self.used = cond.names if cond is not None else frozenset()
         self.needs_args = cond is not None
         self.limit = limit
         self.count = 0
         self.dropped = 0  # events the client did not take in time
         self.discarded = 0  # invocations faster than -et
-        self.filter_errors = 0
         self.skipped = 0
         self.skipped_threads = set()
         self.done = False  # ended: no more recordings start, no more events are sent
@@ -660,16 +663,18 @@ class _Trace(streams.Stream, instrument.Probe):
 
     # -- instrument.Probe, on the target's threads -------------------------------------------
     def precheck(self, bind):
-        # -f (target, args, kwargs only) rejects calls before enter() runs, from C on 3.12+.
-        return self.cond.precheck(bind) if self.cond is not None else None
+        # -f (target, args, kwargs, params only) rejects calls before enter() runs, from C on 3.12+.
+        return self.filter.precheck(bind, self.view) if self.filter is not None else None
 
-    def enter(self, target, args, kwargs, checked=False):
+    def enter(self, target, args, kw, checked=False):
         if self.done or not self.armed or self.reserved >= self.limit:
             return instrument.NO_OBSERVE
-        filter_error = None
-        if self.cond is not None and not checked:
-            ok, filter_error = watch.evaluate(self.cond, (target, None, None, args, kwargs, None))
-            if filter_error is None and not ok:
+        if self.filter is not None:
+            values = None if checked else watch.call_values(self.view, self.used, target, None, None, args, kw, None)
+            ok, error = self.filter.at_entry(values, checked)
+            if error is not None:
+                watch.stop_on_filter_error(self, error)  # a call whose filter raised is not traced
+            if not ok:
                 return instrument.NO_OBSERVE
         ident = _thread.get_ident()
         frame, root_frame, pass_frame = _calling_frame(self.code)
@@ -678,7 +683,7 @@ class _Trace(streams.Stream, instrument.Probe):
             # Another trace of this function is starting to record this very call: share it.
             # Anything else is a call inside a recorded one (recursion, another trace's).
             if call.raw is None and call.code is self.code and call.frame_id == id(frame):
-                return self._join(call, filter_error)
+                return self._join(call)
             return instrument.NO_OBSERVE
         profiler = sys.getprofile() if self.recorder.hook == "profile function" else None
         if profiler is not None:
@@ -695,12 +700,10 @@ class _Trace(streams.Stream, instrument.Probe):
         call = _Call(self.recorder, handle, id(frame), self.code, ident)
         del frame, root_frame, pass_frame
         _calls[ident] = call
-        return self._join(call, filter_error)
+        return self._join(call)
 
-    def _join(self, call, filter_error):
+    def _join(self, call):
         call.traces.append(self)
-        if filter_error is not None:
-            call.filter_errors[self] = filter_error
         self.live.add(call)
         return call
 
@@ -712,6 +715,7 @@ class _Trace(streams.Stream, instrument.Probe):
             call.recorder.stop(call.handle)
             call.raw = call.recorder.tree(call.handle)
             call.handle = None
+            call.thread = events.thread_info(call.ident)
         self.live.discard(call)
         if self.done or self not in call.traces:
             return
@@ -734,22 +738,17 @@ class _Trace(streams.Stream, instrument.Probe):
         event = {
             "trace_id": self.id,
             "time": time.time() - (_now() - call.raw[0]) / 1e9,
-            "thread": events.thread_info(call.ident),
+            "thread": call.thread or events.thread_info(call.ident),
             "cost_ms": _ms(cost),
             "recorder": call.recorder.name,
             "tree": tree,
         }
-        filter_error = call.filter_errors.get(self)
-        if filter_error is not None:
-            event["filter_error"] = filter_error
         last = False
         with self.lock:
             if self.done:
                 return
             self.count += 1
             event["index"] = self.count
-            if filter_error is not None:
-                self.filter_errors += 1
             if self.dropped:
                 event["dropped"] = self.dropped
             if not events.notify(self.client_id, EVENT, event):
@@ -772,8 +771,9 @@ class _Trace(streams.Stream, instrument.Probe):
 
     # -- the end -----------------------------------------------------------------------------
     def summary(self, reason):
-        return {"trace_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
-                "discarded": self.discarded, "filter_errors": self.filter_errors, "skipped": self.skipped}
+        out = {"trace_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
+               "discarded": self.discarded, "filter_errors": 0, "skipped": self.skipped}
+        return watch.end_summary(self, out, reason)
 
     def forget(self):
         streams.Stream.forget(self)
@@ -841,8 +841,8 @@ def start(client_id, params):
         cond = watch.compile_expressions(cond_text, "filter", watch.expression_globals(located), split=False)[0]
         late = sorted(cond.names & frozenset(("return_obj", "cost", "exception")))
         if late:
-            raise invalid_param("filter", "trace's -f is decided when the call starts: it sees target, args and "
-                                "kwargs, not %s (use -et MS for the cost)" % ", ".join(late))
+            raise invalid_param("filter", "trace's -f is decided when the call starts: it sees target, args, "
+                                "kwargs and params, not %s (use -et MS for the cost)" % ", ".join(late))
 
     trace = _Trace(client_id, located, recorder, interval, depth, min_cost, cond, limit)
     trace.install(located, "trace")

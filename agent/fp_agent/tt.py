@@ -21,10 +21,15 @@ import itertools
 import sys
 import time
 
-from . import events, instrument, locate, render, streams
+from . import callargs, events, instrument, locate, render, streams
 from .errors import NOT_FOUND, NOT_SUPPORTED, AgentError, exception_text
 from .params import check_names, get_bool, get_int, get_str
-from .watch import call_time, compile_expressions, evaluate, exception_model, expression_globals
+from .watch import (Filter, call_time, call_values, compile_expressions, end_summary, exception_model,
+                    expression_globals, stop_on_filter_error)
+
+# Imported with this module, under the import lock, when its first request comes (loading.py):
+# the functions below import them where they use them.
+LAZY_IMPORTS = ("copy", "weakref", "traceback")
 
 RECORD = "tt/record"
 END = "tt/end"
@@ -45,8 +50,12 @@ _recordings = {}  # tt id -> _Recording
 
 
 class _Record(object):
-    __slots__ = ("index", "time", "cost_ms", "thread", "method", "label", "target", "has_target", "args", "kwargs",
-                 "return_obj", "exception", "copied", "copy_note", "size", "located", "loop", "replay_of", "tt_id")
+    # kw: the keyword-only parameters and **extra as the engines read them (what a replay passes
+    # by keyword); defaulted: the parameters that held their default when recorded (callargs),
+    # left out of the kwargs shown.
+    __slots__ = ("index", "time", "cost_ms", "thread", "method", "label", "target", "has_target", "args", "kw",
+                 "defaulted", "return_obj", "exception", "copied", "copy_note", "size", "located", "loop",
+                 "replay_of", "tt_id")
 
     def summary(self):
         out = {
@@ -54,7 +63,7 @@ class _Record(object):
             "time": self.time,
             "cost_ms": self.cost_ms,
             "thread": self.thread,
-            "method": self.method,
+            "method": self.label,
             "outcome": "raised" if self.exception is not None else "returned",
             "summary": _short(self.exception, True) if self.exception is not None else _short(self.return_obj),
             "copied": self.copied,
@@ -74,7 +83,8 @@ class _Record(object):
         if self.has_target:
             values.append({"expr": "target", "value": value(self.target)})
         values.append({"expr": "args", "value": value(self.args)})
-        values.append({"expr": "kwargs", "value": value(self.kwargs)})
+        view = callargs.CallArgs(self.located)
+        values.append({"expr": "kwargs", "value": value(view.kwargs(self.args, self.kw, self.defaulted))})
         if self.exception is None:
             values.append({"expr": "return_obj", "value": value(self.return_obj)})
         out["values"] = values
@@ -90,7 +100,9 @@ def _short(obj, is_exception=False):
     if is_exception:
         text = exception_text(obj)
     else:
-        text = render.safe_repr(obj, SUMMARY_CHARS)[0]
+        text, cut = render.safe_repr(obj, SUMMARY_CHARS)
+        if cut:  # marked, so that a cut value is never read as the whole one
+            return text[: SUMMARY_CHARS - 3] + "..."
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 3] + "..."
 
 
@@ -155,8 +167,11 @@ def _store(record):
         return record.index
 
 
-def _make_record(located, target, args, kwargs, return_obj, exception, cost_ns, copy, thread):
+def _make_record(located, target, args, kw, return_obj, exception, cost_ns, copy, thread, defaulted=None):
     record = _Record()
+    if defaulted is None:
+        defaulted = callargs.CallArgs(located).defaulted(args, kw)
+    record.defaulted = defaulted
     record.time = call_time(cost_ns)
     record.cost_ms = cost_ns / 1e6
     record.thread = thread
@@ -169,7 +184,7 @@ def _make_record(located, target, args, kwargs, return_obj, exception, cost_ns, 
         notes = []
         target, n1 = _copy(target) if record.has_target else (target, None)
         args, n2 = _copy(args)
-        kwargs, n3 = _copy(kwargs)
+        kw, n3 = _copy(kw)
         return_obj, n4 = _copy(return_obj)
         for name, note in (("target", n1), ("args", n2), ("kwargs", n3), ("return_obj", n4)):
             if note:
@@ -178,14 +193,14 @@ def _make_record(located, target, args, kwargs, return_obj, exception, cost_ns, 
         record.copied = not notes
     record.target = target
     record.args = args
-    record.kwargs = kwargs
+    record.kw = kw
     record.return_obj = return_obj
     record.exception = exception
     record.located = located
     record.loop = None
     record.replay_of = None
     record.tt_id = None
-    record.size = _rough_size(args) + _rough_size(kwargs) + (_rough_size(return_obj) if exception is None else 0)
+    record.size = _rough_size(args) + _rough_size(kw) + (_rough_size(return_obj) if exception is None else 0)
     return record
 
 
@@ -201,12 +216,13 @@ class _Recording(streams.Stream, instrument.Probe):
         self.id = next(_ids)
         self.client_id = client_id
         self.located = located
-        self.cond = cond
+        self.view = callargs.CallArgs(located)
+        self.filter = Filter(cond) if cond is not None else None
+        self.used = cond.names if cond is not None else frozenset()
         self.limit = limit
         self.copy = copy
         self.count = 0
         self.dropped = 0
-        self.errors = 0
         self.done = False
         self.armed = False  # set once the client has the start response (events.Started)
         self.install_id = None
@@ -219,33 +235,35 @@ class _Recording(streams.Stream, instrument.Probe):
         self.armed = True
 
     def precheck(self, bind):
-        return self.cond.precheck(bind) if self.cond_at_entry else None
+        return self.filter.precheck(bind, self.view) if self.cond_at_entry else None
 
-    def enter(self, target, args, kwargs, checked=False):
+    def enter(self, target, args, kw, checked=False):
         if self.done or not self.armed:
             return instrument.NO_OBSERVE
-        if self.cond_at_entry and not checked:
-            ok, error = evaluate(self.cond, (target, None, None, args, kwargs, None))
-            if error is None and not ok:
-                return instrument.NO_OBSERVE
+        if self.cond_at_entry:
+            values = None if checked else call_values(self.view, self.used, target, None, None, args, kw, None)
+            ok, error = self.filter.at_entry(values, checked)
             if error is not None:
-                self.errors += 1
+                stop_on_filter_error(self, error)
+            if not ok:
                 return instrument.NO_OBSERVE
-        return (target, args, kwargs)
+        # Which parameters hold their default is decided now, before a copy could change identities.
+        return (target, args, kw, self.view.defaulted(args, kw))
 
     def exit(self, token, return_obj, exception, cost_ns):
         if self.done:
             return
-        target, args, kwargs = token
-        if self.cond is not None and not self.cond_at_entry:
-            ok, error = evaluate(self.cond, (target, return_obj, cost_ns / 1e6, args, kwargs, exception))
+        target, args, kw, defaulted = token
+        if self.filter is not None and not self.cond_at_entry:
+            values = call_values(self.view, self.used, target, return_obj, cost_ns / 1e6, args, kw, exception,
+                                 defaulted)
+            ok, error = self.filter.decide(values)
             if error is not None:
-                self.errors += 1
-                return
+                stop_on_filter_error(self, error)
             if not ok:
                 return
-        record = _make_record(self.located, target, args, kwargs, return_obj, exception, cost_ns, self.copy,
-                              events.thread_info(_thread.get_ident()))
+        record = _make_record(self.located, target, args, kw, return_obj, exception, cost_ns, self.copy,
+                              events.thread_info(_thread.get_ident()), defaulted)
         record.tt_id = self.id
         if self.is_coroutine:
             record.loop = _running_loop()
@@ -272,8 +290,9 @@ class _Recording(streams.Stream, instrument.Probe):
             self._remove()
 
     def summary(self, reason):
-        return {"tt_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
-                "filter_errors": self.errors, "stored": len(_records)}
+        out = {"tt_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
+               "filter_errors": 0, "stored": len(_records)}
+        return end_summary(self, out, reason)
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,6 +345,8 @@ def list_records(client_id, params):
 
 
 def _matches(record, method):
+    # The label ("module.Class.method", "module.function") as listed, or PyFlightProfiler's
+    # spelling, which names plain functions "module.None.function".
     return method in (record.method, record.label)
 
 
@@ -383,27 +404,29 @@ def replay(client_id, params):
     if flags & (0x20 | 0x200):
         raise AgentError(NOT_SUPPORTED, "record %d is a call of a generator function: replaying would create and "
                          "consume a generator in the agent's thread; not supported" % original.index)
-    target, args, kwargs = original.target, original.args, original.kwargs
+    target, args, kw = original.target, original.args, original.kw
     if original.copied:  # keep the recorded copies as they were
         target = _copy(target)[0] if original.has_target else target
         args = _copy(args)[0]
-        kwargs = _copy(kwargs)[0]
+        kw = _copy(kw)[0]
     call_args = ((target,) if original.has_target else ()) + tuple(args)
     return_obj = exception = None
+    # The thread the call runs on: this one, or the event loop's for a coroutine replayed there.
+    thread = [{"ident": _thread.get_ident(), "name": "fp-agent (replay)"}]
     t0 = time.perf_counter_ns()
     try:
         with instrument.suppressed():
-            result = function(*call_args, **kwargs)
+            result = function(*call_args, **(kw or {}))
             if flags & 0x80:
-                result = _await(result, original.loop)
+                result = _await(result, original.loop, thread)
         return_obj = result
     except KeyboardInterrupt:
         raise  # the client left (the agent interrupts the request): not the function's doing
     except BaseException as exc:
         exception = exc
     cost_ns = time.perf_counter_ns() - t0
-    record = _make_record(located, target, args, kwargs, return_obj, exception, cost_ns, False,
-                          {"ident": _thread.get_ident(), "name": "fp-agent (replay)"})
+    record = _make_record(located, target, args, kw, return_obj, exception, cost_ns, False, thread[-1],
+                          original.defaulted)
     record.replay_of = original.index
     if _store(record) is None:
         out = record.detail(depth, get_bool(params, "verbose"), get_bool(params, "raw"))
@@ -413,18 +436,27 @@ def replay(client_id, params):
     return record.detail(depth, get_bool(params, "verbose"), get_bool(params, "raw"))
 
 
-def _await(coro, loop_ref):
-    import asyncio
+def _await(coro, loop_ref, thread):
+    """The coroutine's result: run on the loop it was recorded on while that loop runs (the
+    thread that runs it is appended to `thread`), else on a fresh loop in this thread."""
+    from .loading import stdlib
+
+    asyncio = stdlib("asyncio")  # loaded by the program when it ran the coroutine, nearly always
 
     loop = loop_ref() if loop_ref is not None else None
     if loop is not None and loop.is_running() and not loop.is_closed():
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        future = asyncio.run_coroutine_threadsafe(_on_loop(coro, thread), loop)
         return future.result(REPLAY_TIMEOUT_S)
     fresh = asyncio.new_event_loop()
     try:
         return fresh.run_until_complete(coro)
     finally:
         fresh.close()
+
+
+async def _on_loop(coro, thread):
+    thread.append(events.thread_info(_thread.get_ident()))
+    return await coro
 
 
 def delete(client_id, params):

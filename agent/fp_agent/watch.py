@@ -2,28 +2,34 @@
 notifications while the target runs (see protocol/methods.md, watch.start).
 
 Expressions (--expr, -f) are Python expressions compiled once, before anything is installed,
-into functions of (target, return_obj, cost, args, kwargs, exception); they see the names of the
-observed function's module as globals. A filter that uses none of return_obj, cost and
+into functions of (target, return_obj, cost, args, kwargs, exception, params); they see the names
+of the observed function's module as globals. What args, kwargs and params hold: callargs.py. A filter that uses none of return_obj, cost and
 exception is evaluated when the call starts, so a call it rejects costs no more than that.
 Values are rendered into VALUE trees in the target's thread, only for the calls reported.
 """
 
 import _thread
 import itertools
+import sys
 import time
 
-from . import events, instrument, locate, render, streams
+from . import callargs, events, instrument, loading, locate, render, streams, syntax
 from .errors import exception_text, expression_failed
 from .params import check_names, get_bool, get_int, get_str
+
+# traceback formats the exception of a call that raised, on the program's thread: it is
+# imported (under the import lock, loading.py) before the first watch is armed, once its
+# answer is on its way, so that a first watch answers without waiting for it.
+ARMED_IMPORTS = ("traceback",)
 
 EVENT = "watch/event"
 END = "watch/end"
 
 DEFAULT_EXPR = "args,kwargs"
 DEFAULT_LIMIT = 10
-EXPRESSION_PARAMS = ("target", "return_obj", "cost", "args", "kwargs", "exception")
+EXPRESSION_PARAMS = ("target", "return_obj", "cost", "args", "kwargs", "exception", "params")
 _AFTER_CALL = frozenset(("return_obj", "cost", "exception"))
-_ARGUMENTS = frozenset(("target", "args", "kwargs"))
+_ARGUMENTS = frozenset(("target", "args", "kwargs", "params"))
 
 _ids = itertools.count(1)
 _watches = {}  # watch id -> _Watch
@@ -45,32 +51,43 @@ class Expression(object):
         self.node = node
         self.globals = globals_dict
 
-    def precheck(self, bind):
-        """The expression as pre(all_args, kwargs) for instrument's precheck: only for
-        expressions of target, args and kwargs (they are known when the call starts)."""
-        return _precheck_function(self.node, bind, self.globals)
+    def precheck(self, bind, view, failed):
+        """The expression as pre(all_args, kw) for instrument's precheck: only for expressions
+        of target, args, kwargs and params (they are known when the call starts). view: the
+        function's callargs.CallArgs; failed(exc) is called when the expression raises (the
+        precheck then says yes, and enter() reports the failure without evaluating it again)."""
+        return _precheck_function(self.node, bind, self.globals, view, failed)
 
 
 def compile_expressions(text, param, globals_dict, split=True):
     """[Expression] for `text`; with split, a top-level tuple written without parentheses
     ("args, kwargs") gives one expression per item, each shown on its own.
     A syntax error is a -32002 error (stage "compile") naming the parameter."""
-    import ast
-
+    source = text.strip()
     try:
-        tree = ast.parse(text.strip(), "<%s>" % param, "eval")
+        tree = syntax.parse(source, "<%s>" % param, "eval")
     except (SyntaxError, ValueError, OverflowError) as exc:
-        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, exception_text(exc)))
+        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
+                                  source)
         error.data["param"] = param
         raise error
-    source = text.strip()
     body = tree.body
     parts = [(source, body)]
-    if split and isinstance(body, ast.Tuple) and body.elts and not _parenthesized(source, body):
-        if not any(isinstance(e, ast.Starred) for e in body.elts):
-            parts = [(_segment(source, e) or ast.dump(e), e) for e in body.elts]
-    return [Expression(label, _function(node, param, globals_dict), _names(node), node, globals_dict)
+    if split and isinstance(body, syntax.Tuple) and body.elts and not _parenthesized(source, body):
+        if not any(isinstance(e, syntax.Starred) for e in body.elts):
+            labels = [syntax.segment(source, e) for e in body.elts]
+            if None not in labels:
+                parts = list(zip(labels, body.elts))
+    return [Expression(label, _function(node, param, globals_dict, label), _names(node), node, globals_dict)
             for label, node in parts]
+
+
+def _compile_message(exc):
+    """"invalid syntax" rather than "SyntaxError: invalid syntax (<filter>, line 1)": where it is
+    comes with the error's traceback (the expression and a caret)."""
+    if isinstance(exc, SyntaxError) and exc.msg:
+        return exc.msg
+    return exception_text(exc)
 
 
 def _parenthesized(source, node):
@@ -78,56 +95,60 @@ def _parenthesized(source, node):
     return (node.lineno, node.col_offset) != (first.lineno, first.col_offset)
 
 
-def _segment(source, node):
-    import ast
-
-    try:
-        return ast.get_source_segment(source, node)
-    except Exception:
-        return None
-
-
 def _names(node):
-    import ast
-
-    return frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+    return frozenset(n.id for n in syntax.walk(node) if isinstance(n, syntax.Name))
 
 
-def _function(node, param, globals_dict):
-    import ast
-
-    template = ast.parse("lambda %s: None" % ", ".join(EXPRESSION_PARAMS), "<%s>" % param, "eval")
+def _function(node, param, globals_dict, label):
+    template = syntax.parse("lambda %s: None" % ", ".join(EXPRESSION_PARAMS), "<%s>" % param, "eval")
     template.body.body = node
-    ast.fix_missing_locations(template)
+    syntax.fix_missing_locations(template)
     try:
         code = compile(template, "<%s>" % param, "eval", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:  # e.g. `yield` or `await` outside a function
-        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, exception_text(exc)))
+        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
+                                  label)
         error.data["param"] = param
         raise error
     return eval(code, globals_dict)
 
 
-def _precheck_function(node, bind, globals_dict):
-    import ast
-    import copy
-
+def _precheck_function(node, bind, globals_dict, view, failed):
     # Only the names the expression uses are bound: this runs for every call.
     used = _names(node)
-    lines = ["def __fp_pre(__fp_args, kwargs):"]
+    lines = ["def __fp_pre(__fp_args, __fp_kw, __fp_view=None, __fp_failed=None):", "    try:"]
     if "target" in used:
-        lines.append("    target = __fp_args[0] if __fp_args else None" if bind else "    target = None")
-    if "args" in used:
-        lines.append("    args = __fp_args[1:]" if bind else "    args = __fp_args")
+        lines.append("        target = __fp_args[0] if __fp_args else None" if bind else "        target = None")
+    if used & frozenset(("args", "kwargs", "params")):
+        lines.append("        args = __fp_args[1:]" if bind else "        args = __fp_args")
     if "kwargs" in used:
-        lines += ["    if kwargs is None:", "        kwargs = {}"]
-    lines.append("    return None")
-    tree = ast.parse("\n".join(lines) + "\n", "<filter>", "exec")
-    tree.body[0].body[-1].value = copy.deepcopy(node)
-    ast.fix_missing_locations(tree)
+        lines.append("        kwargs = __fp_view.kwargs(args, __fp_kw)")
+    if "params" in used:
+        lines.append("        params = __fp_view.params(args, __fp_kw)")
+    lines += ["        return None",
+              "    except KeyboardInterrupt:",
+              "        raise",
+              "    except BaseException as __fp_exc:",
+              "        __fp_failed(__fp_exc)",
+              "        return True"]
+    tree = syntax.parse("\n".join(lines) + "\n", "<filter>", "exec")
+    # The expression's own nodes, shared with its other function: compiling only reads them.
+    tree.body[0].body[0].body[-1].value = node
+    syntax.fix_missing_locations(tree)
     namespace = {}
     exec(compile(tree, "<filter>", "exec", dont_inherit=True), globals_dict, namespace)
-    return namespace["__fp_pre"]
+    function = namespace["__fp_pre"]
+    function.__defaults__ = (view, failed)
+    return function
+
+
+def call_values(view, used, target, return_obj, cost, args, kw, exception, defaulted=None):
+    """The values of EXPRESSION_PARAMS for one call; kwargs and params are built only when one
+    of the expressions uses them (`used`: the names they use). kw: the engines' keyword-only
+    parameters and **extra (see callargs)."""
+    kwargs = view.kwargs(args, kw, defaulted) if "kwargs" in used else None
+    params = view.params(args, kw) if "params" in used else None
+    return (target, return_obj, cost, args, kwargs, exception, params)
 
 
 def expression_globals(located):
@@ -156,9 +177,10 @@ def evaluate(expression, values):
 def exception_model(exc):
     """{"type", "message", "traceback", "frames"}: the traceback as the caller sees it (without
     fp's wrapper frame on 3.8-3.10), as text and as frames ({file, line, function}, outermost
-    first: an editor puts the exception on the line of its file where it passed)."""
-    import traceback
-
+    first: an editor puts the exception on the line of its file where it passed). traceback is
+    loaded before a probe is armed (ARMED_IMPORTS, tt's LAZY_IMPORTS); this may run on the
+    program's thread, where nothing is imported."""
+    traceback = sys.modules.get("traceback")
     model = {"type": render.type_name(type(exc)), "message": _safe_str(exc)}
     try:
         tb = exc.__traceback__
@@ -192,6 +214,88 @@ def call_time(cost_ns):
 
 
 # --------------------------------------------------------------------------------------------
+# Filters that raise (shared with tt and trace)
+
+# A filter that raised this many times in a row with the same error ends its stream with that
+# error: it would raise for every call (a typo in an attribute name, a KeyError on a key most
+# calls lack), and a watch that shows nothing would leave the user waiting for calls that
+# never come.
+FILTER_FAILURES_TO_STOP = 3
+
+
+class Filter(object):
+    """One stream's -f: the compiled expression and what its failures have been. A call whose
+    filter raised is not observed and does not count toward -n; FILTER_FAILURES_TO_STOP
+    identical failures in a row end the stream (the caller stops it when failed() says so)."""
+
+    __slots__ = ("cond", "pending", "errors", "last", "streak")
+
+    def __init__(self, cond):
+        self.cond = cond
+        self.pending = {}  # thread ident -> error text: the precheck raised for the call starting there
+        self.errors = 0
+        self.last = None
+        self.streak = 0
+
+    def precheck(self, bind, view):
+        return self.cond.precheck(bind, view, self._stash)
+
+    def _stash(self, exc):
+        self.pending[_thread.get_ident()] = exception_text(exc)
+
+    def at_entry(self, values, checked):
+        """(observe, error) for a filter decided when the call starts; values: call_values()
+        of the call (None while checked, when it is not evaluated)."""
+        error = self.pending.pop(_thread.get_ident(), None) if self.pending else None
+        if error is None:
+            if checked:
+                self.streak = 0
+                return True, None
+            return self.decide(values if values is not None else ())
+        return False, error
+
+    def decide(self, values):
+        """(observe, error): evaluates the filter once."""
+        ok, error = evaluate(self.cond, values)
+        if error is not None:
+            return False, error
+        self.streak = 0
+        return bool(ok), None
+
+    def failed(self, error):
+        """Counts one failure; True when the stream must end with it."""
+        self.errors += 1
+        if error == self.last:
+            self.streak += 1
+        else:
+            self.last, self.streak = error, 1
+        return self.streak >= FILTER_FAILURES_TO_STOP
+
+    def message(self):
+        return "the filter %s raised %s for %d calls in a row" % (self.cond.text, self.last, self.streak)
+
+
+def stop_on_filter_error(stream, error):
+    """A stream's filter raised for a call: count it; end the stream once it has failed the same
+    way FILTER_FAILURES_TO_STOP times in a row (end reason "filter_failed", with `error`)."""
+    with stream.lock:
+        if stream.done or not stream.filter.failed(error):
+            return
+        stream.done = True
+        events.notify(stream.client_id, stream.end_method, stream.summary("filter_failed"))
+    stream._remove()
+
+
+def end_summary(stream, summary, reason):
+    """Adds the filter's failures (and the error that ended it) to an end notification."""
+    if stream.filter is not None:
+        summary["filter_errors"] = stream.filter.errors
+        if reason == "filter_failed":
+            summary["error"] = stream.filter.message()
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
 # The probe
 
 
@@ -203,8 +307,9 @@ class _Watch(streams.Stream, instrument.Probe):
         self.id = next(_ids)
         self.client_id = client_id
         self.located = located
+        self.view = callargs.CallArgs(located)
         self.exprs = exprs
-        self.cond = cond
+        self.filter = Filter(cond) if cond is not None else None
         self.only_exceptions = only_exceptions
         self.depth = depth
         self.verbose = verbose
@@ -221,39 +326,49 @@ class _Watch(streams.Stream, instrument.Probe):
         used = set()
         for e in exprs + ([cond] if cond else []):
             used |= e.names
+        self.used = frozenset(used)
         self.needs_args = bool(used & _ARGUMENTS)
         # A filter that does not need the call's outcome decides when the call starts.
         self.cond_at_entry = cond is not None and not (cond.names & _AFTER_CALL)
 
     # -- instrument.Probe --------------------------------------------------------------------
     def arm(self):
+        for name in ARMED_IMPORTS:
+            try:
+                loading.stdlib(name)
+            except Exception:
+                pass  # exception_model says what it cannot format
         self.armed = True
 
     def precheck(self, bind):
-        # A filter on target/args/kwargs rejects calls before enter() runs, from C on 3.12+.
+        # A filter on target/args/kwargs/params rejects calls before enter() runs, from C on 3.12+.
         if not self.cond_at_entry:
             return None
-        return self.cond.precheck(bind)
+        return self.filter.precheck(bind, self.view)
 
-    def enter(self, target, args, kwargs, checked=False):
+    def enter(self, target, args, kw, checked=False):
         if self.done or not self.armed:
             return instrument.NO_OBSERVE
-        if self.cond_at_entry and not checked:
-            ok, error = evaluate(self.cond, (target, None, None, args, kwargs, None))
-            if error is None and not ok:
+        if self.cond_at_entry:
+            values = None if checked else call_values(self.view, self.used, target, None, None, args, kw, None)
+            ok, error = self.filter.at_entry(values, checked)
+            if error is not None:
+                stop_on_filter_error(self, error)
+            if not ok:
                 return instrument.NO_OBSERVE
-            return (target, args, kwargs, error)
-        return (target, args, kwargs, None)
+        return (target, args, kw)
 
     def exit(self, token, return_obj, exception, cost_ns):
         if self.done or (self.only_exceptions and exception is None):
             return
-        target, args, kwargs, cond_error = token
+        target, args, kw = token
         cost = cost_ns / 1e6
-        values = (target, return_obj, cost, args, kwargs, exception)
-        if self.cond is not None and not self.cond_at_entry:
-            ok, cond_error = evaluate(self.cond, values)
-            if cond_error is None and not ok:
+        values = call_values(self.view, self.used, target, return_obj, cost, args, kw, exception)
+        if self.filter is not None and not self.cond_at_entry:
+            ok, error = self.filter.decide(values)
+            if error is not None:
+                stop_on_filter_error(self, error)
+            if not ok:
                 return
         event = {
             "watch_id": self.id,
@@ -263,8 +378,6 @@ class _Watch(streams.Stream, instrument.Probe):
         }
         rendered = []
         expr_errors = []
-        if cond_error is not None:
-            expr_errors.append("-f %s: %s" % (self.cond.text, cond_error))
         for expression in self.exprs:
             value, error = evaluate(expression, values)
             if error is None:
@@ -307,8 +420,8 @@ class _Watch(streams.Stream, instrument.Probe):
             self._remove()
 
     def summary(self, reason):
-        return {"watch_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
-                "expr_errors": self.errors}
+        return end_summary(self, {"watch_id": self.id, "reason": reason, "count": self.count,
+                                  "dropped": self.dropped, "expr_errors": self.errors}, reason)
 
 
 # --------------------------------------------------------------------------------------------

@@ -277,26 +277,23 @@ int fp_agent_py_owned_by(uint64_t gen)
  * frame, which sys._current_frames() lists last. On 3.8 it is executed before it is put in
  * sys.modules (under its import lock): 3.8's finalization, should the process exit meanwhile,
  * would call _shutdown on a half-imported module and print the AttributeError to stderr.
- * Everything the agent will import is imported here, at once, holding the global import lock,
- * and only when no other thread is half-way through an import (its module locks are free;
- * while we hold the global lock no new import can start): a fork() in the target waits for the
- * same lock, so a child never inherits an import of ours cut in half, and later requests never
- * import again. */
+ * The package is imported here holding the global import lock, and only when no other thread
+ * is half-way through an import (its module locks are free; while we hold the global lock no
+ * new import can start): a fork() in the target waits for the same lock, so a child never
+ * inherits an import of ours cut in half. Each command family is imported the same way by the
+ * package when its first request comes (fp_agent/loading.py), so the first answer costs only
+ * what its command needs. */
 static const char fp_py_bootstrap[] =
-    "_fp_preload = tuple('fp_agent.' + m for m in ('console', 'events', 'instrument', 'locate',\n"
-    "    'modules', 'objects', 'render', 'stack', 'streams', 'tasks', 'trace', 'tt', 'watch'))\n"
-    "_fp_preload += ('ast', 'types', 'traceback', 'difflib', 'linecache', 'inspect', 'copy',\n"
-    "    'weakref', 'warnings', 're', 'keyword', 'codeop', '__future__', 'operator', 'json')\n"
     "def _fp_load():\n"
     "    import sys\n"
     "    if 'threading' not in sys.modules:\n"
     "        import _thread, os\n"
     "        if sys.version_info < (3, 9):\n"
-    "            import importlib._bootstrap as _fp_b, importlib.util as _fp_u\n"
+    "            import _frozen_importlib as _fp_b\n"
     "            with _fp_b._ModuleLockManager('threading'):\n"
     "                if 'threading' not in sys.modules:\n"
-    "                    _fp_spec = _fp_u.find_spec('threading')\n"
-    "                    _fp_mod = _fp_u.module_from_spec(_fp_spec)\n"
+    "                    _fp_spec = _fp_b._find_spec('threading', None)\n"
+    "                    _fp_mod = _fp_b.module_from_spec(_fp_spec)\n"
     "                    _fp_spec.loader.exec_module(_fp_mod)\n"
     "                    sys.modules['threading'] = _fp_mod\n"
     "        import threading\n"
@@ -315,33 +312,30 @@ static const char fp_py_bootstrap[] =
     "        if (_fp_mt.ident != _fp_me and hasattr(threading, 'get_native_id')\n"
     "                and getattr(_fp_mt, '_native_id', None) == threading.get_native_id()):\n"
     "            _fp_mt._native_id = os.getpid()\n"
-    "    import importlib, importlib.util\n"
+    /* importlib's own frozen modules, always loaded: importing the importlib package (and
+     * importlib.util, which imports threading) costs a fresh process milliseconds. */
+    "    import _frozen_importlib as _fp_fb, _frozen_importlib_external as _fp_fe\n"
     "    _fp_init = _fp_dir + '/__init__.py'\n"
     "    _fp_pkg = sys.modules.get('fp_agent')\n"
     "    if _fp_pkg is None or getattr(_fp_pkg, '__file__', None) != _fp_init:\n"
     "        for _fp_name in [n for n in sys.modules if n.split('.')[0] == 'fp_agent']:\n"
     "            del sys.modules[_fp_name]\n"
-    "        _fp_spec = importlib.util.spec_from_file_location(\n"
+    "        _fp_spec = _fp_fe.spec_from_file_location(\n"
     "            'fp_agent', _fp_init, submodule_search_locations=[_fp_dir])\n"
     "        if _fp_spec is None or _fp_spec.loader is None:\n"
     "            raise ImportError('no Python package at ' + _fp_init)\n"
-    "        _fp_pkg = importlib.util.module_from_spec(_fp_spec)\n"
+    "        _fp_pkg = _fp_fb.module_from_spec(_fp_spec)\n"
     "        sys.modules['fp_agent'] = _fp_pkg\n"
     "        try:\n"
     "            _fp_spec.loader.exec_module(_fp_pkg)\n"
     "        except BaseException:\n"
     "            sys.modules.pop('fp_agent', None)\n"
     "            raise\n"
-    "    _fp_d = importlib.import_module('fp_agent.dispatch')\n"
-    "    for _fp_name in _fp_preload:\n"
-    "        try:\n"
-    "            importlib.import_module(_fp_name)\n"
-    "        except Exception:\n"
-    "            pass  # a command that needs it reports the error itself\n"
-    "    return _fp_d\n"
+    "    __import__('fp_agent.dispatch')\n"
+    "    return sys.modules['fp_agent.dispatch']\n"
     "def _fp_locked(load):\n"
     "    import _imp, _thread, time\n"
-    "    from importlib import _bootstrap as _fp_b\n"
+    "    import _frozen_importlib as _fp_b\n"
     "    me = _thread.get_ident()\n"
     "    for _ in range(200):\n"
     "        _imp.acquire_lock()\n"

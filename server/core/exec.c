@@ -71,7 +71,14 @@ static void exec_on_note(fp_channel *ch, const char *method, const cJSON *params
     if (!end) x->reports++;
     if (x->sink.note) x->sink.note(x->sink.ud, x, method, params);
     /* Stopped by us: the stop request's answer ends it, after this last notification. */
-    if (end && !x->stopping) exec_finish(x, NULL, NULL);
+    if (end && !x->stopping) {
+        /* A stream that could not go on (its filter kept failing) is a command that failed. */
+        const char *error = fp_json_str(params, "error", "");
+        if (error[0])
+            exec_fail(x, FP_E_REMOTE, NULL, "%s: %s", x->p.cmd->name, error);
+        else
+            exec_finish(x, NULL, NULL);
+    }
 }
 
 static void exec_on_stopped(fp_channel *ch, fp_channel_reply *r, void *ud)

@@ -44,7 +44,10 @@ static void render_gilstat_started(FILE *out, const cJSON *m)
     }
 }
 
-static void render_gilstat_row(FILE *out, const cJSON *t)
+/* The NAME column fits threading's names ("Thread-7 (process_request_thread)") up to this. */
+#define RENDER_GILSTAT_NAME_MAX 36
+
+static void render_gilstat_row(FILE *out, const cJSON *t, int name_width)
 {
     char b[8][24];
     char state[32] = "";
@@ -53,9 +56,9 @@ static void render_gilstat_row(FILE *out, const cJSON *t)
         snprintf(state, sizeof state, "%s %s%s", st,
                  cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "state_at_least")) ? ">=" : "",
                  rg_dur(b[7], sizeof b[7], fp_json_num(t, "state_ms", 0) * 1e6));
-    fprintf(out, "  %-8.0f %-15.15s %8.0f %9s %9s %6.1f%% %9s %9s %8.0f %9s %9s  %s\n",
-            fp_json_num(t, "tid", 0), fp_json_str(t, "name", ""), fp_json_num(t, "takecnt", 0),
-            rg_dur(b[0], sizeof b[0], fp_json_num(t, "hold_all", 0)),
+    fprintf(out, "  %-8.0f %-*.*s %8.0f %9s %9s %6.1f%% %9s %9s %8.0f %9s %9s  %s\n",
+            fp_json_num(t, "tid", 0), name_width, name_width, fp_json_str(t, "name", ""),
+            fp_json_num(t, "takecnt", 0), rg_dur(b[0], sizeof b[0], fp_json_num(t, "hold_all", 0)),
             rg_dur(b[1], sizeof b[1], fp_json_num(t, "holdavg", 0)), fp_json_num(t, "hold_pct", 0),
             rg_dur(b[2], sizeof b[2], fp_json_num(t, "take_all", 0)),
             rg_dur(b[3], sizeof b[3], fp_json_num(t, "takeavg", 0)), fp_json_num(t, "dropcnt", 0),
@@ -77,13 +80,19 @@ static void render_gilstat_report(FILE *out, const cJSON *m)
     if (cJSON_GetArraySize(threads) == 0) {
         fputs("  (no thread took or released the GIL in this window)\n", out);
     } else {
-        fprintf(out, "  %-8s %-15s %8s %9s %9s %7s %9s %9s %8s %9s %9s  %s\n", "TID", "NAME",
-                "TAKECNT", "HOLD_ALL", "HOLDAVG", "HOLD%", "TAKE_ALL", "TAKEAVG", "DROPCNT",
-                "DROP_ALL", "DROPAVG", "NOW");
+        int width = 15;
         const cJSON *t;
         cJSON_ArrayForEach(t, threads)
         {
-            render_gilstat_row(out, t);
+            int n = (int)strlen(fp_json_str(t, "name", ""));
+            if (n > width) width = n < RENDER_GILSTAT_NAME_MAX ? n : RENDER_GILSTAT_NAME_MAX;
+        }
+        fprintf(out, "  %-8s %-*s %8s %9s %9s %7s %9s %9s %8s %9s %9s  %s\n", "TID", width, "NAME",
+                "TAKECNT", "HOLD_ALL", "HOLDAVG", "HOLD%", "TAKE_ALL", "TAKEAVG", "DROPCNT",
+                "DROP_ALL", "DROPAVG", "NOW");
+        cJSON_ArrayForEach(t, threads)
+        {
+            render_gilstat_row(out, t, width);
         }
     }
     double lost = fp_json_num(m, "lost", 0), unmatched = fp_json_num(total, "unmatched", 0);

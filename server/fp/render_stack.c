@@ -108,11 +108,14 @@ static void stack_render_tasks(FILE *out, const cJSON *r)
         fprintf(out, "\nEvent loop %s", fp_json_str(loop, "loop", "?"));
         const char *thread = fp_json_str(loop, "thread", NULL);
         if (thread) fprintf(out, " in thread %s", thread);
-        fprintf(out, " (%s): %d task%s\n",
+        fprintf(out, " (%s): %d task%s",
                 fp_json_bool(loop, "running")  ? "running"
                 : fp_json_bool(loop, "closed") ? "closed"
                                                : "not running",
                 nt, nt == 1 ? "" : "s");
+        double done = fp_json_num(loop, "done", 0);
+        if (done > 0) fprintf(out, " (and %.0f done, not shown)", done);
+        fputc('\n', out);
         const cJSON *t;
         cJSON_ArrayForEach(t, tasks)
         {

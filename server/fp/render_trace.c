@@ -73,9 +73,6 @@ static void render_trace_event(FILE *out, const cJSON *p)
     fputs("  cost ", out);
     render_cost(out, fp_json_num(p, "cost_ms", 0));
     fputc('\n', out);
-    const char *filter_error = fp_json_str(p, "filter_error", NULL);
-    if (filter_error)
-        fprintf(out, "  filter failed (the call is traced anyway): %s\n", filter_error);
     render_trace_ctx t = {.out = out};
     const cJSON *tree = cJSON_GetObjectItemCaseSensitive(p, "tree");
     if (cJSON_IsObject(tree)) render_trace_node(&t, tree, 0, true);
@@ -107,6 +104,7 @@ static const char *render_trace_reason(const char *reason)
 {
     if (strcmp(reason, "limit") == 0) return "the -n limit was reached";
     if (strcmp(reason, "detached") == 0) return "the client detached";
+    if (strcmp(reason, "filter_failed") == 0) return "the filter kept failing";
     return reason;
 }
 
@@ -129,6 +127,10 @@ void render_trace_notification(FILE *out, const char *method, const cJSON *param
         if (skipped > 0)
             fprintf(out, "  %.0f skipped (a thread with a profiler of its own)\n", skipped);
         if (dropped > 0) fprintf(out, "  %.0f event%s dropped\n", dropped, dropped == 1 ? "" : "s");
+        double errors = render_trace_num(params, "filter_errors", 0);
+        if (errors > 0)
+            fprintf(out, "  the filter raised for %.0f call%s (not traced)\n", errors,
+                    errors == 1 ? "" : "s");
     } else {
         char *text = cJSON_PrintUnformatted(params);
         fprintf(out, "%s: %s\n", method, text ? text : "");

@@ -6,22 +6,43 @@
 
 #include <string.h>
 
-/* One line: index, time, cost, thread, method, outcome. */
-static void rt_line(FILE *out, const cJSON *r)
+/* A record's cost and thread as text (render_cost, render_thread write to a FILE). */
+static void rt_field(char *buf, size_t size, const cJSON *r, bool thread)
 {
-    char line[256];
+    buf[0] = '\0';
+    FILE *f = fmemopen(buf, size, "w");
+    if (!f) return;
+    if (thread)
+        render_thread(f, cJSON_GetObjectItemCaseSensitive(r, "thread"));
+    else
+        render_cost(f, fp_json_num(r, "cost_ms", 0));
+    fclose(f);
+}
+
+/* Column widths of the list (a streamed record has none: NULL). */
+typedef struct rt_widths {
+    int cost, thread, method;
+} rt_widths;
+
+/* One line: index, time, cost, thread, method, outcome and the summary of the result. */
+static void rt_line(FILE *out, const cJSON *r, const rt_widths *w)
+{
+    char line[256], cost[32], thread[160];
     render_oneline(line, sizeof line, fp_json_str(r, "summary", ""));
+    rt_field(cost, sizeof cost, r, false);
+    rt_field(thread, sizeof thread, r, true);
     fprintf(out, "%6.0f  ", fp_json_num(r, "index", 0));
     render_epoch(out, fp_json_num(r, "time", 0));
-    fputs("  ", out);
-    render_cost(out, fp_json_num(r, "cost_ms", 0));
-    fputs("  ", out);
-    render_thread(out, cJSON_GetObjectItemCaseSensitive(r, "thread"));
-    fprintf(out, "  %s  %s %s", fp_json_str(r, "method", "?"), fp_json_str(r, "outcome", "?"),
-            line);
+    fprintf(out, "  %*s  %-*s  %-*s  %s %s", w ? w->cost : 0, cost, w ? w->thread : 0, thread,
+            w ? w->method : 0, fp_json_str(r, "method", "?"), fp_json_str(r, "outcome", "?"), line);
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(r, "replay_of");
     if (cJSON_IsNumber(of)) fprintf(out, "  (replay of %.0f)", of->valuedouble);
     fputc('\n', out);
+}
+
+static int rt_max(int a, int b)
+{
+    return a > b ? a : b;
 }
 
 static void rt_started(FILE *out, const cJSON *r)
@@ -55,10 +76,21 @@ static void rt_list(FILE *out, const cJSON *r)
                 method ? " of " : "", method ? method : "");
         return;
     }
-    fprintf(out, "%6s  %-23s  %s  %s  %s  %s\n", "INDEX", "TIME", "COST", "THREAD", "METHOD",
-            "RESULT");
+    /* The widest of each column, header included, so that rows and header line up. */
+    rt_widths w = {(int)strlen("COST"), (int)strlen("THREAD"), (int)strlen("METHOD")};
     const cJSON *rec;
-    cJSON_ArrayForEach(rec, records) rt_line(out, rec);
+    cJSON_ArrayForEach(rec, records)
+    {
+        char cost[32], thread[160];
+        rt_field(cost, sizeof cost, rec, false);
+        rt_field(thread, sizeof thread, rec, true);
+        w.cost = rt_max(w.cost, (int)strlen(cost));
+        w.thread = rt_max(w.thread, (int)strlen(thread));
+        w.method = rt_max(w.method, (int)strlen(fp_json_str(rec, "method", "?")));
+    }
+    fprintf(out, "%6s  %-23s  %*s  %-*s  %-*s  %s\n", "INDEX", "TIME", w.cost, "COST", w.thread,
+            "THREAD", w.method, "METHOD", "RESULT");
+    cJSON_ArrayForEach(rec, records) rt_line(out, rec, &w);
     fprintf(out, "%d record%s", n, n == 1 ? "" : "s");
     if (method) fprintf(out, " of %s (%.0f in the tunnel)", method, fp_json_num(r, "stored", 0));
     fputs("; tt -i IDX shows one\n", out);
@@ -131,7 +163,7 @@ void render_tt_result(FILE *out, const char *method, const cJSON *result)
 
 void render_tt_record(FILE *out, const cJSON *record)
 {
-    rt_line(out, record);
+    rt_line(out, record, NULL);
     double dropped = fp_json_num(record, "dropped", 0);
     if (dropped > 0)
         fprintf(out, "        (%.0f earlier report%s dropped; tt -l lists every record)\n", dropped,
@@ -144,8 +176,9 @@ void render_tt_end(FILE *out, const cJSON *end)
     const char *why = strcmp(reason, "limit") == 0 ? "the -n limit was reached"
                       : strcmp(reason, "full") == 0
                           ? "the time tunnel is full (tt -d / tt -da frees room)"
-                      : strcmp(reason, "stopped") == 0 ? "stopped"
-                                                       : reason;
+                      : strcmp(reason, "stopped") == 0       ? "stopped"
+                      : strcmp(reason, "filter_failed") == 0 ? "the filter kept failing"
+                                                             : reason;
     double count = fp_json_num(end, "count", 0);
     fprintf(out,
             "recording ended: %.0f call%s recorded, %s; tt -l lists them, tt -i IDX shows one\n",

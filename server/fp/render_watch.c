@@ -142,10 +142,6 @@ void render_watch_event(FILE *out, const cJSON *ev)
         else
             render_value_tree(out, expr, cJSON_GetObjectItemCaseSensitive(item, "value"), 2);
     }
-    const char *expr_error = fp_json_str(ev, "expr_error", NULL);
-    /* Per-value errors are shown above; the filter's is only here. */
-    if (expr_error && strncmp(expr_error, "-f ", 3) == 0)
-        fprintf(out, "  filter failed: %s\n", expr_error + 3);
     render_exception(out, cJSON_GetObjectItemCaseSensitive(ev, "exception"), 2);
     double dropped = fp_json_num(ev, "dropped", 0);
     if (dropped > 0)
@@ -157,12 +153,17 @@ void render_watch_end(FILE *out, const cJSON *end)
 {
     const char *reason = fp_json_str(end, "reason", "?");
     double count = fp_json_num(end, "count", 0);
-    const char *why = strcmp(reason, "limit") == 0      ? "the -n limit was reached"
-                      : strcmp(reason, "stopped") == 0  ? "stopped"
-                      : strcmp(reason, "detached") == 0 ? "the client detached"
-                                                        : reason;
+    const char *why = strcmp(reason, "limit") == 0           ? "the -n limit was reached"
+                      : strcmp(reason, "stopped") == 0       ? "stopped"
+                      : strcmp(reason, "detached") == 0      ? "the client detached"
+                      : strcmp(reason, "filter_failed") == 0 ? "the filter kept failing"
+                                                             : reason;
     fprintf(out, "watch ended: %.0f call%s reported, %s; the function is restored\n", count,
             count == 1 ? "" : "s", why);
+    double errors = fp_json_num(end, "filter_errors", 0);
+    if (errors > 0)
+        fprintf(out, "  the filter raised for %.0f call%s (not shown, not counted toward -n)\n",
+                errors, errors == 1 ? "" : "s");
     double dropped = fp_json_num(end, "dropped", 0);
     if (dropped > 0) fprintf(out, "  %.0f event%s dropped\n", dropped, dropped == 1 ? "" : "s");
 }

@@ -378,7 +378,8 @@ static int run_exec(cli *c, const fp_cmd_parsed *p)
     /* What runs until stopped (streams, perf, gilstat) is bounded by --timeout, and outside
      * the interactive shell by its default too, unless perf's -d says how long; a request is
      * bounded by its own timeout. */
-    fp_exec_wait_opts w = {.until_ms = -1, .until_name = "--timeout", .interrupted = &cli_interrupted};
+    fp_exec_wait_opts w = {
+        .until_ms = -1, .until_name = "--timeout", .interrupted = &cli_interrupted};
     bool timed = p->cmd->id == FP_CMD_PERF && fp_json_num(p->params, "duration", 0) > 0;
     if (c->timeout_set) {
         w.until_ms = started + c->timeout_ms;

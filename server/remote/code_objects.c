@@ -38,7 +38,7 @@ static size_t code_head_len(const fp_py_layout *l)
 {
     long fields[] = {l->code_filename,  l->code_name,        l->code_qualname,
                      l->code_linetable, l->code_firstlineno, l->code_firsttraceable,
-                     l->object_type};
+                     l->object_type,    l->code_flags};
     long max = 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (fields[i] > max) max = fields[i];
@@ -113,6 +113,7 @@ const fp_remote_code *fp_remote_code_get(fp_remote *r, uint64_t addr)
     c->name_ptr = name;
     c->firstlineno = firstlineno;
     c->firsttraceable = fp_remote_field_i32(head, hlen, l->code_firsttraceable);
+    c->flags = fp_remote_field_i32(head, hlen, l->code_flags);
     if (code_fill(r, c, addr, head, hlen) != 0) {
         code_entry_clear(c);
         return NULL;

@@ -1,4 +1,5 @@
-/* Sampling a CPython process from outside: every thread's stack at a fixed rate, read
+/* Sampling a CPython process from outside: every thread's stack at a given rate (once per
+ * period, at a random instant inside it, so that work paced at the rate cannot hide), read
  * without stopping the target (or stopping it for native frames), aggregated into a
  * profile. A stack torn by the running thread (fp_thread.torn) is dropped and counted as
  * lost. The whole run comes back at the end; windows of it can be taken while it runs

@@ -2,7 +2,9 @@
  * (f_back) up to 3.10, the _PyInterpreterFrame chain (previous) from 3.11. Two steps: the
  * chains while the threads are stopped (one read per chain level for all threads at once),
  * then, once they run again, each frame's code object, name and line. Garbage ends a
- * chain, never the reader. */
+ * chain, never the reader. A chain read while its thread runs (sampling) can also end
+ * early, on a frame that was suspended or reused meanwhile: a chain is only whole when it
+ * ends on the frame its thread entered Python with (frames_rooted), else it is torn. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -14,7 +16,11 @@
 #define FRAMES_RECENT 16 /* a cycle shorter than this ends the chain at once */
 
 /* 3.11+ frame owners (Include/internal/pycore_frame.h) */
+#define FRAMES_OWNED_BY_THREAD 0 /* on the thread's data stack (not a generator's) */
 #define FRAMES_OWNED_BY_CSTACK 3 /* 3.12+: the shim frame an eval loop entered from C pushes */
+#define FRAMES_TRAMPOLINE "<interpreter trampoline>" /* 3.12+: the shim frames' code (<shim>) */
+/* CO_GENERATOR | CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR */
+#define FRAMES_CO_RESUMABLE (0x20 | 0x80 | 0x100 | 0x200)
 
 typedef struct frames_walk {
     fp_remote *r;
@@ -25,7 +31,8 @@ typedef struct frames_walk {
     uint64_t next; /* the frame to read next; 0: the walk is over */
     uint64_t recent[FRAMES_RECENT];
     int steps;
-    bool torn; /* stopped on an unreadable frame, a bad code object or a cycle */
+    bool torn;   /* stopped on an unreadable frame, a bad code object or a cycle */
+    bool rooted; /* ended on its thread's entry frame (frames_rooted) */
 } frames_walk;
 
 /* Whether addr was visited lately (a cycle in a torn chain); remembers it. */
@@ -35,6 +42,38 @@ static bool frames_cycle(frames_walk *w, uint64_t addr)
         if (w->recent[i] == addr) return true;
     w->recent[w->steps++ % FRAMES_RECENT] = addr;
     return false;
+}
+
+/* Whether a frame with no previous one is the frame its thread entered Python with: the only
+ * place a whole chain may end. A generator's or coroutine's frame has no previous one while
+ * it is suspended, so a chain read as it suspended (or as its slot was reused) ends on it.
+ * - up to 3.10: a frame object that belongs to no generator (f_gen NULL);
+ * - 3.11: a frame the eval loop was entered with (is_entry) on the thread's data stack;
+ * - 3.12+: the shim frame every eval loop entered from C pushes first (owned by the C stack).
+ * (A thread whose very first Python frame is a generator's, resumed from C, reads as torn
+ * before 3.12: no chain tells it apart from a suspended one.) */
+static bool frames_rooted(const frames_walk *w, const uint8_t *buf, size_t len, bool shim)
+{
+    const fp_py_layout *l = &w->r->layout;
+    if (w->r->minor <= 10)
+        return l->frame_gen < 0 || fp_remote_field_ptr(buf, len, l->frame_gen) == 0;
+    if (l->frame_owner < 0 || (size_t)l->frame_owner >= len) return true; /* cannot tell */
+    if (w->r->minor == 11)
+        return buf[l->frame_owner] == FRAMES_OWNED_BY_THREAD &&
+               (l->frame_is_entry < 0 || buf[l->frame_is_entry]);
+    return shim;
+}
+
+/* 3.12+: a shim frame, the entry frame an eval loop entered from C pushes: owned by the C
+ * stack, or running the interpreter trampoline. The eval loop fills that frame in on its C
+ * stack without ordering the stores, and a read racing with it may find the frame linked
+ * before its owner byte is written: the trampoline says what it is then. */
+static bool frames_shim(const frames_walk *w, const uint8_t *buf, uint64_t code)
+{
+    const fp_py_layout *l = &w->r->layout;
+    if (w->r->minor < 12 || l->frame_owner < 0) return false;
+    return buf[l->frame_owner] == FRAMES_OWNED_BY_CSTACK ||
+           (w->r->trampoline_code && code == w->r->trampoline_code);
 }
 
 /* Where the walk goes after a frame: previous, unless the chain ends or loops. */
@@ -83,8 +122,8 @@ static void frames_add(frames_walk *w, uint64_t code, long addrq, bool entry)
 /* The bytes of a frame the reader needs: one read per frame. */
 static size_t frames_block_len(const fp_py_layout *l)
 {
-    long fields[] = {l->frame_previous, l->frame_code,  l->frame_lasti,
-                     l->frame_instr,    l->frame_owner, l->frame_is_entry};
+    long fields[] = {l->frame_previous, l->frame_code,     l->frame_lasti, l->frame_instr,
+                     l->frame_owner,    l->frame_is_entry, l->frame_gen};
     long max = 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (fields[i] > max) max = fields[i];
@@ -100,6 +139,8 @@ static void frames_take(frames_walk *w, const uint8_t *buf, size_t len)
     const fp_py_layout *l = &w->r->layout;
     uint64_t previous = fp_remote_field_ptr(buf, len, l->frame_previous);
     uint64_t code = fp_remote_field_ptr(buf, len, l->frame_code);
+    bool shim = frames_shim(w, buf, code);
+    if (!previous) w->rooted = frames_rooted(w, buf, len, shim);
     if (w->r->minor <= 10) {
         long lasti = fp_remote_field_i32(buf, len, l->frame_lasti);
         /* f_lasti counts bytes up to 3.9, code units of two bytes in 3.10 */
@@ -108,7 +149,7 @@ static void frames_take(frames_walk *w, const uint8_t *buf, size_t len)
         frames_go(w, previous);
         return;
     }
-    if (buf[l->frame_owner] == FRAMES_OWNED_BY_CSTACK) {
+    if (shim) {
         /* the frame pushed just before this shim is the first its eval loop ran */
         if (w->entry && w->count > 0) w->entry[w->count - 1] = true;
         frames_go(w, previous);
@@ -125,8 +166,10 @@ static void frames_take(frames_walk *w, const uint8_t *buf, size_t len)
 static void frames_finish(frames_walk *w)
 {
     /* A chain that does not end at its root was read while the thread changed it (or is
-     * damaged): counted, so that a sampler can tell a torn stack from a short one. */
+     * damaged): counted, so that a sampler can tell a torn stack from a short one. One cut
+     * at max frames (deep recursion) is whole as far as it goes. */
     if (w->next && w->count < w->max) w->torn = true;
+    if (!w->next && w->count > 0 && w->count < w->max && !w->rooted) w->torn = true;
     if (w->torn) w->r->torn_reads++;
     /* 3.12+: the outermost frame sits on a shim that the walk never sees after it */
     if (w->entry && w->count > 0 && w->r->minor >= 12) w->entry[w->count - 1] = true;
@@ -298,9 +341,10 @@ done:
 
 /* ===================================================================== naming frames */
 
-int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_arena *a)
+int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_arena *a, bool *torn)
 {
     int kept = 0;
+    int outermost_flags = 0; /* co_flags of the outermost Python frame named */
     for (int i = 0; i < n; i++) {
         fp_frame f = frames[i];
         if (f.kind != FP_FRAME_PYTHON || f.function) {
@@ -311,10 +355,18 @@ int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_ar
         const fp_remote_code *c = fp_remote_code_get(r, f.addr);
         /* not a code object: a torn chain, or a 3.13 frame running something else */
         if (!c) continue;
+        /* A shim read before its owner byte was written (frames_shim): call plumbing, never
+         * a frame of the program's; its code object is remembered for the next walks. */
+        if (r->minor >= 12 && c->name && c->file && strcmp(c->name, FRAMES_TRAMPOLINE) == 0 &&
+            strcmp(c->file, "<shim>") == 0) {
+            r->trampoline_code = f.addr;
+            continue;
+        }
         /* A frame that has not reached its first traceable instruction is being set up;
          * CPython does not show it either. (Frames in a thread's chain are running, so a
          * generator's frame is always past it.) */
         if (r->minor >= 11 && addrq < 2L * c->firsttraceable) continue;
+        outermost_flags = c->flags;
         f.function = fp_remote_arena_strdup(a, c->qualname);
         f.name = fp_remote_arena_strdup(a, c->name);
         f.file = fp_remote_arena_strdup(a, c->file);
@@ -323,5 +375,9 @@ int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_ar
         f.offset = 0;
         frames[kept++] = f;
     }
+    /* Up to 3.10 a generator that has just finished has cleared both its frame's f_back and
+     * f_gen: a read that reached that frame ends on it as if on a root. A thread's first
+     * frame never runs a generator's or coroutine's code (see frames_rooted). */
+    if (torn && r->minor <= 10 && (outermost_flags & FRAMES_CO_RESUMABLE)) *torn = true;
     return kept;
 }

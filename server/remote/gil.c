@@ -86,7 +86,7 @@ static cJSON *threshold_model(fp_gil *g, const gil_span *sp, uint64_t now)
     if (!o) return NULL;
     cJSON_AddNumberToObject(o, "pid", g->target.pid);
     cJSON_AddNumberToObject(o, "tid", t->tid);
-    cJSON_AddStringToObject(o, "name", t->name);
+    cJSON_AddStringToObject(o, "name", fp_gil_thread_name(t));
     cJSON_AddStringToObject(o, "kind", hold ? "hold" : "take");
     cJSON_AddNumberToObject(o, "ms", (double)(end - sp->start) / 1e6);
     cJSON_AddNumberToObject(o, "threshold_ms",
@@ -300,6 +300,11 @@ static bool gil_process_gone(fp_gil *g, int wait_ms)
 
 static void gil_report(fp_gil *g, uint64_t now)
 {
+    /* Threads are named as the program names them (threading, as stack shows them): the
+     * kernel's name is the process's for every thread a Python program starts. Read once a
+     * window, from outside, without stopping the process. */
+    if (!g->reader) g->reader = fp_gil_stack_reader_new(g->target.pid);
+    if (g->reader) fp_gil_stack_names(g->reader, &g->stats);
     gil_emit(g, FP_NOTE_GILSTAT_REPORT, fp_gil_stats_report(&g->stats, now, g->lost_window));
     g->lost_window = 0;
 }

@@ -109,7 +109,8 @@ typedef struct gil_counts {
 
 typedef struct gil_thread {
     int tid;
-    char name[32]; /* /proc/PID/task/TID/comm */
+    char name[32];   /* /proc/PID/task/TID/comm */
+    char pyname[64]; /* threading's name (fp_gil_stats_name), "" when unknown */
     gil_state state;
     uint64_t since;     /* when state began */
     bool since_unknown; /* holding since before gilstat on: since is only a lower bound */
@@ -155,6 +156,10 @@ void fp_gil_stats_seed_holder(gil_stats *s, int tid, uint64_t at);
 /* The report model of the window [window_start, now), then a fresh window from now
  * (caller frees the model). lost: records lost in this window. */
 cJSON *fp_gil_stats_report(gil_stats *s, uint64_t now, uint64_t lost);
+/* Names thread tid as the program does (threading's name), when gilstat knows the thread. */
+void fp_gil_stats_name(gil_stats *s, int tid, const char *name);
+/* The name to show for a thread: threading's, else the kernel's. */
+const char *fp_gil_thread_name(const gil_thread *t);
 
 /* ---------------------------------------------------------------------------------------------
  * gil_stack.c: a thread's Python stack for threshold reports, read from outside
@@ -168,6 +173,8 @@ void fp_gil_stack_reader_free(gil_stack_reader *sr);
 cJSON *fp_gil_stack_read(gil_stack_reader *sr, int tid, char *why, size_t size);
 /* The kernel id of the thread holding the GIL now, 0 when none or unknown. */
 int fp_gil_stack_holder(gil_stack_reader *sr);
+/* Names the threads of s as threading does (read from outside, the process not stopped). */
+void fp_gil_stack_names(gil_stack_reader *sr, gil_stats *s);
 
 /* CLOCK_MONOTONIC in ns: the clock the BPF programs stamp records with. */
 uint64_t fp_gil_now_ns(void);

@@ -66,6 +66,20 @@ int fp_gil_stack_holder(gil_stack_reader *sr)
     return tid;
 }
 
+void fp_gil_stack_names(gil_stack_reader *sr, gil_stats *s)
+{
+    fp_remote_snapshot snap;
+    fp_error e;
+    fp_error_clear(&e);
+    if (!reader_open(sr) ||
+        fp_remote_snapshot_take(sr->remote, FP_SNAP_NO_STOP | FP_SNAP_THREAD_NAMES, &snap, &e) != 0)
+        return; /* the kernel's names stay */
+    for (int i = 0; i < snap.nthreads; i++)
+        if (snap.threads[i].native_id > 0 && snap.threads[i].thread_name)
+            fp_gil_stats_name(s, snap.threads[i].native_id, snap.threads[i].thread_name);
+    fp_remote_snapshot_free(&snap);
+}
+
 cJSON *fp_gil_stack_read(gil_stack_reader *sr, int tid, char *why, size_t size)
 {
     if (!reader_open(sr)) {

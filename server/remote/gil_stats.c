@@ -74,6 +74,18 @@ static gil_thread *thread_get(gil_stats *s, int tid)
     return t;
 }
 
+void fp_gil_stats_name(gil_stats *s, int tid, const char *name)
+{
+    for (int i = 0; i < s->nthreads; i++)
+        if (s->threads[i].tid == tid)
+            snprintf(s->threads[i].pyname, sizeof s->threads[i].pyname, "%s", name);
+}
+
+const char *fp_gil_thread_name(const gil_thread *t)
+{
+    return t->pyname[0] ? t->pyname : t->name;
+}
+
 static void thread_enter(gil_thread *t, gil_state state, uint64_t at)
 {
     t->state = state;
@@ -233,7 +245,8 @@ static cJSON *thread_model(const gil_thread *t, uint64_t now, uint64_t window)
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     cJSON_AddNumberToObject(o, "tid", t->tid);
-    cJSON_AddStringToObject(o, "name", t->name);
+    cJSON_AddStringToObject(o, "name", fp_gil_thread_name(t));
+    cJSON_AddStringToObject(o, "comm", t->name);
     cJSON_AddNumberToObject(o, "takecnt", (double)c->takecnt);
     cJSON_AddNumberToObject(o, "take_all", (double)c->take_all);
     cJSON_AddNumberToObject(o, "takeavg", avg(c->take_all, c->takecnt));

@@ -34,8 +34,10 @@ typedef struct fp_py_layout {
     /* PyFrameObject (3.8 - 3.10) or _PyInterpreterFrame (3.11+) */
     long frame_previous, frame_code, frame_lasti, frame_instr, frame_owner;
     long frame_is_entry; /* 3.11 only (3.12+ marks entries with a FRAME_OWNED_BY_CSTACK shim) */
+    long frame_gen;      /* up to 3.10: PyFrameObject.f_gen, the generator a frame belongs to */
     /* PyCodeObject */
     long code_filename, code_name, code_firstlineno, code_linetable;
+    long code_flags; /* co_flags: CO_GENERATOR, CO_COROUTINE... */
     long code_qualname, code_adaptive, code_firsttraceable;
     /* objects, str, bytes */
     long object_type;
@@ -90,6 +92,9 @@ struct fp_remote {
     int nstragglers;
     unsigned long read_errors; /* failed reads, for --debug */
     unsigned long torn_reads;  /* frame chains that ended on garbage (fp_remote_read_frames) */
+    /* 3.12+: the interpreter trampoline, the code object of every shim frame, learnt from
+     * the first one named (frames.c): a shim whose owner byte is not written yet still is one */
+    uint64_t trampoline_code;
 };
 
 /* ===================================================================== memory */
@@ -144,6 +149,7 @@ struct fp_remote_code {
                                         will not have the same str objects */
     int firstlineno;
     int firsttraceable; /* 3.11+: index of the first traceable code unit */
+    int flags;          /* co_flags */
     char *name;         /* co_name */
     char *qualname;     /* co_qualname (3.11+), else co_name */
     char *file;
@@ -212,8 +218,9 @@ int fp_remote_read_chains(fp_remote *r, const uint64_t *tstates, int n, int max,
                           fp_remote_chain *out);
 /* Names the raw Python frames among frames[0..n) (function, file, line, first_line; strings
  * in a), dropping those whose code object cannot be read and those still being set up.
- * Other frames are kept as they are. Returns the new count. */
-int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_arena *a);
+ * Other frames are kept as they are. Returns the new count; *torn set when the chain cannot
+ * be whole (up to 3.10: its outermost frame runs a generator's code). */
+int fp_remote_resolve_frames(fp_remote *r, fp_frame *frames, int n, fp_remote_arena *a, bool *torn);
 
 /* ===================================================================== stopping */
 

@@ -1,13 +1,17 @@
-/* The sampler behind perf: a thread of ours reads every thread's stack of the target at
- * fixed instants (absolute deadlines with clock_nanosleep, so the rate does not drift with
- * the time each read takes), counts torn reads as lost, and aggregates the rest into the
- * run's profile and the current window. */
+/* The sampler behind perf: a thread of ours reads every thread's stack of the target once in
+ * every period of the rate, at a random instant inside it (absolute deadlines with
+ * clock_nanosleep, so the rate does not drift with the time each read takes), counts torn
+ * reads as lost, and aggregates the rest into the run's profile and the current window.
+ * Random instants, because work paced at the sampling rate (a server under a steady load of
+ * N requests a second, a loop on a timer) would otherwise be seen at the same phase every
+ * time: always, or never. */
 #include "fp_sampler.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -39,6 +43,8 @@ struct fp_sampler {
     long long read_ns_total, read_ns_max;
     atomic_uint_fast64_t samples; /* thread samples added to the run, readable from any thread */
 
+    uint64_t rng; /* the sampling thread's: where in each period the next read falls */
+
     pthread_mutex_t lock; /* guards the window */
     fp_profile *window;
     long long window_start_ns;
@@ -50,6 +56,16 @@ static long long sampler_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* splitmix64: a uniform double in [0, 1); a sampler's own, so no lock and no global state. */
+static double sampler_uniform(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53;
 }
 
 static void sampler_sleep_until(long long deadline_ns)
@@ -199,22 +215,26 @@ static void *sampler_main(void *arg)
      * for tens of microseconds per instant, so it cannot starve anyone. Else as it is. */
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), SAMPLER_NICE) != 0) errno = 0;
 
-    long long next = s->start_ns, failing_since = 0;
+    /* One read in each period [slot, slot + period), at a uniformly random instant: the mean
+     * rate is the asked one exactly, and no phase of the target's own rhythm is favoured. */
+    long long slot = s->start_ns, failing_since = 0;
     while (!atomic_load(&s->stop)) {
-        if (!sampler_tick(s, &failing_since)) break;
-        next += s->period_ns;
+        long long at = slot + (long long)(sampler_uniform(&s->rng) * (double)s->period_ns);
         long long now = sampler_now_ns();
+        while (!atomic_load(&s->stop) && now < at) {
+            sampler_sleep_until(at - now > SAMPLER_MAX_NAP_NS ? now + SAMPLER_MAX_NAP_NS : at);
+            now = sampler_now_ns();
+        }
+        if (atomic_load(&s->stop) || !sampler_tick(s, &failing_since)) break;
+        slot += s->period_ns;
+        now = sampler_now_ns();
         /* A short delay (a read that took long, the thread preempted for a few ms) is made
          * up by taking the missed instants at once, so the rate holds; after a long stall
          * (the machine suspended, the target stopped by a debugger) the schedule restarts
          * from now instead of sampling the same state in a burst. */
-        if (now - next > SAMPLER_MAX_CATCH_UP_NS) {
-            next = now;
+        if (now - slot > SAMPLER_MAX_CATCH_UP_NS) {
+            slot = now;
             s->resyncs++;
-        }
-        while (!atomic_load(&s->stop) && now < next) {
-            sampler_sleep_until(next - now > SAMPLER_MAX_NAP_NS ? now + SAMPLER_MAX_NAP_NS : next);
-            now = sampler_now_ns();
         }
     }
     s->end_ns = sampler_now_ns();
@@ -240,6 +260,8 @@ fp_sampler *fp_sampler_start(fp_remote *r, const fp_sampler_opts *o, fp_error *e
     s->r = r;
     s->o = opts;
     s->period_ns = (long long)(1e9 / opts.rate_hz);
+    /* Seeded apart for every run: two fp sampling at once do not share their instants. */
+    s->rng = (uint64_t)sampler_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
     s->run = fp_profile_new();
     s->window = fp_profile_new();
     pthread_mutex_init(&s->lock, NULL);

@@ -227,7 +227,9 @@ int fp_remote_snapshot_take(fp_remote *r, unsigned flags, fp_remote_snapshot *ou
     /* code objects, names and lines: read once the target runs again */
     for (int i = 0; rc == 0 && i < out->nthreads; i++) {
         fp_thread *t = &out->threads[i];
-        t->nframes = fp_remote_resolve_frames(r, t->frames, t->nframes, c.arena);
+        bool torn = false;
+        t->nframes = fp_remote_resolve_frames(r, t->frames, t->nframes, c.arena, &torn);
+        if (torn) t->torn = true;
     }
     if (rc == 0 && (flags & FP_SNAP_THREAD_NAMES))
         fp_remote_thread_names(r, out->threads, out->nthreads, c.arena);

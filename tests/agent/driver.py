@@ -27,6 +27,7 @@ def main():
         gate, _ = target_app.start_worker()
 
     before = snapshot()
+    BEFORE_MODULES.update(sys.modules)
     dispatch = load_agent(agent_dir)
     records = []
     done = _thread.allocate_lock()
@@ -48,6 +49,9 @@ def main():
     out.flush()
     if mode == "app":
         gate.release()
+
+
+BEFORE_MODULES = set()  # sys.modules before the agent was loaded
 
 
 def wait_for_worker(done):
@@ -176,6 +180,7 @@ def probe(before, modules):
         "sessions": sessions,
         "installations": len(registry._installations) if registry is not None else None,
         "fp modules": sorted(n for n in sys.modules if n == "fp_agent" or n.startswith("fp_agent.")),
+        "imported": sorted(n for n in sys.modules if n not in BEFORE_MODULES),
         "worker ident": _thread.get_ident(),
         "pid": os.getpid(),
     }

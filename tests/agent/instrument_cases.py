@@ -157,3 +157,27 @@ async def agen(n):
 
 
 THIS = sys.modules[__name__]
+
+
+# What filters see of a call's arguments (callargs): every spelling of a call must match.
+SEEN = []  # what the filters that record their calls saw
+
+
+class Cart(object):
+    hits = 0
+
+    def total(self, prices, coupon=None):
+        return sum(prices) / (2 if coupon == "HALF" else 1)
+
+    @property
+    def costly(self):  # reading it is a call of the program's code: completion must not
+        Cart.hits += 1
+        return Cart.hits
+
+
+def spread(a, b=0, *rest, c=None, **extra):
+    return a
+
+
+def keywords(a, /, b, *, c=1, d):
+    return a + b + c + d

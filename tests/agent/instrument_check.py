@@ -597,7 +597,8 @@ def watch_through_dispatch():
     expect(ev[0]["values"][2]["value"]["repr"] == "2" and ev[0]["values"][3]["value"]["repr"] == "'a x2'", ev[0])
     expect(ev[2]["values"][0]["value"]["repr"] == "('c', 2)" and ev[2]["index"] == 3, ev[2])
     end = c.of("watch/end")
-    expect(end == [{"watch_id": r["watch_id"], "reason": "limit", "count": 3, "dropped": 0, "expr_errors": 0}], end)
+    expect(end == [{"watch_id": r["watch_id"], "reason": "limit", "count": 3, "dropped": 0, "expr_errors": 0,
+                   "filter_errors": 0}], end)
     expect(not pristine((f, code)), pristine((f, code)))
     # -e: only calls that raised, `exception` in scope; an expression that raises is reported
     r = c.call("watch.start", module="instrument_cases", method="boom", exceptions=True,
@@ -708,6 +709,179 @@ def tt_through_dispatch():
     c.call("tt.delete", all=True)
     expect(c.call("tt.list")["records"] == [], "all deleted")
     expect(not agent.instrument.sites(), agent.instrument.sites())
+
+
+
+# ---------------------------------------------------------------------------------------------
+# args, kwargs and params as filters and expressions see them (callargs), filters that raise,
+# compile errors, completion
+
+
+def _values(c, watch_id):
+    out = []
+    for e in c.of("watch/event"):
+        if e["watch_id"] == watch_id:
+            out.append(dict((v["expr"], v.get("value", {}).get("repr", v.get("error"))) for v in e["values"]))
+    return out
+
+
+@check
+def arguments_seen_by_filters():
+    c = client(13)
+    f = cases.Cart.__dict__["total"]
+    r = c.call("watch.start", module="instrument_cases", **{"class": "Cart"}, method="total",
+               expr="args, kwargs, params", filter='kwargs.get("coupon") == "HALF"', limit=3)
+    cart = cases.Cart()
+    cart.total([1, 2], coupon="HALF")  # by keyword: the seed's spelling
+    cart.total([3], "HALF")  # by position
+    cart.total([4])  # the default: nobody passed a coupon
+    cart.total([5], coupon=None)  # the default object passed: taken as not passed
+    cart.total(prices=[6], coupon="HALF")  # everything by keyword
+    got = _values(c, r["watch_id"])
+    expect(got == [
+        {"args": "([1, 2], 'HALF')", "kwargs": "{'prices': [1, 2], 'coupon': 'HALF'}",
+         "params": "{'prices': [1, 2], 'coupon': 'HALF'}"},
+        {"args": "([3], 'HALF')", "kwargs": "{'prices': [3], 'coupon': 'HALF'}",
+         "params": "{'prices': [3], 'coupon': 'HALF'}"},
+        {"args": "([6], 'HALF')", "kwargs": "{'prices': [6], 'coupon': 'HALF'}",
+         "params": "{'prices': [6], 'coupon': 'HALF'}"},
+    ], got)
+    expect(not pristine((f, f.__code__)), pristine((f, f.__code__)))
+    # a default nobody passed is never in kwargs; with extra positional arguments every
+    # positional parameter was passed by position
+    r = c.call("watch.start", module="instrument_cases", method="spread", expr="args, kwargs, params", limit=3)
+    cases.spread(1, 2, 3, 4)
+    cases.spread(1, k=5)
+    cases.spread(1, 0, c=7)
+    got = _values(c, r["watch_id"])
+    expect(got[0] == {"args": "(1, 2, 3, 4)", "kwargs": "{}",
+                      "params": "{'a': 1, 'b': 2, 'rest': (3, 4), 'c': None, 'extra': {}}"}, got[0])
+    expect(got[1] == {"args": "(1, 0)", "kwargs": "{'a': 1, 'k': 5}",
+                      "params": "{'a': 1, 'b': 0, 'rest': (), 'c': None, 'extra': {'k': 5}}"}, got[1])
+    expect(got[2]["kwargs"] == "{'a': 1, 'c': 7}", got[2])
+    # positional-only parameters are never in kwargs; keyword-only ones are, unless defaults
+    r = c.call("watch.start", module="instrument_cases", method="keywords", expr="args, kwargs, params",
+               filter="params['d'] > 0 and kwargs['d'] == params['d']", limit=1)
+    cases.keywords(1, 2, d=0)  # rejected by the filter
+    cases.keywords(1, 2, d=4)
+    got = _values(c, r["watch_id"])
+    expect(got == [{"args": "(1, 2)", "kwargs": "{'b': 2, 'd': 4}", "params": "{'a': 1, 'b': 2, 'c': 1, 'd': 4}"}],
+           got)
+    # tt: the same names in its filter; the record shows kwargs so; a replay calls it as recorded
+    c.call("tt.delete", all=True)
+    r = c.call("tt.start", module="instrument_cases", **{"class": "Cart"}, method="total",
+               filter='kwargs.get("coupon") == "HALF"', limit=1)
+    cart.total([4])
+    cart.total([8], coupon="HALF")
+    idx = c.of("tt/record")[-1]["index"]
+    shown = c.call("tt.show", index=idx)
+    values = dict((v["expr"], v["value"]["repr"]) for v in shown["values"])
+    expect(values["args"] == "([8], 'HALF')" and values["kwargs"] == "{'prices': [8], 'coupon': 'HALF'}", values)
+    expect(shown["method"] == "instrument_cases.Cart.total", shown)
+    replayed = c.call("tt.replay", index=idx)
+    expect([v for v in replayed["values"] if v["expr"] == "return_obj"][0]["value"]["repr"] == "4.0", replayed)
+    r = c.call("tt.start", module="instrument_cases", method="spread", limit=1)
+    cases.spread(1, 2, 3)
+    idx = c.of("tt/record")[-1]["index"]
+    shown = c.call("tt.show", index=idx)
+    expect(shown["method"] == "instrument_cases.spread", shown)  # not "instrument_cases.None.spread"
+    expect(c.call("tt.list", method="instrument_cases.None.spread")["records"], "the seed's spelling of -m")
+    expect(c.call("tt.list", method="instrument_cases.spread")["records"], "the shown spelling of -m")
+    values = dict((v["expr"], v["value"]["repr"]) for v in shown["values"])
+    expect(values["kwargs"] == "{}", values)
+    # a result longer than a summary is cut, and the cut is marked
+    r = c.call("tt.start", module="instrument_cases", method="plain", limit=1)
+    cases.plain(list(range(100)))
+    summary = c.of("tt/record")[-1]["summary"]
+    expect(len(summary) == 120 and summary.endswith("..."), summary)
+    c.call("tt.delete", all=True)
+    expect(not agent.instrument.sites(), agent.instrument.sites())
+
+
+@check
+def filters_that_raise():
+    c = client(14)
+    f = cases.plain
+    code = f.__code__
+    # always raising: nothing counts, the watch ends after three identical failures, with the error
+    del cases.SEEN[:]
+    r = c.call("watch.start", module="instrument_cases", method="plain", filter="SEEN.append(args[0]) or args[0].x",
+               limit=2)
+    for i in range(6):
+        cases.plain(i)
+    expect(_values(c, r["watch_id"]) == [], c.notes)
+    end = [e for e in c.of("watch/end") if e["watch_id"] == r["watch_id"]]
+    expect(len(end) == 1 and end[0]["reason"] == "filter_failed" and end[0]["count"] == 0, end)
+    expect(end[0]["filter_errors"] == 3 and "AttributeError" in end[0]["error"], end)
+    expect("args[0].x" in end[0]["error"] and "3 calls in a row" in end[0]["error"], end)
+    expect(cases.SEEN == [0, 1, 2], cases.SEEN)  # evaluated once per call, even when it raised
+    expect(not pristine((f, code)), pristine((f, code)))
+    # failing for some calls: those are skipped and not counted toward -n
+    r = c.call("watch.start", module="instrument_cases", method="plain", filter="args[0]['k'] == 1",
+               expr="args[0]", limit=3)
+    for a in ({"k": 1}, {}, {"k": 1}, {}, {"k": 2}, {}, {"k": 1}, {"k": 1}):
+        cases.plain(a)
+    expect(_values(c, r["watch_id"]) == [{"args[0]": "{'k': 1}"}] * 3, _values(c, r["watch_id"]))
+    end = [e for e in c.of("watch/end") if e["watch_id"] == r["watch_id"]]
+    expect(end[0]["reason"] == "limit" and end[0]["filter_errors"] == 3 and "error" not in end[0], end)
+    # a filter on the outcome (decided at the return) and tt's filter: the same rule
+    r = c.call("watch.start", module="instrument_cases", method="plain", filter="return_obj.nope", limit=5)
+    for i in range(4):
+        cases.plain(i)
+    end = [e for e in c.of("watch/end") if e["watch_id"] == r["watch_id"]]
+    expect(end and end[0]["reason"] == "filter_failed" and end[0]["count"] == 0, end)
+    r = c.call("tt.start", module="instrument_cases", method="plain", filter="1/0", limit=5)
+    for i in range(4):
+        cases.plain(i)
+    end = [e for e in c.of("tt/end") if e["tt_id"] == r["tt_id"]]
+    expect(end and end[0]["reason"] == "filter_failed" and "ZeroDivisionError" in end[0]["error"], end)
+    expect(end[0]["count"] == 0 and end[0]["filter_errors"] == 3, end)
+    expect(not pristine((f, code)), pristine((f, code)))
+
+
+@check
+def compile_errors_show_the_expression():
+    c = client(15)
+    for method, params in (("watch.start", {"filter": "args[0] =="}), ("watch.start", {"expr": "a b"}),
+                           ("tt.start", {"filter": "kwargs.get('x'"})):
+        params.update(module="instrument_cases", method="plain")
+        err = c.error(method, **params)
+        tb = err["data"]["traceback"]
+        lines = tb.splitlines()
+        expect(err["code"] == -32002 and err["data"]["stage"] == "compile", err)
+        expect("Traceback" not in tb and "ast.py" not in tb and "File " not in tb, tb)
+        expect(len(lines) == 3 and lines[0].strip() == (params.get("filter") or params.get("expr")), tb)
+        expect(lines[1].strip().startswith("^") and lines[2].startswith("SyntaxError: "), tb)
+    expect(not agent.instrument.sites(), agent.instrument.sites())
+
+
+@check
+def completion_of_names():
+    c = client(16)
+
+    def names(**params):
+        return [(m["name"], m["kind"]) for m in c.call("complete", **params)["matches"]]
+
+    expect(("instrument_cases", "module") in names(text="instrument_c"), names(text="instrument_c"))
+    expect(all(not n.rpartition(".")[2].startswith("_") for n, _ in names(text="")), "private modules hidden")
+    expect(("importlib._bootstrap", "module") in names(text="importlib._"), names(text="importlib._"))
+    expect(names(words=["instrument_cases"], text="Car") == [("Cart", "class")], names(words=["instrument_cases"], text="Car"))
+    expect(names(words=["instrument_cases"], text="sp") == [("spread", "function")], "functions")
+    expect(names(words=["instrument_cases"], text="SE") == [], "a global is not a function")
+    expect(names(words=["instrument_cases"], text="SE", kind="global") == [("SEEN", "global")], "globals")
+    hits = cases.Cart.hits
+    expect(names(words=["instrument_cases", "Cart"], text="") == [("costly", "method"), ("total", "method")],
+           names(words=["instrument_cases", "Cart"], text=""))
+    expect(names(words=["instrument_cases", "Cart"], text="", kind="global") ==
+           [("costly", "method"), ("hits", "attribute"), ("total", "method")], "class attributes")
+    expect(cases.Cart.hits == hits, "completion ran a property")
+    expect(names(words=["no_such_module"], text="") == [], "an unknown module has nothing")
+    many = c.call("complete", text="", limit=2)
+    expect(len(many["matches"]) == 2 and many["more"] > 0, many)
+    err = c.error("complete", words="instrument_cases")
+    expect(err["code"] == -32602 and err["data"]["param"] == "words", err)
+    err = c.error("complete", kind="method")
+    expect(err["code"] == -32602 and err["data"]["param"] == "kind", err)
 
 
 def main():

@@ -177,13 +177,21 @@ def test_filter(clean):
     _, events, _, _ = trace(clean, "trace __main__ Service handle -n 2 -f 'fptarget.saw(target.handled) and True'")
     _, repeated, evaluated = clean.filter_runs()
     assert len(events) == 2 and repeated == 0 and evaluated >= 2, (repeated, evaluated)
-    # A filter that raises: the call is traced anyway, and the failure said with it.
-    _, events, end, _ = trace(clean, "trace __main__ Service handle -n 1 -f 'args[5]'")
-    assert len(events) == 1 and "IndexError" in events[0]["filter_error"] and end["filter_errors"] == 1
+    # A filter that raises: that call is not traced and not counted; after three identical
+    # failures in a row the trace ends with the error (a failed command: exit 1, stderr).
+    run = clean.cmd("trace __main__ Service handle -n 1 -f 'args[5]'", "--json").failed()
+    end = [r["notification"]["params"] for r in run.records() if "notification" in r]
+    assert [e.get("reason") for e in end] == ["filter_failed"], run.describe()
+    assert end[0]["count"] == 0 and end[0]["filter_errors"] == 3 and "IndexError" in end[0]["error"], end
+    assert "IndexError" in run.err and "3 calls in a row" in run.err, run.describe()
     # A filter that does not compile: an error, and nothing installed.
     run = clean.cmd("trace __main__ Service handle -f 'args[0] =='", "--json").failed()
     err = run.records()[-1]["error"]
     assert err["rpc_code"] == -32002 and err["data"]["stage"] == "compile", run.describe()
+    # ... shown as the expression, a caret and the message, not the agent's own frames.
+    run = clean.cmd("trace __main__ Service handle -f 'args[0] =='").failed()
+    assert "    args[0] ==\n" in run.err and "^" in run.err and "SyntaxError" in run.err, run.describe()
+    assert "Traceback" not in run.err and "ast.py" not in run.err, run.describe()
     # trace's -f is decided when the call starts: no return_obj, no cost.
     run = clean.cmd("trace __main__ outer -f 'cost > 1'", "--json").failed()
     assert run.records()[-1]["error"]["rpc_code"] == -32602, run.describe()

@@ -45,7 +45,7 @@ def values(detail):
 
 def test_record_list_show_replay_delete(clean):
     out = run_json(clean, "tt -t __main__ Shop buy -n 3", "tt -t __main__ add -n 2 -f 'args[0] % 2 == 0'",
-                   "tt -l", "tt -l -m __main__.Shop.buy", "tt -l -m __main__.None.add")
+                   "tt -l", "tt -l -m __main__.Shop.buy", "tt -l -m __main__.None.add", "tt -l -m __main__.add")
     start, notes = out[0]
     assert start["located"]["kind"] == "method" and start["limit"] == 3 and not start["copy"]
     recs = [n["params"] for n in notes if n["method"] == "tt/record"]
@@ -58,6 +58,9 @@ def test_record_list_show_replay_delete(clean):
     assert [r["index"] for r in listed] == [1000, 1001, 1002, 1003, 1004]
     assert [r["index"] for r in out[3][0]["records"]] == [1000, 1001, 1002]
     assert [r["index"] for r in out[4][0]["records"]] == [1003, 1004]
+    # A module-level function is shown as module.function; -m takes that and the seed's spelling.
+    assert [r["method"] for r in adds] == ["__main__.add"] * 2, adds
+    assert [r["index"] for r in out[5][0]["records"]] == [1003, 1004]
 
     (shown, _), (raw, _), (verbose, _), (replayed, _), (shown_add, _) = run_json(
         clean, "tt -i 1001 -x 2", "tt -i 1001 -r", "tt -i 1001 -v", "tt -i 1003 -p", "tt -i 1003")
@@ -120,6 +123,8 @@ def test_exceptions_async_and_refusals(clean):
     fetched = [n["params"] for n in out[1][1] if n["method"] == "tt/record"][0]
     (replayed, _), = run_json(clean, "tt -i %d -p" % fetched["index"])
     assert replayed["outcome"] == "returned" and values(replayed)["return_obj"]["repr"] == fetched["summary"]
+    # ... and says so: it ran on the loop's thread, not the agent's
+    assert replayed["thread"]["name"] == "loop" and replayed["thread"] == fetched["thread"], (replayed, fetched)
     # generators and nested functions are recorded, but not replayed
     for params in (out[2][1], out[3][1]):
         index = [n["params"] for n in params if n["method"] == "tt/record"][0]["index"]
@@ -154,3 +159,22 @@ def test_human_output(clean):
     assert re.search(r"^\s+1000  \d{4}-\d\d-\d\d .* __main__\.Shop\.buy  returned '", run.out, re.M), run.describe()
     assert "recording ended: 2 calls recorded" in run.out
     assert re.search(r"^record 1000: __main__\.Shop\.buy", run.out, re.M) and "  target: __main__.Shop" in run.out
+
+
+def test_list_columns_line_up(clean):
+    """tt -l: every column starts where its header does, however long a thread name or a
+    method is (the calls of fetch run on the thread named "loop", the others on the worker)."""
+    run = clean.fp("--cmd", "tt -t __main__ Shop buy -n 2", "--cmd", "tt -t __main__ add -n 2",
+                   "--cmd", "tt -t __main__ fetch -n 1", "--cmd", "tt -l").ok()
+    lines = run.out.splitlines()
+    head = [i for i, l in enumerate(lines) if l.lstrip().startswith("INDEX")][-1]
+    header = lines[head]
+    rows = lines[head + 1:head + 6]
+    assert len(rows) == 5 and all(re.match(r"^\s+\d{4}  ", r) for r in rows), run.describe()
+    starts = [header.index(name) for name in ("TIME", "THREAD", "METHOD", "RESULT")]
+    cost_end = header.index("COST") + len("COST")
+    for row in rows:
+        for start in starts:  # a column's text starts right after two spaces, under its header
+            assert row[start - 2:start] == "  " and row[start] != " ", (start, header, row)
+        assert row[cost_end - 3:cost_end] == " ms" or row[cost_end - 2:cost_end] == " s", (header, row)
+    assert any("__main__.add " in r for r in rows) and not any(".None." in r for r in rows), rows
