@@ -127,7 +127,7 @@ void render_trace_notification(FILE *out, const char *method, const cJSON *param
         if (skipped > 0)
             fprintf(out, "  %.0f skipped (a thread with a profiler of its own)\n", skipped);
         if (dropped > 0) fprintf(out, "  %.0f event%s dropped\n", dropped, dropped == 1 ? "" : "s");
-        double errors = render_trace_num(params, "filter_errors", 0);
+        double errors = fp_json_num(params, "filter_errors", 0);
         if (errors > 0)
             fprintf(out, "  the filter raised for %.0f call%s (not traced)\n", errors,
                     errors == 1 ? "" : "s");
