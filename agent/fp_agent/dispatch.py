@@ -37,6 +37,8 @@ _METHODS = {
     "tt.delete": ("tt", "delete"),
     "trace.start": ("trace", "start"),
     "trace.stop": ("trace", "stop"),
+    "reload": ("reload", "reload"),
+    "reload.undo": ("reload", "undo"),
     "agent.deferred": ("events", "run_deferred"),  # sent by the agent library itself (events.defer)
 }
 
