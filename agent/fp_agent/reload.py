@@ -92,7 +92,7 @@ def reload(client_id, params):
     if filename is not None and source is None:
         raise invalid_param("filename", "parameter 'filename' names the text given in 'source'; give 'source' too")
     with _lock, instrument.suppressed():
-        target = _Target(locate.locate_function(module, class_name, method, nested))
+        target = _Target(locate.locate_function(module, class_name, method, nested, verb="reload"))
         return _reload(target, source, filename, verbose, dry_run)
 
 
@@ -105,7 +105,7 @@ def undo(client_id, params):
     nested = get_str(params, "nested") or None
     verbose = get_bool(params, "verbose")
     with _lock, instrument.suppressed():
-        target = _Target(locate.locate_function(module, class_name, method, nested))
+        target = _Target(locate.locate_function(module, class_name, method, nested, verb="reload"))
         return _undo(target, verbose)
 
 
@@ -819,9 +819,9 @@ def _warnings_for(target, new, changed, old_decorators):
             "the decorators changed (%s -> %s) but are not applied: restart the program for that change"
             % (", ".join("@" + d for d in old_decorators) or "none", ", ".join("@" + d for d in new.decorators)
                or "none"))})
-    if changed["signature"] is not None:
+    if _signature_text(target.old, None, None) != _signature_text(new.code, None, None):
         warnings.append({"kind": "signature", "message": (
-            "the signature changed %s -> %s: callers that pass the old arguments may now fail"
+            "the parameters changed %s -> %s: callers that pass the old arguments may now fail"
             % (changed["signature"]["old"], changed["signature"]["new"]))})
     missing = _undefined_globals(new.code, target.owner.__globals__)
     if missing:
