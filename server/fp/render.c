@@ -190,6 +190,15 @@ void render_result(FILE *out, const fp_cmd_parsed *p, const cJSON *result)
     case FP_CMD_TRACE:
         render_trace_result(out, result); /* render_trace.c */
         break;
+    case FP_CMD_RELOAD:
+        render_reload(out, result); /* render_reload.c */
+        break;
+    case FP_CMD_MEM:
+        render_mem_result(out, p->method ? p->method : p->cmd->method, result); /* render_mem.c */
+        break;
+    case FP_CMD_VMTOOL:
+        render_vmtool_result(out, p->method ? p->method : p->cmd->method, result);
+        break;
     default:
         if (!cJSON_IsNull(result)) {
             char *text = cJSON_Print(result);
@@ -217,6 +226,10 @@ void render_notification(FILE *out, const fp_cmd_parsed *p, const char *method, 
     }
     if (strcmp(method, "tt/end") == 0) {
         render_tt_end(out, params);
+        return;
+    }
+    if (strncmp(method, "mem/", 4) == 0) { /* render_mem.c */
+        render_mem_notification(out, method, params);
         return;
     }
     if (strncmp(method, "trace/", 6) == 0) { /* render_trace.c */
