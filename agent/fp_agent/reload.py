@@ -765,10 +765,38 @@ def _function_text(text, filename, target):
     if code is None or not _same_code(code, target.old):
         return None
     node = nodes[-1]
+    if target.nested is None and not _literal_defaults_match(node, target.owner):
+        return None  # the same body with another default: the text of another version
     first = _first_line(node)
     lines = text.splitlines()
     text_of = "\n".join(lines[first - 1:getattr(node, "end_lineno", node.lineno)]) + "\n"
     return text_of, first, [_segment(text, d) for d in node.decorator_list]
+
+
+def _literal_defaults_match(node, function):
+    """False when a default written as a literal in the def differs from the function's (defaults
+    are computed by the code around the def, which is not kept: only literals can be checked)."""
+    import ast
+
+    defaults = function.__defaults__ or ()
+    kwdefaults = function.__kwdefaults__ or {}
+    written = node.args.defaults
+    if len(written) != len(defaults):
+        return False
+    pairs = list(zip(written, defaults))
+    for arg, expr in zip(node.args.kwonlyargs, node.args.kw_defaults):
+        if (expr is None) != (arg.arg not in kwdefaults):
+            return False
+        if expr is not None:
+            pairs.append((expr, kwdefaults[arg.arg]))
+    for expr, value in pairs:
+        try:
+            literal = ast.literal_eval(expr)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            continue  # not a literal: cannot tell
+        if not _same_value(literal, value):
+            return False
+    return True
 
 
 def _diff(old_text, old_line, new_text, new_line, target, filename, labels=("running", "new")):
