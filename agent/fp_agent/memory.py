@@ -617,7 +617,7 @@ def _tracebacks(snapshot, stats):
     if not wanted:
         return best
     for stat in snapshot.statistics("traceback"):
-        frame = stat.traceback[0]
+        frame = stat.traceback[-1]  # iterated oldest first: the last frame allocated
         key = (frame.filename, frame.lineno)
         if key in wanted and key not in best:  # statistics come biggest first
             best[key] = stat.traceback
@@ -625,11 +625,10 @@ def _tracebacks(snapshot, stats):
 
 
 def _frames(traceback, n):
-    """The most recent n frames, outermost first, as [{"file", "line", "source"}]."""
+    """The n frames nearest the allocation, outermost first, as [{"file", "line", "source"}]."""
     if traceback is None:
         return []
-    frames = list(traceback)[:n]  # tracemalloc's Traceback: most recent first
-    frames.reverse()
+    frames = list(traceback)[-n:]  # tracemalloc's Traceback iterates oldest first
     return [{"file": f.filename, "line": f.lineno, "source": _line(f.filename, f.lineno)} for f in frames]
 
 
