@@ -218,50 +218,44 @@ def _summarize(budget, untracked=False):
 
 def _count(part, counted):
     """Adds part's objects to counted: counts by type in C; sizes as count x size for types whose
-    instances all have one size, else measured (one C pass per common type, a loop for rare
-    ones)."""
+    instances all have one size, else measured by the type's own __sizeof__ (one C pass per
+    common type, a loop for rare ones)."""
     import collections
     import functools
     import operator
 
-    getsizeof = sys.getsizeof
     by_type = collections.Counter(map(type, part))
     samples = None
     variable = {}
     for cls, count in by_type.items():
-        fixed = _fixed.get(cls, _UNKNOWN) if _hashable(cls) else None
-        if fixed is _UNKNOWN:
+        sizer = _sizers.get(cls) if _hashable(cls) else None
+        if sizer is None:
             if samples is None:
                 samples = dict(zip(map(type, part), part))  # one instance of each type, in C
-            fixed = _fixed_size(cls, samples[cls])
+            sizer = _sizer(cls, samples[cls])
+        fixed, measure, head = sizer
         if fixed is not None:
             counted.add(cls, count, count * fixed)
         else:
-            variable[cls] = count
+            variable[cls] = (count, measure, head)
     del samples
     if not variable:
         return
-    common = [cls for cls, n in variable.items() if n >= max(1000, len(part) // 50)]
+    common = [cls for cls, v in variable.items() if v[0] >= max(1000, len(part) // 50)]
     for cls in common:
+        count, measure, head = variable.pop(cls)
         select = itertools.compress(part, map(functools.partial(operator.is_, cls), map(type, part)))
-        measure = _measure(cls)
-        if measure is None:
-            size = sum(map(getsizeof, select, itertools.repeat(0)))
-        else:
-            size = sum(map(measure, select))
-        counted.add(cls, variable.pop(cls), size)
+        counted.add(cls, count, sum(map(measure, select)) + head * count)
     if variable:
         sizes = dict.fromkeys(variable, 0)
         for obj in itertools.compress(part, map(variable.__contains__, map(type, part))):
             cls = type(obj)
-            measure = _measure(cls)
-            sizes[cls] += getsizeof(obj, 0) if measure is None else measure(obj)
-        for cls, count in variable.items():
-            counted.add(cls, count, sizes[cls])
+            sizes[cls] += variable[cls][1](obj)
+        for cls, (count, _measure, head) in variable.items():
+            counted.add(cls, count, sizes[cls] + head * count)
 
 
-_UNKNOWN = object()
-_fixed = {}  # type -> the size of each of its instances, or None (it varies)
+_sizers = {}  # type -> (size of every instance or None, measure(obj) -> __sizeof__, what getsizeof adds)
 _GC_FLAG = 1 << 14  # Py_TPFLAGS_HAVE_GC
 _GC_HEAD = sys.getsizeof([]) - [].__sizeof__()
 
@@ -274,20 +268,40 @@ def _hashable(cls):
         return False
 
 
-def _fixed_size(cls, sample):
-    """The size of every instance of cls when it cannot vary (no items, object's own
-    __sizeof__): measured once on `sample`. None when it varies."""
-    size = None
+def _sizer(cls, sample):
+    """How instances of cls are measured, as sys.getsizeof would (__sizeof__ plus the collector's
+    header), worked out once on `sample`: a fixed size when no instance can differ (no items,
+    object's own __sizeof__); else the type's __sizeof__ called directly when it is C (a method
+    descriptor: no lookup per object, several times faster than getsizeof), else object's,
+    since fp runs none of the program's code (a __sizeof__ written in Python)."""
+    import types
+
+    getsizeof = sys.getsizeof
+    fixed = None
+    measure = None
+    head = 0
     try:
-        if type.__getattribute__(cls, "__itemsize__") == 0 and _own_sizeof(cls) is None:
-            size = sys.getsizeof(sample, 0)
+        own = _own_sizeof(cls)
+        if own is None and type.__getattribute__(cls, "__itemsize__") == 0:
+            fixed = getsizeof(sample, 0)
+        elif isinstance(own, (types.MethodDescriptorType, types.WrapperDescriptorType)):
+            measure = own
+            head = getsizeof(sample, 0) - own(sample)
+        elif own is None:
+            measure = object.__sizeof__
+            head = getsizeof(sample, 0) - object.__sizeof__(sample)
+        else:
+            measure = object.__sizeof__
+            head = _GC_HEAD if cls.__flags__ & _GC_FLAG else 0
     except BaseException:
-        size = None
+        fixed, head = None, 0
+        measure = object.__sizeof__
+    sizer = (fixed, measure, head)
     try:
-        _fixed[cls] = size
+        _sizers[cls] = sizer
     except TypeError:
         pass
-    return size
+    return sizer
 
 
 def _own_sizeof(cls):
@@ -299,36 +313,6 @@ def _own_sizeof(cls):
         if method is not None:
             return method
     return None
-
-
-_measures = {}
-
-
-def _measure(cls):
-    """None when sys.getsizeof measures instances of cls (a __sizeof__ in C); when the program
-    defines __sizeof__ in Python, a function that measures them as object does, since fp runs
-    none of the program's code."""
-    try:
-        return _measures[cls]
-    except KeyError:
-        pass
-    except TypeError:
-        return None
-    import types
-
-    measure = None
-    try:
-        own = _own_sizeof(cls)
-        if isinstance(own, (types.FunctionType, staticmethod, classmethod, property)):
-            head = _GC_HEAD if cls.__flags__ & _GC_FLAG else 0
-            base = object.__sizeof__
-
-            def measure(obj):
-                return base(obj) + head
-    except BaseException:
-        measure = None
-    _measures[cls] = measure
-    return measure
 
 
 class _Seen(object):
@@ -347,7 +331,6 @@ def _count_untracked(part, counted, seen, pending, deadline):
 
     is_tracked = gc.is_tracked
     get_referents = gc.get_referents
-    getsizeof = sys.getsizeof
     pages = seen.pages
     found = {}  # type -> [count, size]
     chunk = 10000
@@ -376,9 +359,13 @@ def _count_untracked(part, counted, seen, pending, deadline):
                 cls = type(obj)
                 row = found.get(cls)
                 if row is None:
-                    row = found[cls] = [0, 0, _measure(cls)]
+                    sizer = _sizers.get(cls) if _hashable(cls) else None
+                    if sizer is None:
+                        sizer = _sizer(cls, obj)
+                    row = found[cls] = [0, 0, sizer]
                 row[0] += 1
-                row[1] += getsizeof(obj, 0) if row[2] is None else row[2](obj)
+                fixed, measure, head = row[2]
+                row[1] += fixed if fixed is not None else measure(obj) + head
                 if cls is tuple or cls is dict or cls is frozenset:
                     containers.append(obj)
             del refs
