@@ -109,6 +109,43 @@ def undo(client_id, params):
         return _undo(target, verbose)
 
 
+def remember(code):
+    """Keep the text of the file `code` was loaded from as it is now (watch, trace and tt call this
+    when they start observing a function): if it is edited later, a reload still has the running
+    version's text for its diff. Verified when used (it must compile to the running code)."""
+    filename = getattr(code, "co_filename", None)
+    if not filename or filename.startswith("<") or filename in _kept:
+        return
+    try:
+        import os
+        import tokenize
+
+        if os.path.getsize(filename) > _KEPT_BYTES:
+            return
+        with tokenize.open(filename) as f:
+            _keep(filename, f.read())
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        pass
+
+
+_KEPT_FILES = 16  # files whose texts are kept, the least recently kept dropped first
+_KEPT_TEXTS = 3  # texts kept per file
+_KEPT_BYTES = 2 << 20
+_kept = {}  # file name -> [texts], newest last; insertion order: oldest file first
+
+
+def _keep(filename, text):
+    if len(text) > _KEPT_BYTES:
+        return
+    texts = _kept.pop(filename, [])
+    if text in texts:
+        texts.remove(text)
+    texts.append(text)
+    _kept[filename] = texts[-_KEPT_TEXTS:]
+    while len(_kept) > _KEPT_FILES:
+        del _kept[next(iter(_kept))]
+
+
 def versions(function):
     """How many earlier versions of `function` (an owner) are kept (for tests and status)."""
     return len(_versions(function))
@@ -167,6 +204,8 @@ def _reload(target, source, filename, verbose, dry_run):
     result["warnings"] = warnings
     if verbose:
         result["new_source"] = new.text
+    if unchanged:
+        _keep(filename, text)  # this function's text in it is the running one's
     if unchanged or dry_run:
         result["versions"] = len(_versions(f))
         return result
@@ -201,6 +240,7 @@ def _reload(target, source, filename, verbose, dry_run):
     stack = _history.setdefault(id(f), [])
     stack.append(version)
     del stack[:-MAX_VERSIONS]
+    _keep(filename, text)  # the running text of this function now, and of those it left unchanged
     result["applied"] = True
     result["versions"] = len(stack)
     return result
@@ -726,7 +766,7 @@ def _old_source(target):
         last = stack[-1]
         return last.new_text, last.new_line, "previous reload", last.new_decorators
     filename = target.old.co_filename
-    candidates = []
+    candidates = [(text, "kept") for text in reversed(_kept.get(filename, ()))]
     try:
         import linecache
 

@@ -91,6 +91,12 @@ def clean(target, libdir):
     yield target
     with open(str(libdir / "reload_lib.py"), "w") as f:
         f.write(original)
+    if target.latest() != BASE:
+        # A test that failed half-way: undo what it left, so the next test starts clean (this
+        # test has failed already).
+        for names, _, _, _ in KINDS_OF_FUNCTIONS:
+            while target.cmd("reload --undo %s" % names).rc == 0:
+                pass
     assert target.latest() == BASE or target.wait_values(BASE, timeout=5) == BASE
 
 
@@ -144,8 +150,8 @@ def test_every_kind_from_the_file(clean, libdir):
     for r, kind in zip(results, KIND_NAMES):
         assert r["applied"] and r["source"]["from"] == "file" and r["located"]["kind"] == kind, r
         assert r["source"]["filename"] == str(libdir / "reload_lib.py") and r["versions"] == 1
-        # The file changed since it was loaded: the running code's own text is gone, so a diff can
-        # only come from Python's line cache; either way the result says which.
+        # The file changed since it was loaded and fp had not kept it: the running code's own text
+        # is gone (unless Python's line cache holds it); the result says which.
         assert r["diff"] is None and r["diff_note"] or r["old_source"]["from"] == "line cache", r
     clean.wait_values(NEW)
     # The next reload of the same function has a diff: the text of the previous reload.
@@ -169,7 +175,8 @@ def test_every_kind_from_a_source_text(clean, tmp_path):
     results = reload_all(clean, " --source %s" % source)
     for r, (_, (old, new), _, _), kind in zip(results, KINDS_OF_FUNCTIONS, KIND_NAMES):
         assert r["applied"] and r["source"]["from"] == "text" and r["source"]["filename"] == str(source), r
-        assert r["old_source"]["from"] == "file" and r["located"]["kind"] == kind, r
+        # the file's text, or one fp kept of it (the same text, verified against the running code)
+        assert r["old_source"]["from"] in ("file", "kept") and r["located"]["kind"] == kind, r
         removed = "".join("-" + line + "\n" for line in old.rstrip("\n").split("\n"))
         added = "".join("+" + line + "\n" for line in new.rstrip("\n").split("\n"))
         assert removed in r["diff"] and added in r["diff"], r["diff"]
@@ -179,6 +186,19 @@ def test_every_kind_from_a_source_text(clean, tmp_path):
     assert results[1]["changed"]["defaults"] and not results[1]["changed"]["code"]
     undone = undo_all(clean)
     assert all(u["action"] == "undo" and u["versions"] == 0 for u in undone), undone
+    clean.wait_values(BASE)
+
+
+def test_a_watch_keeps_the_text_for_the_diff(clean, libdir):
+    """The usual way: watch a function, edit its file, reload it. fp kept the file's text when the
+    watch started, so the first reload from the edited file has its diff."""
+    run_json(clean, "watch reload_lib Shop static -n 1")[0].ok()
+    with open(str(libdir / "reload_lib.py"), "w") as f:
+        f.write(edited([("        return x - 1\n", "        return x - 100\n")]))
+    r = clean.json("reload reload_lib Shop static")
+    assert r["old_source"]["from"] == "kept" and "-        return x - 1\n+        return x - 100\n" in r["diff"], r
+    clean.wait_values({"static": "-99"})
+    clean.json("reload --undo reload_lib Shop static")
     clean.wait_values(BASE)
 
 
