@@ -433,3 +433,28 @@ def test_watch_and_trace_follow_a_reload(clean, tmp_path, callbacks):
     assert r["value"]["repr"] == repr(str(source)), r
     clean.json("reload --undo reload_lib plain")
     clean.wait_values(BASE)
+
+
+def test_watch_on_a_nested_function_follows_its_reload(clean, tmp_path):
+    """-nm: the outer function's code is what changes (a copy with the new nested code); the
+    watch on the nested function (3.8-3.11: a patched copy of the outer code) follows it."""
+    source = tmp_path / "n.py"
+    source.write_text(edited([("        return v * k\n", "        return v * k + 1\n")]))
+    outer = tmp_path / "o.py"
+    outer.write_text(edited([("    return inner(3)\n", "    return inner(4)\n")]))
+    watch = Background(clean, "watch reload_lib outer -nm inner -n 100000 --expr return_obj")
+    try:
+        watch.wait(_returned("6"), what="a call of inner before the reload")
+        clean.json("reload reload_lib outer -nm inner --source %s" % source)
+        watch.wait(_returned("7"), what="the new inner's result")
+        clean.json("reload reload_lib outer --source %s" % outer)  # the outer reloaded: inner(4)
+        watch.wait(_returned("8"), what="inner called by the new outer")
+        run = clean.cmd("reload --undo reload_lib outer -nm inner", "--json").failed()
+        assert run.records()[-1]["error"]["data"]["reason"] == "order", run.describe()
+        clean.json("reload --undo reload_lib outer")
+        watch.wait(_returned("7"), what="inner after undoing the outer's reload")
+        clean.json("reload --undo reload_lib outer -nm inner")
+        watch.wait(_returned("6"), what="the first inner back")
+    finally:
+        assert watch.stop() == 0
+    clean.wait_values(BASE)
