@@ -143,6 +143,7 @@ class _Counted(object):
 
     def __init__(self):
         self.types = {}
+        self.sizers = {}  # id(type) -> (type, _sizer()), for this summary (the objects keep the types alive)
         self.objects = 0  # tracked objects in the process
         self.covered = 0  # tracked objects counted (all, unless the budget ran out)
         self.untracked = None  # untracked objects counted, when asked
@@ -219,89 +220,69 @@ def _summarize(budget, untracked=False):
 def _count(part, counted):
     """Adds part's objects to counted: counts by type in C; sizes as count x size for types whose
     instances all have one size, else measured by the type's own __sizeof__ (one C pass per
-    common type, a loop for rare ones)."""
+    common type, a loop for rare ones). Types are keyed by id: hashing a class runs its
+    metaclass's __hash__, which may be the program's code (fp runs none of it)."""
     import collections
     import functools
     import operator
 
-    by_type = collections.Counter(map(type, part))
+    by_type = collections.Counter(map(id, map(type, part)))
     samples = None
     variable = {}
-    for cls, count in by_type.items():
-        sizer = _sizers.get(cls) if _hashable(cls) else None
-        if sizer is None:
+    for key, count in by_type.items():
+        entry = counted.sizers.get(key)
+        if entry is None:
             if samples is None:
-                samples = dict(zip(map(type, part), part))  # one instance of each type, in C
-            sizer = _sizer(cls, samples[cls])
-        fixed, measure, head = sizer
+                samples = dict(zip(map(id, map(type, part)), part))  # one instance of each type, in C
+            cls = type(samples[key])
+            entry = counted.sizers[key] = (cls, _sizer(cls, samples[key]))
+        cls, (fixed, measure, head) = entry
         if fixed is not None:
             counted.add(cls, count, count * fixed)
         else:
-            variable[cls] = (count, measure, head)
+            variable[key] = (cls, count, measure, head)
     del samples
     if not variable:
         return
-    common = [cls for cls, v in variable.items() if v[0] >= max(1000, len(part) // 50)]
-    for cls in common:
-        count, measure, head = variable.pop(cls)
+    common = [key for key, v in variable.items() if v[1] >= max(1000, len(part) // 50)]
+    for key in common:
+        cls, count, measure, head = variable.pop(key)
         select = itertools.compress(part, map(functools.partial(operator.is_, cls), map(type, part)))
         counted.add(cls, count, sum(map(measure, select)) + head * count)
     if variable:
         sizes = dict.fromkeys(variable, 0)
-        for obj in itertools.compress(part, map(variable.__contains__, map(type, part))):
-            cls = type(obj)
-            sizes[cls] += variable[cls][1](obj)
-        for cls, (count, _measure, head) in variable.items():
-            counted.add(cls, count, sizes[cls] + head * count)
+        for obj in itertools.compress(part, map(variable.__contains__, map(id, map(type, part)))):
+            key = id(type(obj))
+            sizes[key] += variable[key][2](obj)
+        for key, (cls, count, _measure, head) in variable.items():
+            counted.add(cls, count, sizes[key] + head * count)
 
 
-_sizers = {}  # type -> (size of every instance or None, measure(obj) -> __sizeof__, what getsizeof adds)
 _GC_FLAG = 1 << 14  # Py_TPFLAGS_HAVE_GC
 _GC_HEAD = sys.getsizeof([]) - [].__sizeof__()
 
 
-def _hashable(cls):
-    try:
-        hash(cls)
-        return True
-    except TypeError:
-        return False
-
-
 def _sizer(cls, sample):
     """How instances of cls are measured, as sys.getsizeof would (__sizeof__ plus the collector's
-    header), worked out once on `sample`: a fixed size when no instance can differ (no items,
-    object's own __sizeof__); else the type's __sizeof__ called directly when it is C (a method
-    descriptor: no lookup per object, several times faster than getsizeof), else object's,
-    since fp runs none of the program's code (a __sizeof__ written in Python)."""
+    header), worked out once per summary on `sample`: (the size of every instance or None,
+    measure(obj) -> its __sizeof__, what getsizeof adds). A fixed size when no instance can
+    differ (no items, object's own __sizeof__); else the type's __sizeof__ called directly when
+    it is C (a method descriptor: no lookup per object, several times faster than getsizeof),
+    else object's, since fp runs none of the program's code (a __sizeof__ written in Python)."""
     import types
 
     getsizeof = sys.getsizeof
-    fixed = None
-    measure = None
-    head = 0
     try:
         own = _own_sizeof(cls)
         if own is None and type.__getattribute__(cls, "__itemsize__") == 0:
-            fixed = getsizeof(sample, 0)
-        elif isinstance(own, (types.MethodDescriptorType, types.WrapperDescriptorType)):
-            measure = own
-            head = getsizeof(sample, 0) - own(sample)
-        elif own is None:
-            measure = object.__sizeof__
-            head = getsizeof(sample, 0) - object.__sizeof__(sample)
-        else:
-            measure = object.__sizeof__
-            head = _GC_HEAD if cls.__flags__ & _GC_FLAG else 0
+            return getsizeof(sample, 0), None, 0
+        if isinstance(own, (types.MethodDescriptorType, types.WrapperDescriptorType)):
+            return None, own, getsizeof(sample, 0) - own(sample)
+        if own is None:
+            return None, object.__sizeof__, getsizeof(sample, 0) - object.__sizeof__(sample)
+        return None, object.__sizeof__, _GC_HEAD if type.__getattribute__(cls, "__flags__") & _GC_FLAG else 0
     except BaseException:
-        fixed, head = None, 0
-        measure = object.__sizeof__
-    sizer = (fixed, measure, head)
-    try:
-        _sizers[cls] = sizer
-    except TypeError:
-        pass
-    return sizer
+        return None, object.__sizeof__, 0
 
 
 def _own_sizeof(cls):
@@ -332,7 +313,7 @@ def _count_untracked(part, counted, seen, pending, deadline):
     is_tracked = gc.is_tracked
     get_referents = gc.get_referents
     pages = seen.pages
-    found = {}  # type -> [count, size]
+    found = {}  # id(type) -> [count, size, its sizer, the type]
     chunk = 10000
     queue = [part]
     while queue:
@@ -357,12 +338,12 @@ def _count_untracked(part, counted, seen, pending, deadline):
                     continue
                 page[index] = byte | bit
                 cls = type(obj)
-                row = found.get(cls)
+                row = found.get(id(cls))
                 if row is None:
-                    sizer = _sizers.get(cls) if _hashable(cls) else None
-                    if sizer is None:
-                        sizer = _sizer(cls, obj)
-                    row = found[cls] = [0, 0, sizer]
+                    entry = counted.sizers.get(id(cls))
+                    if entry is None:
+                        entry = counted.sizers[id(cls)] = (cls, _sizer(cls, obj))
+                    row = found[id(cls)] = [0, 0, entry[1], cls]
                 row[0] += 1
                 fixed, measure, head = row[2]
                 row[1] += fixed if fixed is not None else measure(obj) + head
@@ -371,7 +352,7 @@ def _count_untracked(part, counted, seen, pending, deadline):
             del refs
             if containers:
                 queue.append(containers)
-    for cls, (count, size, _m) in found.items():
+    for count, size, _sizer_of, cls in found.values():
         seen.count += count
         counted.add(cls, count, size)
 

@@ -139,10 +139,10 @@ def _find_instances(gc, classes):
     runs: no isinstance, no __class__)."""
     import itertools
 
-    wanted = dict.fromkeys(classes)
+    wanted = set(map(id, classes))  # by id: hashing a class may run its metaclass's __hash__
     objects = gc.get_objects()
     try:
-        return list(itertools.compress(objects, map(wanted.__contains__, map(type, objects))))
+        return list(itertools.compress(objects, map(wanted.__contains__, map(id, map(type, objects)))))
     finally:
         del objects
 

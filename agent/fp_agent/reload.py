@@ -932,12 +932,13 @@ def _suspended(code):
     import gc
     import itertools
 
-    kinds = {types.GeneratorType: "gi", types.CoroutineType: "cr", types.AsyncGeneratorType: "ag"}
+    kinds = {id(types.GeneratorType): "gi", id(types.CoroutineType): "cr", id(types.AsyncGeneratorType): "ag"}
     count = 0
     objects = gc.get_objects()
     try:
-        for obj in itertools.compress(objects, map(kinds.__contains__, map(type, objects))):
-            prefix = kinds[type(obj)]
+        # by the type's id: hashing a class may run its metaclass's __hash__ (the program's code)
+        for obj in itertools.compress(objects, map(kinds.__contains__, map(id, map(type, objects)))):
+            prefix = kinds[id(type(obj))]
             if getattr(obj, prefix + "_code", None) is code and getattr(obj, prefix + "_frame", None) is not None:
                 count += 1
     finally:
