@@ -214,6 +214,11 @@ static int run_agent(cli *c, fp_cmd_parsed *p)
     int saved = c->timeout_ms;
     /* A stream runs until stopped: only an explicit --timeout bounds it. */
     if (streaming && !c->timeout_set) c->timeout_ms = -1;
+    /* mem: a snapshot may take its whole --budget; the default bound waits for it. */
+    const cJSON *budget = cJSON_GetObjectItemCaseSensitive(params, "budget_s");
+    if (cJSON_IsNumber(budget) && !c->timeout_set && c->timeout_ms >= 0 &&
+        budget->valuedouble * 1000 + 15000 > c->timeout_ms)
+        c->timeout_ms = (int)(budget->valuedouble * 1000) + 15000;
     /* Some commands choose their method by their options (tt -l, tt -i ...). */
     const char *method = p->method ? p->method : cmd->method;
     if (c->debug) fp_log_debug("sending '%s'", method);
