@@ -12,13 +12,14 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import FP, KINDS, TARGETS, Target, wait_until
+from conftest import FP, KINDS, TARGETS, Target, agent_socket, wait_until
 
 BASE = {"plain": "2", "defaults": "2", "method": "2", "klass": "3", "static": "0", "prop": "7", "coro": "11",
         "gen": "6", "decorated": "101", "outer": "6"}
@@ -217,6 +218,68 @@ def test_the_editor_way_a_source_param(clean):
     clean.wait_values({"plain": "3002"})
     clean.json("reload --undo reload_lib plain")
     clean.wait_values(BASE)
+
+
+class AgentClient(object):
+    """A client of the agent's socket speaking its JSON-RPC directly, as the editor backend does."""
+
+    def __init__(self, t):
+        t.json("status")  # the agent is up
+        t.fp_runs += 1
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(agent_socket(t.pid))
+        self.buf = b""
+        self.next_id = 0
+
+    def call(self, name, params):
+        self.next_id += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": name, "params": params}).encode()
+        self.sock.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        while True:
+            message = self._read()
+            if message.get("id") == self.next_id:
+                return message
+
+    def _read(self):
+        while b"\r\n\r\n" not in self.buf:
+            self._recv()
+        header, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"Content-Length: *(\d+)", header).group(1))
+        while len(self.buf) < length:
+            self._recv()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return json.loads(body.decode())
+
+    def _recv(self):
+        chunk = self.sock.recv(65536)
+        assert chunk, "the agent closed the connection"
+        self.buf += chunk
+
+    def close(self):
+        self.sock.close()
+
+
+def test_the_source_param_as_the_editor_sends_it(clean, libdir):
+    """The buffer's whole text as `source`, no filename: the new code is compiled under the
+    function's own file; a syntax error is placed in the text given."""
+    client = AgentClient(clean)
+    try:
+        text = edited([("    return x + 1\n", "    return x + 4001\n")])
+        r = client.call("reload", {"module": "reload_lib", "method": "plain", "source": text})["result"]
+        assert r["applied"] and r["source"] == {"from": "text", "filename": str(libdir / "reload_lib.py"),
+                                                "line": 10, "end_line": 11, "column": 0}, r
+        clean.wait_values({"plain": "4002"})
+        bad = "\n\n" + edited([("    return x + 1\n", "    return (x +\n")])
+        err = client.call("reload", {"module": "reload_lib", "method": "plain", "source": bad})["error"]
+        assert err["code"] == -32002 and err["data"]["reason"] == "syntax" and err["data"]["line"] >= 13, err
+        r = client.call("reload.undo", {"module": "reload_lib", "method": "plain"})["result"]
+        assert r["versions"] == 0 and "-    return x + 4001\n+    return x + 1\n" in r["diff"], r
+        clean.wait_values(BASE)
+        err = client.call("reload", {"module": "reload_lib", "method": "plain", "source": text, "sourse": "x"})["error"]
+        assert err["code"] == -32602 and "did you mean 'source'" in err["message"], err
+    finally:
+        client.close()
 
 
 def test_undo_several_steps_back_exactly(clean, tmp_path):
