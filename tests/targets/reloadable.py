@@ -51,8 +51,10 @@ def main():
     while True:
         n += 1
         got = values(lib, shop, loop)
-        if bound(1) != got[2][1] or plain(1) != got[0][1]:
-            fptarget.error("a reference taken earlier runs other code: bound %r plain %r" % (bound(1), plain(1)))
+        # A reload keeps the function objects: references taken earlier are the very functions
+        # the module and the class hold, so they run whatever code those run.
+        if plain is not lib.plain or bound.__func__ is not lib.Shop.__dict__["method"]:
+            fptarget.error("a function object was replaced: references taken earlier run other code")
         fptarget.report("tick %d %s" % (n, " ".join("%s=%s" % kv for kv in got)))
         time.sleep(TICK)
 
