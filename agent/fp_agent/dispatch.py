@@ -41,6 +41,15 @@ _METHODS = {
     "monitor.start": ("monitor", "start"),
     "monitor.stop": ("monitor", "stop"),
     "trace.stop": ("trace", "stop"),
+    "mem.summary": ("memory", "summary"),
+    "mem.diff": ("memory", "diff"),
+    "mem.stop": ("memory", "stop"),
+    "mem.top": ("memory", "top"),
+    "mem.off": ("memory", "off"),
+    "vmtool.instances": ("objects", "instances"),
+    "vmtool.gc": ("objects", "force_gc"),
+    "reload": ("reload", "reload"),
+    "reload.undo": ("reload", "undo"),
     "agent.deferred": ("events", "run_deferred"),  # sent by the agent library itself (events.defer)
 }
 

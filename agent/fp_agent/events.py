@@ -9,6 +9,7 @@ holds `stream` (see stream()), which tells a client which notifications belong t
 one ends it, and how to stop it.
 """
 
+import _thread
 from _collections import deque  # collections.deque, without importing collections
 import sys
 
@@ -55,8 +56,58 @@ def defer(client_id, fn):
     run_deferred(client_id)
 
 
+# Work due later: client id -> [(monotonic time due, fn)]; moved to the queue by run_deferred once
+# due (the agent library wakes the worker at that time).
+_timed = {}
+
+
+def defer_after(client_id, seconds, fn):
+    """Run fn() on the client's worker thread `seconds` from now (at least), leaving the worker
+    free for the client's requests meanwhile. False when it cannot be scheduled."""
+    import time
+
+    package = sys.modules.get(__name__.rpartition(".")[0])
+    wake = None if _emitter else getattr(package, "_native_defer_after", None)
+    entry = (time.monotonic() + seconds, fn)
+    _timed.setdefault(client_id, []).append(entry)
+    ms = int(seconds * 1000) + 1
+    try:
+        if wake is not None:
+            if wake(client_id, ms):
+                return True
+        else:
+            # No agent library (in-process tests): a plain thread of ours waits instead.
+            _thread.start_new_thread(_wake_later, (client_id, ms / 1000.0))
+            return True
+    except Exception:
+        pass
+    try:
+        _timed.get(client_id, []).remove(entry)
+    except ValueError:
+        pass
+    return False
+
+
+def _wake_later(client_id, seconds):
+    import time
+
+    time.sleep(seconds)
+    run_deferred(client_id)
+
+
 def run_deferred(client_id, params=None):
     """The agent.deferred notification: runs what was deferred for this client."""
+    timed = _timed.get(client_id)
+    if timed:
+        import time
+
+        now = time.monotonic()
+        due = [e for e in timed if e[0] <= now + 0.005]  # a timer's wake-up is never early by more
+        if due:
+            queue = _deferred.setdefault(client_id, deque())
+            for entry in due:
+                timed.remove(entry)
+                queue.append(entry[1])
     queue = _deferred.get(client_id)
     while queue:
         try:
@@ -72,6 +123,7 @@ def run_deferred(client_id, params=None):
 def drop_deferred(client_id):
     """The client is gone: what it deferred is not run."""
     _deferred.pop(client_id, None)
+    _timed.pop(client_id, None)
 
 
 def notify(client_id, method, params):

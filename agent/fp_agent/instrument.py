@@ -37,6 +37,14 @@ API (used by watch, tt and trace):
 - Several probes (clients) may observe one function; each is removed on its own.
 - A probe may uninstall itself from exit() (e.g. a -n limit), on the target's thread.
 - `suppressed()`: calls made by the current thread inside it are not observed (tt replay).
+- A probe may define `code_replaced(old, new)`: called (under the engine's lock, on the
+  reloading thread) when reload gives the observed function new code; the probe follows it.
+
+Reload (reload.py) goes through two functions, so that a probe keeps observing a function whose
+code is replaced, and its removal leaves the new code in place:
+
+    code = instrument.real_code(function)      # the code as written, not the engine's wrapper
+    instrument.replace_code(function, new)     # the function runs `new` from its next call on
 
 Engines (see docs/design-notes.md):
 - 3.12+: sys.monitoring (PEP 669) with one tool id (4, else 3, else 5; never 0-2, which the
@@ -117,6 +125,9 @@ class Probe(object):
     def precheck(self, bind):
         return None
 
+    def code_replaced(self, old, new):
+        pass
+
 
 class suppressed(object):
     """Context manager: calls made by this thread meanwhile are not observed by any probe."""
@@ -176,6 +187,66 @@ def tool_id():
 def is_wrapper_code(code):
     """True for the generated wrapper code of the code-swap engine (left out of tracebacks)."""
     return code in _wrapper_codes
+
+
+def real_code(function):
+    """The code `function` runs as the program wrote it: its __code__, or (3.8-3.11) while fp
+    observes it or a function nested in it, the original the engine keeps behind its wrapper."""
+    with _lock:
+        site = _swap_site_of(function)
+        return site.original if site is not None else function.__code__
+
+
+def replace_code(function, new_code):
+    """From its next call on, `function` runs `new_code` (which has the free variables of
+    real_code(function)). Probes observing it, or a function nested one level in it (paired by
+    name), follow the new code, and removing them later leaves it in place. Returns the
+    [(old, new)] wrapper codes the engine replaced: functions made earlier from a nested
+    function's wrapper (3.8-3.11) hold the old one."""
+    with _lock:
+        if not MONITORING:
+            site = _swap_site_of(function)
+            if site is None:
+                function.__code__ = new_code
+                return []
+            return site.retarget(new_code)
+        old = function.__code__
+        for old_code, code in _code_pairs(old, new_code):
+            site = _by_code.get(id(old_code))
+            if site is not None and site.code is old_code:
+                site.retarget(code)  # the new code is observed before any call can run it
+        function.__code__ = new_code
+        return []
+
+
+def _swap_site_of(function):
+    for site in _sites.values():
+        if isinstance(site, _SwapSite) and site.function is function:
+            return site
+    return None
+
+
+def _code_pairs(old, new):
+    """(old, new) for the code itself and for each function nested one level in it, paired by
+    name (the first of each name in order)."""
+    pairs = [(old, new)]
+    taken = set()
+    for c in old.co_consts:
+        if not isinstance(c, types.CodeType):
+            continue
+        for d in new.co_consts:
+            if isinstance(d, types.CodeType) and id(d) not in taken and d.co_name == c.co_name:
+                taken.add(id(d))
+                pairs.append((c, d))
+                break
+    return pairs
+
+
+def _rekey(site, key):
+    if _sites.get(site.key) is site:
+        del _sites[site.key]
+    site.key = key
+    _sites[key] = site
 
 
 def _remove(site, probe):
@@ -262,6 +333,18 @@ class _Site(object):
 
     def changed(self):
         """The probes changed (the engines refresh what their fast paths read)."""
+
+    def code_replaced(self, old, new):
+        """Reload gave the function new code: the probes follow it."""
+        self.code = new
+        for probe in self.probes:
+            follow = getattr(probe, "code_replaced", None)
+            if follow is None:
+                continue
+            try:
+                follow(old, new)
+            except Exception:
+                pass
 
 
 def _combined_precheck(probes, bind):
@@ -455,7 +538,7 @@ def _on_start(code, offset):
         return
     frame = _getframe(1)
     try:
-        all_args, kwargs = site.read_args(frame)
+        all_args, kwargs = site.codes[id(code)][2](frame)
     except Exception:
         return
     pre = site.pre
@@ -484,40 +567,63 @@ def _on_unwind(code, offset, exc):
 
 
 class _MonitorSite(_Site):
+    """Local events on the code object. After a reload the site observes the new code and keeps
+    its events on the old one (calls still running it end there) until it is removed."""
+
     def __init__(self, located):
-        self.read_args = _arg_reader(located.code)
-        self.spec = _signature(located.code)
+        # id(code) -> (code, signature, argument reader), for every code the site observes
+        self.codes = {id(located.code): (located.code, _signature(located.code), _arg_reader(located.code))}
         _Site.__init__(self, located)
 
     def changed(self):
-        if id(self.code) in _native_sites:
-            pos, _posonly, kwonly, varargs, varkw = self.spec
-            spec = (pos, varargs, kwonly, varkw, self.pre)
-            _native_sites[id(self.code)] = spec
-            _native_site(self.code, spec)
+        for key, (code, spec, _reader) in list(self.codes.items()):
+            if key in _native_sites:
+                pos, _posonly, kwonly, varargs, varkw = spec
+                spec = (pos, varargs, kwonly, varkw, self.pre)
+                _native_sites[key] = spec
+                _native_site(code, spec)
 
     def activate(self):
         tool = _acquire_tool()
+        self._observe(tool, self.code)
+
+    def _observe(self, tool, code):
         events = sys.monitoring.events
-        _by_code[id(self.code)] = self
-        _native_sites[id(self.code)] = None
+        _by_code[id(code)] = self
+        _native_sites[id(code)] = None
         try:
             self.changed()
-            sys.monitoring.set_local_events(tool, self.code, events.PY_START | events.PY_RETURN)
+            sys.monitoring.set_local_events(tool, code, events.PY_START | events.PY_RETURN)
         except BaseException:
-            _by_code.pop(id(self.code), None)
-            _native_sites.pop(id(self.code), None)
-            _native_site(self.code, None)
+            _by_code.pop(id(code), None)
+            _native_sites.pop(id(code), None)
+            _native_site(code, None)
             raise
 
+    def retarget(self, code):
+        old = self.code
+        if code is old:
+            return
+        if id(code) not in self.codes:
+            self.codes[id(code)] = (code, _signature(code), _arg_reader(code))
+            try:
+                self._observe(_Tool.id, code)
+            except BaseException:
+                del self.codes[id(code)]
+                raise
+        _rekey(self, ("code", id(code)))
+        self.code_replaced(old, code)
+
     def deactivate(self):
-        _by_code.pop(id(self.code), None)
-        _native_sites.pop(id(self.code), None)
-        _native_site(self.code, None)
+        for key, (code, _spec, _reader) in list(self.codes.items()):
+            _by_code.pop(key, None)
+            _native_sites.pop(key, None)
+            _native_site(code, None)
         for key in [k for k, v in list(_live.items()) if v[0] is self]:
             _live.pop(key, None)
         if _Tool.id is not None:
-            sys.monitoring.set_local_events(_Tool.id, self.code, 0)
+            for code, _spec, _reader in self.codes.values():
+                sys.monitoring.set_local_events(_Tool.id, code, 0)
 
 
 def _arg_reader(code):
@@ -567,6 +673,7 @@ class _SwapSite(_Site):
         self.original = located.function.__code__
         self.wrapper = None
         self.orig = None  # the copy of the original function that the wrapper calls
+        self.retired = []  # wrappers of the code before a reload: calls in flight still run them
         self.clock = _clock
         self.gate = self.enter
 
@@ -588,14 +695,30 @@ class _SwapSite(_Site):
         _wrapper_codes[self.wrapper] = self
         f.__code__ = self.wrapper
 
+    def retarget(self, code):
+        """Reload: the wrapper is rebuilt for the new code (its signature may have changed) and
+        calls the new code; deactivate() then puts the new code back, not the old."""
+        old = self.original
+        wrapper = _build_wrapper(code, self, nested=False)
+        _wrapper_codes[wrapper] = self
+        self.retired.append(self.wrapper)
+        self.orig.__code__ = code
+        self.original = code
+        self.wrapper = wrapper
+        self.function.__code__ = wrapper
+        self.code_replaced(old, code)
+        return []
+
     def deactivate(self):
         _wrapper_codes.pop(self.wrapper, None)
+        for retired in self.retired:
+            _wrapper_codes.pop(retired, None)
         f = self.function
         if f.__code__ is self.wrapper:
             f.__code__ = self.original
             return
         raise RuntimeError(
-            "the code of %s was replaced by something else while fp observed it (reload?); "
+            "the code of %s was replaced by something else while fp observed it; "
             "fp left the new code in place" % self.label
         )
 
@@ -708,6 +831,7 @@ class _NestedSite(_SwapSite):
         self.original = located.outer.__code__
         self.wrapper = None
         self.patched = None
+        self.retired = []  # (wrapper, patched outer code) before a reload
         self.clock = _clock
         self.gate = self.enter
 
@@ -726,16 +850,47 @@ class _NestedSite(_SwapSite):
         _patched_outer_codes[self.patched] = self
         outer.__code__ = self.patched
 
+    def retarget(self, outer_code):
+        """Reload of the outer function or of the nested one: `outer_code` is the outer's new
+        code; the nested code in it (by name) gets a new wrapper in a new patched copy."""
+        old_nested = self.nested
+        nested = None
+        for c in outer_code.co_consts:
+            if isinstance(c, types.CodeType) and c.co_name == old_nested.co_name:
+                nested = c
+                break
+        if nested is None:
+            raise AgentError(NOT_SUPPORTED, "the new code of %s no longer defines %s, which fp observes; stop "
+                             "the watch/trace/tt on it first" % (self.function.__qualname__, old_nested.co_name))
+        wrapper = _build_wrapper(nested, self, nested=True)
+        patched = outer_code.replace(co_consts=tuple(wrapper if c is nested else c for c in outer_code.co_consts))
+        _wrapper_codes[wrapper] = self
+        _patched_outer_codes[patched] = self
+        old_wrapper = self.wrapper
+        self.retired.append((old_wrapper, self.patched))
+        self.original = outer_code
+        self.nested = nested
+        self.wrapper = wrapper
+        self.patched = patched
+        _rekey(self, ("nested", id(self.function), id(nested)))
+        self.function.__code__ = patched
+        if nested is not old_nested:
+            self.code_replaced(old_nested, nested)
+        return [(old_wrapper, wrapper)]
+
     def deactivate(self):
         _wrapper_codes.pop(self.wrapper, None)
         _patched_outer_codes.pop(self.patched, None)
+        for wrapper, patched in self.retired:
+            _wrapper_codes.pop(wrapper, None)
+            _patched_outer_codes.pop(patched, None)
         outer = self.function
         if outer.__code__ is self.patched:
             outer.__code__ = self.original
             return
         raise RuntimeError(
             "the code of %s was replaced by something else while fp observed a function nested "
-            "in it (reload?); fp left the new code in place" % self.label
+            "in it; fp left the new code in place" % self.label
         )
 
 

@@ -238,9 +238,10 @@ def _qualname(location):
     return name
 
 
-def locate_function(module_name, class_name, method, nested=None):
+def locate_function(module_name, class_name, method, nested=None, verb="observe"):
     """Resolve `module [class] method [-nm nested]` to a FunctionLocation; a clear error for
-    names that are missing (near names suggested) and for things fp cannot instrument."""
+    names that are missing (near names suggested) and for things fp cannot instrument (`verb`:
+    what fp would do with it, for that message)."""
     import types
 
     from .errors import NOT_SUPPORTED, AgentError
@@ -298,7 +299,7 @@ def locate_function(module_name, class_name, method, nested=None):
         value = inner
 
     if not isinstance(value, types.FunctionType):
-        raise AgentError(NOT_SUPPORTED, _not_python_function(label, value))
+        raise AgentError(NOT_SUPPORTED, _not_python_function(label, value, verb))
     if nested is None:
         defined = getattr(value, "__module__", None)
         if not class_name and defined not in (None, module_name):
@@ -348,14 +349,14 @@ def _own_attribute(function, name):
         return None
 
 
-def _not_python_function(label, value):
+def _not_python_function(label, value, verb="observe"):
     import types
 
     if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType, types.WrapperDescriptorType,
                           types.MethodDescriptorType, types.ClassMethodDescriptorType,
                           types.MethodWrapperType)):
-        return ("%s is a builtin (implemented in C: %s); fp can only observe functions written in Python"
-                % (label, type(value).__name__))
+        return ("%s is a builtin (implemented in C: %s); fp can only %s functions written in Python"
+                % (label, type(value).__name__, verb))
     if isinstance(value, type):
         return "%s is a class, not a function; name one of its methods: module class method" % label
     if type(value).__name__ == "partial" and hasattr(value, "func"):

@@ -34,6 +34,13 @@ class Stream(object):
             self.table.pop(self.id, None)
             raise
         self.cleanup_id = registry.add(self.client_id, kind, self._gone, located.label)
+        try:
+            # The file's text as it is now, for the diff of a reload after it is edited.
+            from . import reload
+
+            reload.remember(located.code)
+        except Exception:
+            pass
 
     def started(self, id_key, stop_method, located, fields):
         """The start request's answer: the fields every stream has, then `fields`; the probe is

@@ -666,6 +666,11 @@ class _Trace(streams.Stream, instrument.Probe):
         # -f (target, args, kwargs, params only) rejects calls before enter() runs, from C on 3.12+.
         return self.filter.precheck(bind, self.view) if self.filter is not None else None
 
+    def code_replaced(self, old, new):
+        # reload: invocations from now on run the new code (those in flight keep theirs, in _Call)
+        if self.code is old:
+            self.code = new
+
     def enter(self, target, args, kw, checked=False):
         if self.done or not self.armed or self.reserved >= self.limit:
             return instrument.NO_OBSERVE
@@ -734,7 +739,7 @@ class _Trace(streams.Stream, instrument.Probe):
     def _report(self, call):
         if self.done:
             return
-        tree, cost = build_tree(call.raw, self.code, self.interval, self.depth, _is_wrapper)
+        tree, cost = build_tree(call.raw, call.code, self.interval, self.depth, _is_wrapper)
         event = {
             "trace_id": self.id,
             "time": time.time() - (_now() - call.raw[0]) / 1e9,

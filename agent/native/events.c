@@ -6,8 +6,10 @@
 #include "agent.h"
 #include "pyapi.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ===================================== Limits ================================================ */
@@ -143,6 +145,65 @@ static fp_pyobj *fp_events_defer(fp_pyobj *self, fp_pyobj *const *args, ssize_t 
     return fp_py.PyBool_FromLong(queued);
 }
 
+/* defer_after: a thread of ours sleeps, then queues the agent.deferred job, so that work due
+ * later (mem diff's second snapshot, its progress reports) runs on the client's worker without
+ * holding it meanwhile: the client's other requests (a stop) are served while it waits. */
+#define FP_EVENTS_MAX_TIMERS 64
+#define FP_EVENTS_TIMER_STACK (64u * 1024u)
+static atomic_int fp_events_timers;
+
+typedef struct fp_events_timer {
+    int64_t client;
+    int64_t ms;
+} fp_events_timer;
+
+static void *fp_events_timer_main(void *arg)
+{
+    fp_events_timer *t = arg;
+    pthread_setname_np(pthread_self(), "fp-agent-timer");
+    struct timespec left = {(time_t)(t->ms / 1000), (long)(t->ms % 1000) * 1000000L};
+    while (nanosleep(&left, &left) != 0 && errno == EINTR) {
+    }
+    pthread_mutex_lock(&fp_agent_lock);
+    fp_agent_client *c = fp_events_find(t->client); /* NULL once the client is gone */
+    if (c) fp_agent_client_defer(c);
+    pthread_mutex_unlock(&fp_agent_lock);
+    free(t);
+    atomic_fetch_sub(&fp_events_timers, 1);
+    return NULL;
+}
+
+static fp_pyobj *fp_events_defer_after(fp_pyobj *self, fp_pyobj *const *args, ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2) {
+        fp_py.PyErr_SetString(*fp_py.type_error, "defer_after(client_id, ms) takes 2 arguments");
+        return NULL;
+    }
+    long long client = fp_py.PyLong_AsLongLong(args[0]);
+    if (client == -1 && fp_py.PyErr_Occurred()) return NULL;
+    long long ms = fp_py.PyLong_AsLongLong(args[1]);
+    if (ms == -1 && fp_py.PyErr_Occurred()) return NULL;
+    if (ms < 0) ms = 0;
+    if (ms > 86400000LL) ms = 86400000LL;
+    if (atomic_fetch_add(&fp_events_timers, 1) >= FP_EVENTS_MAX_TIMERS) {
+        atomic_fetch_sub(&fp_events_timers, 1);
+        return fp_py.PyBool_FromLong(0);
+    }
+    fp_events_timer *t = malloc(sizeof(*t));
+    pthread_t thread;
+    if (t) {
+        t->client = client;
+        t->ms = ms;
+    }
+    if (!t || fp_agent_spawn(&thread, FP_EVENTS_TIMER_STACK, 1, fp_events_timer_main, t) != 0) {
+        free(t);
+        atomic_fetch_sub(&fp_events_timers, 1);
+        return fp_py.PyBool_FromLong(0);
+    }
+    return fp_py.PyBool_FromLong(1);
+}
+
 static fp_py_methoddef fp_events_methods[] = {
     {"emit", (fp_py_cfunc)(void (*)(void))fp_events_emit, FP_METH_FASTCALL,
      "emit(client_id, text, reply=False) -> bool: queue a JSON-RPC notification (or, with "
@@ -150,12 +211,15 @@ static fp_py_methoddef fp_events_methods[] = {
     {"defer", (fp_py_cfunc)(void (*)(void))fp_events_defer, FP_METH_FASTCALL,
      "defer(client_id) -> bool: have the client's worker call dispatch with agent.deferred "
      "soon (once for any number of calls before it runs); False when it has no worker."},
+    {"defer_after", (fp_py_cfunc)(void (*)(void))fp_events_defer_after, FP_METH_FASTCALL,
+     "defer_after(client_id, ms) -> bool: the same as defer, ms milliseconds from now (a thread "
+     "of the agent waits); False when no more timers can be started."},
 };
 
 int fp_agent_events_export(void *package)
 {
     if (!fp_py_usable(FP_PYG_EVENTS)) return -1;
-    static const char *const attrs[] = {"_native_emit", "_native_defer"};
+    static const char *const attrs[] = {"_native_emit", "_native_defer", "_native_defer_after"};
     int rc = 0;
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
         fp_pyobj *f = fp_py.PyCFunction_NewEx(&fp_events_methods[i], NULL, NULL);

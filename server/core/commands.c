@@ -116,6 +116,55 @@ static const fp_cmd_opt monitor_opts[] = {
     {0},
 };
 
+/* reload: --source FILE is read here (commands_parse_reload), its text sent as params.source. */
+static const fp_cmd_opt reload_opts[] = {
+    {"-nm", "--nested-method", FP_OPT_STRING, "nested", "NAME", 0, 0, 0,
+     "reload the function NAME defined inside method (one level deep)"},
+    {NULL, "--source", FP_OPT_STRING, "source", "FILE", 0, 0, 0,
+     "take the new source from FILE (the whole module's text) instead of the function's file"},
+    {"-v", "--verbose", FP_OPT_FLAG, "verbose", NULL, 0, 0, 0, "also print the new source"},
+    {NULL, "--dry-run", FP_OPT_FLAG, "dry_run", NULL, 0, 0, 0,
+     "check the new source and show the diff, change nothing"},
+    {NULL, "--undo", FP_OPT_FLAG, "undo", NULL, 0, 0, 0,
+     "put back the version the last reload replaced (repeat to go further back)"},
+    {0},
+};
+
+/* mem: the subcommand chooses the method; commands_parse_mem keeps each method's params. */
+static const fp_cmd_opt mem_opts[] = {
+    {"-i", "--interval", FP_OPT_STRING, "interval_s", "S", 0, 0, 0,
+     "mem diff: seconds between the two snapshots"},
+    {NULL, "--limit", FP_OPT_INT, "limit", "N", 1, 100000, 20, "rows to show"},
+    {NULL, "--order", FP_OPT_STRING, "order", "ORDER", 0, 0, 0,
+     "descending (largest first, the default) or ascending"},
+    {NULL, "--traces", FP_OPT_FLAG, "traces", NULL, 0, 0, 0,
+     "mem diff: where memory was allocated (tracemalloc), by line, instead of types"},
+    {NULL, "--traceback", FP_OPT_INT, "traceback", "N", 1, 100, 5,
+     "mem top, mem diff --traces: frames of the traceback shown per line"},
+    {NULL, "--budget", FP_OPT_STRING, "budget_s", "S", 0, 0, 0,
+     "summary, diff: time allowed per snapshot (default 5 s; beyond it, a partial result)"},
+    {NULL, "--all", FP_OPT_FLAG, "untracked", NULL, 0, 0, 0,
+     "summary, diff: also objects the garbage collector does not track (str, int, bytes...)"},
+    {0},
+};
+
+static const fp_cmd_opt vmtool_opts[] = {
+    {"-a", "--action", FP_OPT_STRING, "action", "ACTION", 0, 0, 0, "getInstances or forceGc"},
+    {"-c", "--class", FP_OPT_FLAG, "class_given", NULL, 0, 0, 0,
+     "getInstances: the class follows, as module class"},
+    {"-e", "--expr", FP_OPT_STRING, "expr", "EXPR", 0, 0, 0,
+     "show EXPR instead, evaluated with `instances` bound to the list"},
+    {"-x", "--expand", FP_OPT_INT, "depth", "N", 1, 4, 1, "depth of the value trees, 1 to 4"},
+    {"-n", "--limit", FP_OPT_INT, "limit", "N", -1, 1000000, 10,
+     "instances to show (and bind to `instances`); -1: all"},
+    {"-r", "--raw", FP_OPT_FLAG, "raw", NULL, 0, 0, 0, "print full reprs instead of trees"},
+    {"-v", "--verbose", FP_OPT_FLAG, "verbose", NULL, 0, 0, 0,
+     "list every item of long containers (else the first 20)"},
+    {NULL, "--subclasses", FP_OPT_FLAG, "subclasses", NULL, 0, 0, 0,
+     "also instances of the class's subclasses (each says its class)"},
+    {0},
+};
+
 static const fp_cmd_opt trace_opts[] = {
     {"-i", "--interval", FP_OPT_STRING, "interval", "MS", 0, 0, 0,
      "hide inner calls that took less than MS milliseconds in all (default 0.1; 0: all)"},
@@ -152,6 +201,13 @@ static int commands_parse_trace(const fp_command *c, const char **pos, int npos,
                                 fp_cmd_parsed *out, fp_error *err);
 static int commands_parse_monitor(const fp_command *c, const char **pos, int npos, cJSON **params,
                                   fp_cmd_parsed *out, fp_error *err);
+
+static int commands_parse_reload(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                 fp_cmd_parsed *out, fp_error *err);
+static int commands_parse_mem(const fp_command *c, const char **pos, int npos, cJSON **params,
+                              fp_cmd_parsed *out, fp_error *err);
+static int commands_parse_vmtool(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                 fp_cmd_parsed *out, fp_error *err);
 
 #define NAMES_METHOD "2 or 3 names (module [class] method)"
 
@@ -315,12 +371,66 @@ static const fp_command commands[] = {
      "  monitor __main__ handle_request\n"
      "  monitor app.shop Cart checkout -c 10 -n 6",
      monitor_opts, 2, 3, FP_CMD_STREAMING, commands_parse_monitor, NAMES_METHOD},
+    {FP_CMD_RELOAD, "reload", "reload",
+     "reload module [class] method [-nm NAME] [--source FILE] [-v] [--dry-run] | reload --undo "
+     "module [class] method [-nm NAME]",
+     "replace a function's code in the running process with its edited source",
+     "Compiles the module's current source (the function's file, or --source FILE) and\n"
+     "gives the function the new code of the same name: the function object stays, so every\n"
+     "reference to it (imports elsewhere, bound methods, callbacks, a running watch) runs the\n"
+     "new code from its next call on; calls already running finish with the old code.\n"
+     "Defaults are evaluated again; decorators are not applied again. Nothing changes when\n"
+     "the swap is not safe (a syntax error, other closure variables, a generator that would\n"
+     "become a function...): the error says why and where. Prints a diff, what else changed\n"
+     "and what the swap does not reach. --undo puts the previous version back exactly.\n"
+     "Examples:\n"
+     "  reload app.shop Cart total\n"
+     "  reload app.shop Cart total --dry-run\n"
+     "  reload __main__ handler --source /tmp/handler_fixed.py -v\n"
+     "  reload app.views render -nm row\n"
+     "  reload --undo app.shop Cart total",
+     reload_opts, 2, 3, 0, commands_parse_reload, NAMES_METHOD},
+    {FP_CMD_MEM, "mem", "mem.summary",
+     "mem summary [--limit N] [--order O] [--all] | mem diff --interval S [--limit N] [--order O] "
+     "[--traces] | mem top [--limit N] [--traceback N] | mem off",
+     "memory: live objects by type, their change over time, where memory is allocated",
+     "mem summary: the live objects by type (count, total shallow size: each object itself),\n"
+     "with the process's RSS and the interpreter's own figures. It walks the objects the\n"
+     "garbage collector tracks within --budget (5 s; beyond it, an even sample, said so);\n"
+     "--all adds the objects it does not track (str, int, float, bytes...).\n"
+     "mem diff --interval S: two summaries S seconds apart and the change per type, largest\n"
+     "growth first; with --traces, where memory was allocated (tracemalloc), by line.\n"
+     "mem top: where the memory allocated now was allocated (tracemalloc), by line, with a\n"
+     "short traceback. fp starts tracemalloc when needed (what was allocated before is not\n"
+     "seen) and stops it at mem off, quit or shutdown; one the program started stays.\n"
+     "Examples:\n"
+     "  mem summary --limit 10\n"
+     "  mem diff --interval 30\n"
+     "  mem top --traceback 8\n"
+     "  mem diff --interval 10 --traces\n"
+     "  mem off",
+     mem_opts, 0, 1, 0, commands_parse_mem, "a subcommand (summary, diff, top or off)"},
+    {FP_CMD_VMTOOL, "vmtool", "vmtool.instances",
+     "vmtool -a getInstances -c module class [-e EXPR] [-x N] [-n N] [-r] [-v] [--subclasses] | "
+     "vmtool -a forceGc",
+     "live instances of a class; a forced garbage collection",
+     "-a getInstances: the live instances of the class (exactly that class, or with\n"
+     "--subclasses its subclasses too); the total count is always given, -n of them shown\n"
+     "(-1: all). EXPR is evaluated with `instances` bound to the list of those shown.\n"
+     "-a forceGc: a full collection, generation by generation: what each collected, what\n"
+     "could not be collected, and how long it took.\n"
+     "Examples:\n"
+     "  vmtool -a getInstances -c app.models User -n 3 -x 2\n"
+     "  vmtool -a getInstances -c app.models User -e \"len(instances)\" -n -1\n"
+     "  vmtool -a getInstances -c app.models Base --subclasses\n"
+     "  vmtool -a forceGc",
+     vmtool_opts, 0, 2, 0, commands_parse_vmtool, NULL},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 /* The seed's commands that fp does not have yet: named as such instead of "unknown". */
-static const char *const planned[] = {"vmtool", "reload", "mem", "torch"};
+static const char *const planned[] = {"torch"};
 
 const fp_command *fp_commands_table(size_t *count)
 {
@@ -694,6 +804,257 @@ static int commands_parse_monitor(const fp_command *c, const char **pos, int npo
     cJSON_AddItemToObject(fn, "nested", nested ? nested : cJSON_CreateNull());
     cJSON *list = cJSON_AddArrayToObject(*params, "functions");
     cJSON_AddItemToArray(list, fn);
+    return 0;
+}
+
+/* ---- reload, mem, vmtool */
+
+static bool commands_utf8(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        unsigned char ch = (unsigned char)s[i];
+        size_t extra;
+        if (ch < 0x80)
+            extra = 0;
+        else if (ch >= 0xC2 && ch <= 0xDF)
+            extra = 1;
+        else if (ch >= 0xE0 && ch <= 0xEF)
+            extra = 2;
+        else if (ch >= 0xF0 && ch <= 0xF4)
+            extra = 3;
+        else
+            return false;
+        if (i + extra >= len && extra) return false;
+        for (size_t k = 1; k <= extra; k++)
+            if (((unsigned char)s[i + k] & 0xC0) != 0x80) return false;
+        i += extra + 1;
+    }
+    return true;
+}
+
+/* Reads path whole into *text (malloc'd, NUL-terminated): the new source reload sends. */
+static int commands_read_text(const char *path, char **text, fp_error *err)
+{
+    enum { MAX_SOURCE = 16 << 20 };
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return fp_error_set(err, FP_E_IO, "give the path of the module's edited source",
+                            "cannot read %s: %s", path, strerror(errno));
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0) break;
+        if (len + 1 == cap) {
+            if (cap > MAX_SOURCE) break;
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (!buf) return fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory reading %s", path);
+    if (failed || len + 1 == cap) {
+        free(buf);
+        return fp_error_set(err, FP_E_IO, NULL, "cannot read %s: %s", path,
+                            failed ? "read error" : "larger than 16 MiB");
+    }
+    buf[len] = '\0';
+    /* Sent as JSON text: it must be UTF-8 (the agent's own file reads follow coding cookies). */
+    if (memchr(buf, '\0', len) || !commands_utf8(buf, len)) {
+        free(buf);
+        return fp_error_set(err, FP_E_USAGE, "save the file as UTF-8",
+                            "%s is not UTF-8 text (or holds a NUL byte)", path);
+    }
+    *text = buf;
+    return 0;
+}
+
+/* reload module [class] method: --undo chooses reload.undo; --source FILE becomes the text. */
+static int commands_parse_reload(const fp_command *c, const char **pos, int npos, cJSON **pp,
+                                 fp_cmd_parsed *out, fp_error *err)
+{
+    cJSON *params = *pp;
+    commands_names(pos, npos, params);
+    bool undo = commands_flag(params, "undo");
+    cJSON_DeleteItemFromObjectCaseSensitive(params, "undo");
+    const char *path = commands_string(params, "source");
+    if (undo) {
+        if (path || commands_flag(params, "dry_run"))
+            return commands_usage_error(c, err,
+                                        "reload --undo takes neither --source nor --dry-run");
+        out->method = "reload.undo";
+        cJSON_DeleteItemFromObjectCaseSensitive(params, "source");
+        cJSON_DeleteItemFromObjectCaseSensitive(params, "dry_run");
+        return 0;
+    }
+    if (!path) return 0;
+    char *text = NULL;
+    if (commands_read_text(path, &text, err) != 0) return -1;
+    char *real = realpath(path, NULL);
+    cJSON_ReplaceItemInObjectCaseSensitive(params, "source", cJSON_CreateString(text));
+    cJSON_AddStringToObject(params, "filename", real ? real : path);
+    free(real);
+    free(text);
+    return 0;
+}
+
+/* A number of seconds given as text (--interval, --budget) into params[key]. */
+static int commands_seconds(const fp_command *c, cJSON *params, const char *key, const char *opt,
+                            double low, fp_error *err)
+{
+    const char *text = commands_string(params, key);
+    if (!text) return 0;
+    errno = 0;
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || errno || !(v >= low) || v > 86400)
+        return commands_usage_error(c, err, "option %s expects seconds (at least %g), got '%s'",
+                                    opt, low, text);
+    cJSON_ReplaceItemInObjectCaseSensitive(params, key, cJSON_CreateNumber(v));
+    return 0;
+}
+
+/* mem summary|diff|top|off: the method, and only the params it takes (they replace the
+ * parsed ones). */
+static cJSON *commands_mem(const fp_command *c, const char **pos, int npos, cJSON *parsed,
+                           fp_cmd_parsed *out, fp_error *err)
+{
+    static const struct {
+        const char *name, *method;
+        const char *keys[8];
+    } subs[] = {
+        {"summary", "mem.summary", {"limit", "order", "budget_s", "untracked"}},
+        {"diff",
+         "mem.diff",
+         {"interval_s", "limit", "order", "budget_s", "untracked", "traces", "traceback"}},
+        {"top", "mem.top", {"limit", "traceback"}},
+        {"off", "mem.off", {NULL}},
+    };
+    if (npos == 0) {
+        commands_usage_error(c, err, "mem needs a subcommand: summary, diff, top or off");
+        return NULL;
+    }
+    size_t which = sizeof subs / sizeof subs[0];
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+        if (strcmp(pos[0], subs[i].name) == 0) which = i;
+    if (which == sizeof subs / sizeof subs[0]) {
+        commands_usage_error(c, err, "unknown mem subcommand '%s' (summary, diff, top or off)",
+                             pos[0]);
+        return NULL;
+    }
+    if (commands_seconds(c, parsed, "interval_s", "-i/--interval", 0.1, err) != 0 ||
+        commands_seconds(c, parsed, "budget_s", "--budget", 0.05, err) != 0)
+        return NULL;
+    const char *order = commands_string(parsed, "order");
+    if (order && strcmp(order, "descending") != 0 && strcmp(order, "ascending") != 0) {
+        commands_usage_error(c, err, "--order takes descending or ascending, got '%s'", order);
+        return NULL;
+    }
+    if (which == 1 && !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(parsed, "interval_s"))) {
+        commands_usage_error(c, err, "mem diff needs --interval S (seconds between the snapshots)");
+        return NULL;
+    }
+    /* An option given for a subcommand that does not take it is a mistake worth saying. */
+    static const char *const given_keys[] = {"interval_s", "order", "traces", "budget_s",
+                                             "untracked"};
+    static const char *const given_names[] = {"--interval", "--order", "--traces", "--budget",
+                                              "--all"};
+    for (size_t g = 0; g < sizeof given_keys / sizeof given_keys[0]; g++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(parsed, given_keys[g]);
+        if (cJSON_IsNull(v) || cJSON_IsFalse(v) || !v) continue;
+        bool taken = false;
+        for (size_t k = 0; subs[which].keys[k]; k++)
+            taken = taken || strcmp(subs[which].keys[k], given_keys[g]) == 0;
+        if (!taken) {
+            commands_usage_error(c, err, "%s is not an option of mem %s", given_names[g],
+                                 subs[which].name);
+            return NULL;
+        }
+    }
+    out->method = subs[which].method;
+    cJSON *p = cJSON_CreateObject();
+    for (size_t k = 0; subs[which].keys[k]; k++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(parsed, subs[which].keys[k]);
+        if (v && !cJSON_IsNull(v))
+            cJSON_AddItemToObject(p, subs[which].keys[k], cJSON_Duplicate(v, 1));
+    }
+    cJSON_Delete(parsed);
+    return p;
+}
+
+/* vmtool -a getInstances -c module class | -a forceGc. Returns the new params or NULL. */
+static cJSON *commands_vmtool(const fp_command *c, const char **pos, int npos, cJSON *parsed,
+                              fp_cmd_parsed *out, fp_error *err)
+{
+    const char *action = commands_string(parsed, "action");
+    if (!action) {
+        commands_usage_error(c, err, "vmtool needs an action: -a getInstances or -a forceGc");
+        return NULL;
+    }
+    cJSON *p = cJSON_CreateObject();
+    if (strcmp(action, "forceGc") == 0) {
+        if (npos > 0 || commands_flag(parsed, "class_given")) {
+            commands_usage_error(c, err, "vmtool -a forceGc takes no class");
+            goto fail;
+        }
+        out->method = "vmtool.gc";
+    } else if (strcmp(action, "getInstances") == 0) {
+        if (npos != 2 || !commands_flag(parsed, "class_given")) {
+            commands_usage_error(c, err, "vmtool -a getInstances needs -c module class%s",
+                                 npos == 2 ? " (the -c is missing)" : "");
+            goto fail;
+        }
+        const cJSON *limit = cJSON_GetObjectItemCaseSensitive(parsed, "limit");
+        if (cJSON_IsNumber(limit) && limit->valuedouble == 0) {
+            commands_usage_error(c, err,
+                                 "-n takes a number of instances (1 or more), or -1 for all");
+            goto fail;
+        }
+        out->method = "vmtool.instances";
+        cJSON_AddStringToObject(p, "module", pos[0]);
+        cJSON_AddStringToObject(p, "class", pos[1]);
+        static const char *const keys[] = {"expr", "depth",   "limit",
+                                           "raw",  "verbose", "subclasses"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            cJSON *v = cJSON_GetObjectItemCaseSensitive(parsed, keys[i]);
+            if (v) cJSON_AddItemToObject(p, keys[i], cJSON_Duplicate(v, 1));
+        }
+    } else {
+        commands_usage_error(c, err, "unknown vmtool action '%s' (getInstances or forceGc)",
+                             action);
+        goto fail;
+    }
+    cJSON_Delete(parsed);
+    return p;
+fail:
+    cJSON_Delete(p);
+    return NULL;
+}
+
+/* The hooks of mem and vmtool: their params replace the parsed ones (consumed on success). */
+static int commands_parse_mem(const fp_command *c, const char **pos, int npos, cJSON **params,
+                              fp_cmd_parsed *out, fp_error *err)
+{
+    cJSON *p = commands_mem(c, pos, npos, *params, out, err);
+    if (!p) return -1;
+    *params = p;
+    return 0;
+}
+
+static int commands_parse_vmtool(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                 fp_cmd_parsed *out, fp_error *err)
+{
+    cJSON *p = commands_vmtool(c, pos, npos, *params, out, err);
+    if (!p) return -1;
+    *params = p;
     return 0;
 }
 

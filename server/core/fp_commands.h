@@ -26,6 +26,9 @@ typedef enum fp_cmd_id {
     FP_CMD_TT,
     FP_CMD_TRACE,
     FP_CMD_MONITOR,
+    FP_CMD_RELOAD,
+    FP_CMD_MEM,
+    FP_CMD_VMTOOL,
 } fp_cmd_id;
 
 typedef enum fp_cmd_opt_kind {

@@ -105,6 +105,17 @@ void render_trace_notification(FILE *out, const char *method, const cJSON *param
 /* The trace request's result: what is traced, with which options. */
 void render_trace_result(FILE *out, const cJSON *result);
 
+/* ---- render_reload.c, render_mem.c, render_vmtool.c */
+
+/* reload's and reload.undo's result (the diff, what changed, the warnings; new_source with -v). */
+void render_reload(FILE *out, const cJSON *result);
+/* mem's results, by the method that produced them (mem.summary, mem.diff, mem.top, mem.off). */
+void render_mem_result(FILE *out, const char *method, const cJSON *result);
+/* mem/progress and mem/end (the diff), the notifications of mem diff's stream. */
+void render_mem_notification(FILE *out, const char *method, const cJSON *params);
+/* vmtool's results, by method (vmtool.instances, vmtool.gc). */
+void render_vmtool_result(FILE *out, const char *method, const cJSON *result);
+
 /* ---- render_perf.c: the perf command (outside the process, no agent) */
 
 /* Renders perf's summary model (fp_profile_summary_model + file, format, stopped_by). */

@@ -181,6 +181,15 @@ void render_result(FILE *out, const fp_cmd_parsed *p, const cJSON *result)
     case FP_CMD_MONITOR:
         render_monitor_started(out, result); /* render_monitor.c */
         break;
+    case FP_CMD_RELOAD:
+        render_reload(out, result); /* render_reload.c */
+        break;
+    case FP_CMD_MEM:
+        render_mem_result(out, p->method ? p->method : p->cmd->method, result); /* render_mem.c */
+        break;
+    case FP_CMD_VMTOOL:
+        render_vmtool_result(out, p->method ? p->method : p->cmd->method, result);
+        break;
     default:
         if (!cJSON_IsNull(result)) {
             char *text = cJSON_Print(result);
@@ -208,6 +217,10 @@ void render_notification(FILE *out, const fp_cmd_parsed *p, const char *method, 
     }
     if (strcmp(method, FP_NOTE_TT_END) == 0) {
         render_tt_end(out, params);
+        return;
+    }
+    if (strncmp(method, "mem/", 4) == 0) { /* render_mem.c */
+        render_mem_notification(out, method, params);
         return;
     }
     if (strncmp(method, FP_NOTE_TRACE_PREFIX, strlen(FP_NOTE_TRACE_PREFIX)) == 0) {

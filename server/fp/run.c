@@ -270,12 +270,23 @@ static const fp_exec_sink run_sink = {
     .end = run_on_end,
 };
 
+/* The default bound, stretched for what says how long it takes (mem: its --budget, and a diff's
+ * --interval); an explicit --timeout is kept as given. */
+static int run_default_bound(const cli *c, const fp_cmd_parsed *p)
+{
+    double budget = fp_json_num(p->params, "budget_s", -1);
+    double interval = fp_json_num(p->params, "interval_s", 0);
+    if (c->timeout_set || c->timeout_ms < 0 || budget < 0) return c->timeout_ms;
+    double need = (budget + (p->cmd->id == FP_CMD_MEM ? interval : 0)) * 1000 + 15000;
+    return need > c->timeout_ms ? (int)need : c->timeout_ms;
+}
+
 static fp_exec *run_start(cli *c, const fp_cmd_parsed *p, run_out *o)
 {
     fp_exec_env env = {
         .ch = c->session ? fp_session_channel(c->session) : NULL,
         .pid = c->pid,
-        .timeout_ms = c->timeout_ms,
+        .timeout_ms = run_default_bound(c, p),
         .debug = c->debug,
     };
     fp_exec_sink sink = run_sink;
@@ -384,7 +395,7 @@ static int run_exec(cli *c, const fp_cmd_parsed *p)
     if (c->timeout_set) {
         w.until_ms = started + c->timeout_ms;
     } else if (!c->interactive && !timed) {
-        w.until_ms = started + c->timeout_ms;
+        w.until_ms = started + run_default_bound(c, p);
         w.until_name = "the default --timeout of 30 s; --timeout S sets another";
     }
     fp_exec_wait(x, &w);
