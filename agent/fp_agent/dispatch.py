@@ -37,6 +37,10 @@ _METHODS = {
     "tt.delete": ("tt", "delete"),
     "trace.start": ("trace", "start"),
     "trace.stop": ("trace", "stop"),
+    "torch.profile.start": ("torchprof", "profile_start"),
+    "torch.memory.snapshot": ("torchprof", "memory_snapshot"),
+    "torch.memory.record": ("torchprof", "memory_record"),
+    "torch.stop": ("torchprof", "stop"),
     "agent.deferred": ("events", "run_deferred"),  # sent by the agent library itself (events.defer)
 }
 
