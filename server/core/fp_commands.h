@@ -25,6 +25,7 @@ typedef enum fp_cmd_id {
     FP_CMD_WATCH,
     FP_CMD_TT,
     FP_CMD_TRACE,
+    FP_CMD_TORCH,
 } fp_cmd_id;
 
 typedef enum fp_cmd_opt_kind {

@@ -99,6 +99,13 @@ void render_trace_notification(FILE *out, const char *method, const cJSON *param
 /* The trace request's result: what is traced, with which options. */
 void render_trace_result(FILE *out, const cJSON *result);
 
+/* ---- render_torch.c: the torch command's models and notifications */
+
+/* torch's results, by the method that produced them (torch.profile.start, torch.memory.*). */
+void render_torch_result(FILE *out, const char *method, const cJSON *result);
+/* A torch/profile, torch/memory, torch/skipped or torch/end notification. */
+void render_torch_notification(FILE *out, const char *method, const cJSON *params);
+
 /* ---- perf.c, render_perf.c: the perf command (outside the process, no agent) */
 
 /* Samples, writes the profile and prints the summary. Returns a CLI_EXIT_* status. */
