@@ -39,6 +39,7 @@ class TorchModel(Target):
     line_re = re.compile(r"^(tick \d+ loss=\d+\.\d+|slow \d+)$")
     progress_re = re.compile(r"^tick \d+ ")
     settle_progress = 2
+    ready_timeout = 120.0  # importing torch reads ~1.4 GB; on a busy machine that can take a while
 
     def __init__(self, python, workdir, args=(), cwd=None):
         Target.__init__(self, python, workdir, args, cwd)
