@@ -3,10 +3,11 @@ little network a step at a time (Net.forward, train_step) and answers an inferen
 every tick; a second thread runs a slow inference (slow_infer, about a second) over and over.
 Every result is checked against what it must be, so a change in behaviour shows as an ERROR line.
 
-Usage: torch_model.py READY [own]
+Usage: torch_model.py READY [own|cuda]
   own: the program profiles itself, with torch.profiler, from the start and never stops (fp
   must refuse to profile and leave that profiler alone). Each tick it checks the profiler is
   still its own and still running.
+  cuda: the models and data live on the GPU (bench/torch_cuda_check.sh, on a GPU machine).
 Progress: "tick N loss=L" from the main thread, "slow N" from the slow thread.
 """
 import sys
@@ -19,6 +20,8 @@ import fptarget
 
 torch.manual_seed(0)
 torch.set_num_threads(1)
+MODE = sys.argv[2] if len(sys.argv) > 2 else ""
+DEVICE = "cuda" if MODE == "cuda" else "cpu"
 
 
 class Net(torch.nn.Module):
@@ -43,11 +46,11 @@ class Encoder(torch.nn.Module):
         return self.fc2(torch.tanh(self.fc1(x)))
 
 
-MODEL = Net()
+MODEL = Net().to(DEVICE)
 OPTIMIZER = torch.optim.SGD(MODEL.parameters(), lr=0.01)
-INPUTS = torch.randn(32, 64)
-TARGETS = torch.randint(0, 10, (32,))
-SLOW_MODEL = Encoder()
+INPUTS = torch.randn(32, 64, device=DEVICE)
+TARGETS = torch.randint(0, 10, (32,), device=DEVICE)
+SLOW_MODEL = Encoder().to(DEVICE)
 OWN = None
 
 
@@ -70,7 +73,7 @@ def slow_infer(seconds):
     rounds = 0
     with torch.no_grad():
         while time.monotonic() < deadline:
-            out = SLOW_MODEL(torch.randn(256, 64))
+            out = SLOW_MODEL(torch.randn(256, 64, device=DEVICE))
             if out.shape != (256, 10):
                 fptarget.error("slow_infer shape %s" % (tuple(out.shape),))
             rounds += 1
@@ -99,12 +102,12 @@ def slow_loop():
 
 def main():
     global OWN
-    own = len(sys.argv) > 2 and sys.argv[2] == "own"
+    own = MODE == "own"
     if own:
         OWN = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
         OWN.start()
     threading.Thread(target=slow_loop, name="slow", daemon=True).start()
-    fptarget.announce(sys.argv[1], own=int(own))
+    fptarget.announce(sys.argv[1], own=int(own), device=DEVICE)
     tick = 0
     while True:
         tick += 1
