@@ -199,6 +199,32 @@ def test_profile_n_calls_and_relative_file(clean, tmp_path):
     assert no_leftovers(tmp_path) == []
 
 
+def test_output_replaces_a_file_or_a_link_never_follows_it(clean, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    link = tmp_path / "link.json"
+    link.symlink_to(victim)
+    old = tmp_path / "old.json"
+    old.write_text("old")
+    for path in (link, old):
+        result, notes, p = torch_json(clean, "torch profile __main__ infer -f %s" % path)
+        ev = events(notes, "torch/profile")
+        assert p.returncode == 0 and ev and ev[0]["file"] == str(path), (p.stderr, notes)
+        assert not path.is_symlink() and json.loads(path.read_text())["traceEvents"]
+    assert victim.read_text() == "keep"
+    assert no_leftovers(tmp_path) == []
+
+
+def test_stack_records_python_frames(clean, tmp_path):
+    out = tmp_path / "stack.json"
+    result, notes, p = torch_json(clean, "torch profile __main__ Net forward --stack -f %s" % out)
+    assert p.returncode == 0 and result["with_stack"] is True, p.stderr
+    trace = json.loads(out.read_text())
+    python = [e for e in trace["traceEvents"] if e.get("cat") == "python_function"]
+    assert any("torch_model.py" in e.get("name", "") for e in python), sorted(set(e.get("cat") for e in
+                                                                                  trace["traceEvents"]))
+
+
 def test_errors_change_nothing(clean, tmp_path):
     sites = clean.value("fp_agent.instrument", "_sites", "len(target)")
     cases = [
