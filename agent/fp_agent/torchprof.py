@@ -494,9 +494,19 @@ class _TorchStream(streams.Stream, instrument.Probe):
 
     def start_fields(self, torch, fields):
         result = {"kind": self.kind, "file": self.path, "limit": self.limit, "top": self.top,
-                  "torch_version": _version(torch), "cuda": cuda_in_use()}
+                  "torch_version": _version(torch), "cuda": cuda_in_use(), "busy": _busy_text()}
         result.update(fields)
         return self.started("torch_id", "torch.stop", self.located, result)
+
+
+def _busy_text():
+    """What run of fp is in flight now (a new stream's calls wait for it), or None."""
+    other = _running[0]
+    if other is None:
+        return None
+    state = "of a command that has ended (its call has not returned yet)" if other.done else "of another fp client"
+    return "a %s run %s is in flight, on %s: calls that begin before it ends are not profiled" % (
+        other.kind, state, other.located.label)
 
 
 class _Profile(_TorchStream):

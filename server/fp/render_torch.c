@@ -43,6 +43,8 @@ static void rt_note(FILE *out, const cJSON *r)
 {
     const char *note = rt_str(r, "note", NULL);
     if (note) fprintf(out, "note: %s\n", note);
+    const char *busy = rt_str(r, "busy", NULL);
+    if (busy) fprintf(out, "waiting: %s\n", busy);
 }
 
 /* ---- results */
