@@ -850,10 +850,13 @@ static cJSON *commands_parse_torch(const fp_command *c, const char **pos, int np
         if (snap) {
             static const char *const snap_extra[] = {"nested", "max_entries"};
             extra = commands_torch_extra(parsed, snap_extra, 2);
-            if (extra || npos > 1) {
-                commands_usage_error(c, err, "torch memory -s takes no function%s%s",
-                                     extra ? "; got option " : (npos > 1 ? "; got '" : ""),
-                                     extra ? extra : (npos > 1 ? pos[1] : ""));
+            if (extra) {
+                commands_usage_error(c, err, "torch memory -s takes no function; got option %s",
+                                     extra);
+                goto fail;
+            }
+            if (npos > 1) {
+                commands_usage_error(c, err, "torch memory -s takes no function; got '%s'", pos[1]);
                 goto fail;
             }
             out->method = "torch.memory.snapshot";
