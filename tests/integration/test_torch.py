@@ -254,7 +254,7 @@ def test_errors_change_nothing(clean, tmp_path):
 
 
 def test_stopped_or_killed_during_a_profiled_call(clean, tmp_path):
-    """slow_infer runs about a second on the slow thread: the client leaves while one is
+    """slow_infer runs about two seconds on the slow thread: the client leaves while one is
     profiled. torch's profiler belongs to that thread, so it stops when the call returns; then
     the probe goes, no file is written, and the next profile works."""
     for how in ("sigint", "sigkill"):
@@ -282,7 +282,7 @@ def test_stopped_or_killed_during_a_profiled_call(clean, tmp_path):
     result, notes, p = torch_json(clean, "torch profile __main__ slow_infer -f %s/after.json" % tmp_path)
     ev = events(notes, "torch/profile")
     assert p.returncode == 0 and len(ev) == 1 and ev[0]["thread"]["name"] == "slow", (p.stderr, notes)
-    assert ev[0]["cost_ms"] >= 900 and any(op["name"] == "aten::tanh" for op in ev[0]["ops"]), ev[0]
+    assert ev[0]["cost_ms"] >= 1900 and any(op["name"] == "aten::tanh" for op in ev[0]["ops"]), ev[0]
 
 
 def test_program_profiler_is_left_alone(torch_spawn):

@@ -1,6 +1,6 @@
 """A small PyTorch service on the CPU, for the torch integration tests: the main thread trains a
 little network a step at a time (Net.forward, train_step) and answers an inference (infer)
-every tick; a second thread runs a slow inference (slow_infer, about a second) over and over.
+every tick; a second thread runs a slow inference (slow_infer, about two seconds) over and over.
 Every result is checked against what it must be, so a change in behaviour shows as an ERROR line.
 
 Usage: torch_model.py READY [own|cuda]
@@ -95,7 +95,7 @@ def slow_loop():
     n = 0
     while True:
         n += 1
-        if slow_infer(1.0) < 1:
+        if slow_infer(2.0) < 1:
             fptarget.error("slow_infer made no round")
         fptarget.report("slow %d" % n)
 
