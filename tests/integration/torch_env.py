@@ -2,11 +2,11 @@
 """Virtual environments with PyTorch for the `torch` integration tests, made once and cached.
 
 PyPI's torch wheels for Linux x86-64 are CUDA builds: importing torch needs the NVIDIA libraries
-it links (cuBLAS, cuDNN, NCCL...), about 2.3 GB to download and 3.4 GB on disk per CUDA
-release, even to run a model on the CPU. So the libraries are installed once per torch version
-into a directory of their own that every environment of that version reads (a .pth file; torch
-finds them on sys.path), and each interpreter's environment gets only torch itself (about 550
-MB), its pure-Python dependencies and numpy. triton (torch.compile's GPU compiler, 286 MB) and
+it links (cuBLAS, cuDNN, NCCL...), about 2.3 GB to download and 3 GB on disk per torch release,
+even to run a model on the CPU. So the libraries are installed once per torch version into a
+directory of their own that every environment of that version reads (a .pth file; torch finds
+them on sys.path), and each interpreter's environment gets only torch itself (a 540-800 MB
+wheel), its pure-Python dependencies and numpy. triton (torch.compile's GPU compiler, 286 MB) and
 the CUDA Python bindings are left out: importing torch and running a model do not use them.
 
 Which interpreters: FP_TORCH_PYTHONS ("py3.8,py3.12", "all", or "none"), by default those
@@ -28,7 +28,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,58 +103,91 @@ def _pip(exe):
     return [sys.executable, "-m", "pip", "--python", exe, "--disable-pip-version-check", "--no-input"]
 
 
-def _resolve(exe, version):
-    """[(name, version)] of torch==version and every dependency, resolved without installing
-    anything (pip reads the wheels' metadata, ~45 s). Done once per torch version: the
-    interpreters of one version get the same pins (each gets the wheels built for it)."""
-    saved = os.path.join(cache_dir(), "resolved-torch%s.json" % version)
+def _wheel_name(filename):
+    """(normalised name, version) of a wheel file: name-version-tags.whl."""
+    parts = filename[:-len(".whl")].split("-")
+    return parts[0].lower().replace("_", "-"), parts[1]
+
+
+def _download(exe, version):
+    """Downloads torch==version and every dependency for this interpreter into a directory, once
+    per torch version (the first interpreter of that version): pip cannot resolve torch's
+    dependencies without fetching their wheels anyway. Returns (directory, [(name, version)])."""
+    wheels = os.path.join(cache_dir(), "wheels-torch%s-first" % version)
+    shutil.rmtree(wheels, ignore_errors=True)
+    _run(_pip(exe) + ["download", "--quiet", "--no-cache-dir", "--dest", wheels, "torch==" + version],
+         "downloading torch %s and its dependencies" % version)
+    resolved = sorted(_wheel_name(f) for f in os.listdir(wheels) if f.endswith(".whl"))
+    return wheels, resolved
+
+
+def _pins_path(version):
+    return os.path.join(cache_dir(), "resolved-torch%s.json" % version)
+
+
+def _saved_pins(version):
     try:
-        with open(saved) as f:
+        with open(_pins_path(version)) as f:
             return [tuple(nv) for nv in json.load(f)]
     except (OSError, ValueError):
-        pass
-    with tempfile.TemporaryDirectory() as tmp:
-        report = os.path.join(tmp, "report.json")
-        _run(_pip(exe) + ["install", "--dry-run", "--ignore-installed", "--quiet", "--report", report,
-                          "torch==" + version], "resolving torch %s" % version)
-        with open(report) as f:
-            data = json.load(f)
-    resolved = [(item["metadata"]["name"].lower().replace("_", "-"), item["metadata"]["version"])
-                for item in data.get("install", [])]
-    with open(saved + ".tmp", "w") as f:
+        return None
+
+
+def _save_pins(version, resolved):
+    with open(_pins_path(version) + ".tmp", "w") as f:
         json.dump(resolved, f)
-    os.replace(saved + ".tmp", saved)
-    return resolved
+    os.replace(_pins_path(version) + ".tmp", _pins_path(version))
 
 
-def _cuda_libs(exe, version, nvidia):
-    """The shared directory of NVIDIA libraries for this torch version, installed once."""
-    target = os.path.join(cache_dir(), "cuda-for-torch" + version)
-    marker = os.path.join(target, MARKER)
-    if os.path.exists(marker):
-        return target, 0.0
-    shutil.rmtree(target, ignore_errors=True)
-    spent, _ = _run(_pip(exe) + ["install", "--quiet", "--no-cache-dir", "--no-deps", "--target", target]
-                    + ["%s==%s" % nv for nv in nvidia], "installing the CUDA libraries for torch %s" % version)
-    with open(marker, "w") as f:
-        f.write(version + "\n")
-    return target, spent
+def _split(resolved):
+    nvidia = [nv for nv in resolved if nv[0].startswith("nvidia-")]
+    rest = [nv for nv in resolved if not nv[0].startswith("nvidia-") and nv[0] not in LEFT_OUT]
+    return nvidia, rest
 
 
 def install(python):
+    """The interpreter's environment: the version's NVIDIA libraries (shared, installed by the
+    first interpreter of that version from the wheels it downloads), then torch, its pure-Python
+    dependencies (pinned as resolved for that first interpreter) and numpy. Everything is
+    downloaded into a scratch directory first (so what it cost can be told), then installed
+    from there, and the scratch directory removed."""
     version = TORCH_FOR[python.version]
     venv = venv_path(python)
     shutil.rmtree(venv, ignore_errors=True)
     t0 = time.monotonic()
     _run([python.path, "-m", "venv", "--without-pip", venv], "creating the environment")
     exe = os.path.join(venv, "bin", "python")
-    resolved = _resolve(exe, version)
-    nvidia = [nv for nv in resolved if nv[0].startswith("nvidia-")]
-    rest = [nv for nv in resolved if not nv[0].startswith("nvidia-") and nv[0] not in LEFT_OUT]
-    libs, cuda_s = _cuda_libs(exe, version, nvidia)
-    own_s, _ = _run(_pip(exe) + ["install", "--quiet", "--no-cache-dir", "--no-deps"]
-                    + ["%s==%s" % nv for nv in rest], "installing torch %s" % version)
-    np_s, _ = _run(_pip(exe) + ["install", "--quiet", "--no-cache-dir", "numpy"], "installing numpy")
+    libs = os.path.join(cache_dir(), "cuda-for-torch" + version)
+    resolved = _saved_pins(version)
+    first = resolved is None or not os.path.exists(os.path.join(libs, MARKER))
+    info = {}
+    wheels = os.path.join(cache_dir(), "wheels-torch%s-%s" % (version, python.id))
+    try:
+        t = time.monotonic()
+        if first:
+            wheels, resolved = _download(exe, version)
+        else:
+            shutil.rmtree(wheels, ignore_errors=True)
+            _run(_pip(exe) + ["download", "--quiet", "--no-cache-dir", "--no-deps", "--dest", wheels]
+                 + ["%s==%s" % nv for nv in _split(resolved)[1]], "downloading torch %s" % version)
+        _run(_pip(exe) + ["download", "--quiet", "--no-cache-dir", "--dest", wheels, "numpy"], "downloading numpy")
+        info["download_s"] = round(time.monotonic() - t, 1)
+        info["downloaded_mb"] = _size_mb(wheels)
+        nvidia, rest = _split(resolved)
+        local = ["install", "--quiet", "--no-index", "--find-links", wheels, "--no-deps"]
+        if first:
+            shutil.rmtree(libs, ignore_errors=True)
+            spent, _ = _run(_pip(exe) + local + ["--target", libs] + ["%s==%s" % nv for nv in nvidia],
+                            "installing the CUDA libraries for torch %s" % version)
+            info["cuda_libs_s"] = round(spent, 1)
+            with open(os.path.join(libs, MARKER), "w") as f:
+                f.write(version + "\n")
+            _save_pins(version, resolved)
+        spent, _ = _run(_pip(exe) + local + ["%s==%s" % nv for nv in rest], "installing torch %s" % version)
+        info["torch_s"] = round(spent, 1)
+        _run(_pip(exe) + ["install", "--quiet", "--no-index", "--find-links", wheels, "numpy"], "installing numpy")
+    finally:
+        shutil.rmtree(wheels, ignore_errors=True)
     site = subprocess.run([exe, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
     with open(os.path.join(site, "fp-cuda-libraries.pth"), "w") as f:
@@ -163,8 +195,8 @@ def install(python):
     _, out = _run([exe, "-c", CHECK], "importing torch and running a model")
     with open(os.path.join(venv, MARKER), "w") as f:
         f.write(version + "\n")
-    return {"torch": out.strip(), "seconds": round(time.monotonic() - t0, 1), "cuda_libs_s": round(cuda_s, 1),
-            "torch_s": round(own_s, 1), "numpy_s": round(np_s, 1), "venv_mb": _size_mb(venv)}
+    info.update({"torch": out.strip(), "seconds": round(time.monotonic() - t0, 1), "venv_mb": _size_mb(venv)})
+    return info
 
 
 def _size_mb(path):
