@@ -411,8 +411,10 @@ class _TorchStream(streams.Stream, instrument.Probe):
         except Exception as exc:
             run = None
             self._failed_start(ident, exc)
+        finally:
+            if run is None:  # also when the target's Ctrl-C (KeyboardInterrupt) went through
+                _running[0] = None
         if run is None:
-            _running[0] = None
             return instrument.NO_OBSERVE
         with self.lock:
             self.started_runs += 1
