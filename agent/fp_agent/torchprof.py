@@ -558,12 +558,32 @@ class _Profile(_TorchStream):
         torch = sys.modules.get("torch")
         try:
             with _Quiet(torch):
+                if self.done and self._discard(torch, run):
+                    return
                 run.profiler.__exit__(None, None, None)  # synchronises CUDA, stops this thread's profiler
         finally:
             _profiling[0] = False
             if run.c10_quiet:
                 run.c10_quiet = False
                 _C10_LOG.release()
+
+    @staticmethod
+    def _discard(torch, run):
+        """The stream ended during the call: stop the profiler without processing its events
+        (torch 2.4 processes them all in __exit__, on this thread: seconds for a long call).
+        False when this torch lacks the functions (then __exit__ does it)."""
+        ap = sys.modules.get("torch.autograd.profiler")
+        disable = getattr(ap, "_disable_profiler", None)
+        stopped = getattr(ap, "_run_on_profiler_stop", None)
+        if disable is None or stopped is None:
+            return False
+        if run.cuda:
+            torch.cuda.synchronize()
+        try:
+            disable()
+        finally:
+            stopped()
+        return True
 
     def describe(self, run, index, event):
         torch = sys.modules.get("torch")

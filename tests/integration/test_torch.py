@@ -277,7 +277,8 @@ def test_stopped_or_killed_during_a_profiled_call(clean, tmp_path):
             ends = [r["notification"]["params"] for r in recs
                     if r.get("notification", {}).get("method") == "torch/end"]
             assert ends and ends[0]["reason"] == "stopped" and ends[0]["pending"] is True, out_text
-        wait_until(lambda: clean.pristine() == [], 10, lambda: "the profiler and probe to go: %s" % clean.pristine())
+        # the call ends within about two seconds (more on a loaded machine); then all goes
+        wait_until(lambda: clean.pristine() == [], 30, lambda: "the profiler and probe to go: %s" % clean.pristine())
         assert not out.exists() and no_leftovers(tmp_path) == []
     result, notes, p = torch_json(clean, "torch profile __main__ slow_infer -f %s/after.json" % tmp_path)
     ev = events(notes, "torch/profile")
