@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 PYTEST ?= python3 -m pytest
 CMAKE_FLAGS ?=
 
-.PHONY: help deps build test unit integration demo bench lint sanitize format install clean vsix vscode-e2e
+.PHONY: help deps build test unit integration torch-env demo bench lint sanitize format install clean vsix vscode-e2e
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,16 +16,19 @@ build: deps ## configure and build into ./build
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build ## run every test: C unit tests, then integration tests on every CPython here
+test: build torch-env ## run every test: C unit tests, then integration tests on every CPython here
 	ctest --test-dir $(BUILD) --output-on-failure
 	$(PYTEST) -q tests/agent
-	FP_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
+	FP_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -rs tests/integration
 
 unit: build ## C unit tests only
 	ctest --test-dir $(BUILD) --output-on-failure
 
 integration: build ## integration tests only (FP_PYTHONS=py3.12,system-3.11 narrows)
 	FP_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
+
+torch-env: ## PyTorch environments for the torch tests, made once (~/.cache/fp/torch, FP_TORCH_PYTHONS)
+	@python3 tests/integration/torch_env.py
 
 demo: build ## start the example service, attach to it, open the interactive shell
 	@scripts/demo.sh $(BUILD)

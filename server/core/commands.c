@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------------------------------------
  * The table
@@ -165,6 +166,33 @@ static const fp_cmd_opt vmtool_opts[] = {
     {0},
 };
 
+/* torch: the subcommand (profile, memory -s, memory -r) chooses the method and which of these
+ * apply; commands_parse_torch checks and builds each method's params. */
+static const fp_cmd_opt torch_opts[] = {
+    {"-nm", "--nested-method", FP_OPT_STRING, "nested", "NAME", 0, 0, 0,
+     "the function NAME defined inside method (one level deep)"},
+    {"-f", "--file", FP_OPT_STRING, "file", "FILE", 0, 0, 0,
+     "where the process writes the output, relative to fp's working directory (default "
+     "trace.json; snapshot.pickle for memory)"},
+    {"-n", "--limit", FP_OPT_INT, "limit", "N", 1, 100, 1,
+     "profile: the next N calls, one trace each (FILE-1.json, FILE-2.json...)"},
+    {"-s", "--snapshot", FP_OPT_FLAG, "snapshot", NULL, 0, 0, 0,
+     "memory: the CUDA caching allocator's snapshot, now"},
+    {"-r", "--record", FP_OPT_FLAG, "record", NULL, 0, 0, 0,
+     "memory: the allocator's history around the next call of module [class] method"},
+    {NULL, "--cpu", FP_OPT_FLAG, "cpu", NULL, 0, 0, 0,
+     "profile: CPU activities only, even in a process that uses CUDA"},
+    {NULL, "--cuda", FP_OPT_FLAG, "cuda", NULL, 0, 0, 0,
+     "profile: CUDA activities too, refused when the process has not initialised CUDA"},
+    {NULL, "--stack", FP_OPT_FLAG, "with_stack", NULL, 0, 0, 0,
+     "profile: record the Python stack of every operator (more overhead)"},
+    {NULL, "--top", FP_OPT_INT, "top", "N", 1, 1000, 10,
+     "how many operators (or allocations) the summary lists"},
+    {NULL, "--max-entries", FP_OPT_INT, "max_entries", "N", 1, 100000000, 100000,
+     "memory -r: the most allocator events kept (the oldest are overwritten)"},
+    {0},
+};
+
 static const fp_cmd_opt trace_opts[] = {
     {"-i", "--interval", FP_OPT_STRING, "interval", "MS", 0, 0, 0,
      "hide inner calls that took less than MS milliseconds in all (default 0.1; 0: all)"},
@@ -202,6 +230,8 @@ static int commands_parse_trace(const fp_command *c, const char **pos, int npos,
 static int commands_parse_monitor(const fp_command *c, const char **pos, int npos, cJSON **params,
                                   fp_cmd_parsed *out, fp_error *err);
 
+static int commands_parse_torch(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                fp_cmd_parsed *out, fp_error *err);
 static int commands_parse_reload(const fp_command *c, const char **pos, int npos, cJSON **params,
                                  fp_cmd_parsed *out, fp_error *err);
 static int commands_parse_mem(const fp_command *c, const char **pos, int npos, cJSON **params,
@@ -371,6 +401,25 @@ static const fp_command commands[] = {
      "  monitor __main__ handle_request\n"
      "  monitor app.shop Cart checkout -c 10 -n 6",
      monitor_opts, 2, 3, FP_CMD_STREAMING, commands_parse_monitor, NAMES_METHOD},
+    {FP_CMD_TORCH, "torch", "torch.profile.start",
+     "torch profile module [class] method [-nm NAME] [-f FILE] [-n N] [--cpu|--cuda] [--stack] | "
+     "torch memory -s [-f FILE] | torch memory -r module [class] method [-nm NAME] [-f FILE]",
+     "PyTorch's profiler around the next call of a function; CUDA memory snapshots",
+     "profile runs torch's profiler (CPU activities, and CUDA ones when the process has\n"
+     "initialised CUDA) around the next call of the function, on the thread that makes it;\n"
+     "it writes a Chrome trace (open it in Perfetto or chrome://tracing) and prints the\n"
+     "operators by self CPU (and CUDA) time, the call's cost and the memory it allocated.\n"
+     "memory -s writes the CUDA caching allocator's snapshot (for pytorch.org/memory_viz);\n"
+     "memory -r records the allocator's history around the next call, then snapshots it.\n"
+     "The files are written by the process itself (its user, its view of the file system);\n"
+     "a relative FILE is relative to fp's working directory. torch is never imported into\n"
+     "a process that did not import it, and a profiler the program runs is never taken over.\n"
+     "Examples:\n"
+     "  torch profile app.model Net forward\n"
+     "  torch profile __main__ train_step -n 3 -f /tmp/step.json\n"
+     "  torch memory -s -f /tmp/now.pickle\n"
+     "  torch memory -r app.model Net forward",
+     torch_opts, 1, 4, 0, commands_parse_torch, "profile or memory"},
     {FP_CMD_RELOAD, "reload", "reload",
      "reload module [class] method [-nm NAME] [--source FILE] [-v] [--dry-run] | reload --undo "
      "module [class] method [-nm NAME]",
@@ -428,9 +477,6 @@ static const fp_command commands[] = {
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
-
-/* The seed's commands that fp does not have yet: named as such instead of "unknown". */
-static const char *const planned[] = {"torch"};
 
 const fp_command *fp_commands_table(size_t *count)
 {
@@ -1058,6 +1104,158 @@ static int commands_parse_vmtool(const fp_command *c, const char **pos, int npos
     return 0;
 }
 
+/* A file the target writes: made absolute against fp's working directory, which is what the
+ * user typing a relative name means (the target's own directory is unknown to them). */
+static int commands_abs_file(const fp_command *c, const char *file, cJSON *out, fp_error *err)
+{
+    if (file[0] == '/') {
+        cJSON_AddStringToObject(out, "file", file);
+        return 0;
+    }
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd))
+        return commands_usage_error(c, err,
+                                    "cannot resolve '%s': fp's working directory is gone (%s)",
+                                    file, strerror(errno));
+    size_t need = strlen(cwd) + strlen(file) + 2;
+    char *abs = malloc(need);
+    if (!abs) return fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
+    snprintf(abs, need, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", file);
+    cJSON_AddStringToObject(out, "file", abs);
+    free(abs);
+    return 0;
+}
+
+/* Copies the named members of from into to. */
+static void commands_copy(cJSON *to, const cJSON *from, const char *const *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(from, keys[i]);
+        if (v) cJSON_AddItemToObject(to, keys[i], cJSON_Duplicate(v, 1));
+    }
+}
+
+/* Options given that the subcommand does not take: the first one, for the error. */
+static const char *commands_torch_extra(const cJSON *parsed, const char *const *keys, size_t n)
+{
+    static const char *const names[][2] = {
+        {"limit", "-n"},    {"snapshot", "-s"},
+        {"record", "-r"},   {"cpu", "--cpu"},
+        {"cuda", "--cuda"}, {"with_stack", "--stack"},
+        {"nested", "-nm"},  {"max_entries", "--max-entries"},
+    };
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(parsed, keys[i]);
+        bool given = cJSON_IsTrue(v) || cJSON_IsString(v);
+        if (strcmp(keys[i], "limit") == 0) given = cJSON_IsNumber(v) && v->valuedouble != 1;
+        if (strcmp(keys[i], "max_entries") == 0)
+            given = cJSON_IsNumber(v) && v->valuedouble != 100000;
+        if (!given) continue;
+        for (size_t j = 0; j < sizeof names / sizeof names[0]; j++)
+            if (strcmp(names[j][0], keys[i]) == 0) return names[j][1];
+    }
+    return NULL;
+}
+
+/* torch profile ... | torch memory -s | torch memory -r ...: the method and its params.
+ * Returns the new params (the parsed ones are consumed) or NULL with err. */
+static cJSON *commands_torch(const fp_command *c, const char **pos, int npos, cJSON *parsed,
+                             fp_cmd_parsed *out, fp_error *err)
+{
+    const char *sub = pos[0];
+    cJSON *p = cJSON_CreateObject();
+    const char *file = commands_string(parsed, "file");
+    const char *extra = NULL;
+    if (strcmp(sub, "profile") == 0) {
+        static const char *const not_here[] = {"snapshot", "record", "max_entries"};
+        extra = commands_torch_extra(parsed, not_here, 3);
+        if (extra) {
+            commands_usage_error(c, err, "option %s is for torch memory, not torch profile", extra);
+            goto fail;
+        }
+        if (npos < 3) {
+            commands_usage_error(c, err,
+                                 "torch profile needs 2 or 3 names (module [class] method), got %d",
+                                 npos - 1);
+            goto fail;
+        }
+        if (commands_flag(parsed, "cpu") && commands_flag(parsed, "cuda")) {
+            commands_usage_error(c, err, "--cpu and --cuda exclude each other");
+            goto fail;
+        }
+        out->method = "torch.profile.start";
+        commands_names(pos + 1, npos - 1, p);
+        static const char *const keys[] = {"nested", "limit", "top", "with_stack"};
+        commands_copy(p, parsed, keys, sizeof keys / sizeof keys[0]);
+        cJSON_AddStringToObject(p, "device",
+                                commands_flag(parsed, "cpu")    ? "cpu"
+                                : commands_flag(parsed, "cuda") ? "cuda"
+                                                                : "auto");
+        if (commands_abs_file(c, file ? file : "trace.json", p, err) != 0) goto fail;
+    } else if (strcmp(sub, "memory") == 0) {
+        bool snap = commands_flag(parsed, "snapshot"), rec = commands_flag(parsed, "record");
+        if (snap == rec) {
+            commands_usage_error(
+                c, err,
+                "torch memory needs one of -s (snapshot now) or -r (record the next "
+                "call)%s",
+                snap ? "; both were given" : "");
+            goto fail;
+        }
+        static const char *const not_here[] = {"limit", "cpu", "cuda", "with_stack"};
+        extra = commands_torch_extra(parsed, not_here, 4);
+        if (extra) {
+            commands_usage_error(c, err, "option %s is for torch profile, not torch memory", extra);
+            goto fail;
+        }
+        if (snap) {
+            static const char *const snap_extra[] = {"nested", "max_entries"};
+            extra = commands_torch_extra(parsed, snap_extra, 2);
+            if (extra) {
+                commands_usage_error(c, err, "torch memory -s takes no function; got option %s",
+                                     extra);
+                goto fail;
+            }
+            if (npos > 1) {
+                commands_usage_error(c, err, "torch memory -s takes no function; got '%s'", pos[1]);
+                goto fail;
+            }
+            out->method = "torch.memory.snapshot";
+            static const char *const keys[] = {"top"};
+            commands_copy(p, parsed, keys, 1);
+        } else {
+            if (npos < 3) {
+                commands_usage_error(
+                    c, err, "torch memory -r needs 2 or 3 names (module [class] method), got %d",
+                    npos - 1);
+                goto fail;
+            }
+            out->method = "torch.memory.record";
+            commands_names(pos + 1, npos - 1, p);
+            static const char *const keys[] = {"nested", "top", "max_entries"};
+            commands_copy(p, parsed, keys, sizeof keys / sizeof keys[0]);
+        }
+        if (commands_abs_file(c, file ? file : "snapshot.pickle", p, err) != 0) goto fail;
+    } else {
+        commands_usage_error(c, err, "torch takes profile or memory, got '%s'", sub);
+        goto fail;
+    }
+    cJSON_Delete(parsed);
+    return p;
+fail:
+    cJSON_Delete(p);
+    return NULL;
+}
+
+static int commands_parse_torch(const fp_command *c, const char **pos, int npos, cJSON **params,
+                                fp_cmd_parsed *out, fp_error *err)
+{
+    cJSON *p = commands_torch(c, pos, npos, *params, out, err);
+    if (!p) return -1;
+    *params = p;
+    return 0;
+}
+
 /* tt: one action among -t, -l, -i, -d, -da chooses the method; each gets only its params,
  * which replace the parsed ones. */
 static int commands_parse_tt(const fp_command *c, const char **pos, int npos, cJSON **pp,
@@ -1240,10 +1438,6 @@ int fp_commands_parse(int argc, char **argv, fp_cmd_parsed *out, fp_error *err)
         return fp_error_set(err, FP_E_USAGE, "help lists the commands", "no command given");
     const fp_command *c = fp_commands_find(argv[0]);
     if (!c) {
-        for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++)
-            if (strcmp(argv[0], planned[i]) == 0)
-                return fp_error_set(err, FP_E_USAGE, "help lists the commands of this version",
-                                    "'%s' is not available in fp %s yet", argv[0], FP_VERSION);
         const char *near = fp_commands_suggest(argv[0]);
         char hint[256];
         if (near)

@@ -29,6 +29,8 @@ typedef enum fp_cmd_id {
     FP_CMD_RELOAD,
     FP_CMD_MEM,
     FP_CMD_VMTOOL,
+
+    FP_CMD_TORCH,
 } fp_cmd_id;
 
 typedef enum fp_cmd_opt_kind {

@@ -116,6 +116,13 @@ void render_mem_notification(FILE *out, const char *method, const cJSON *params)
 /* vmtool's results, by method (vmtool.instances, vmtool.gc). */
 void render_vmtool_result(FILE *out, const char *method, const cJSON *result);
 
+/* ---- render_torch.c: the torch command's models and notifications */
+
+/* torch's results, by the method that produced them (torch.profile.start, torch.memory.*). */
+void render_torch_result(FILE *out, const char *method, const cJSON *result);
+/* A torch/profile, torch/memory, torch/skipped or torch/end notification. */
+void render_torch_notification(FILE *out, const char *method, const cJSON *params);
+
 /* ---- render_perf.c: the perf command (outside the process, no agent) */
 
 /* Renders perf's summary model (fp_profile_summary_model + file, format, stopped_by). */

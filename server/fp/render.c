@@ -190,6 +190,10 @@ void render_result(FILE *out, const fp_cmd_parsed *p, const cJSON *result)
     case FP_CMD_VMTOOL:
         render_vmtool_result(out, p->method ? p->method : p->cmd->method, result);
         break;
+    case FP_CMD_TORCH:
+        render_torch_result(out, p->method ? p->method : p->cmd->method,
+                            result); /* render_torch.c */
+        break;
     default:
         if (!cJSON_IsNull(result)) {
             char *text = cJSON_Print(result);
@@ -217,6 +221,10 @@ void render_notification(FILE *out, const fp_cmd_parsed *p, const char *method, 
     }
     if (strcmp(method, FP_NOTE_TT_END) == 0) {
         render_tt_end(out, params);
+        return;
+    }
+    if (strncmp(method, "torch/", 6) == 0) { /* render_torch.c */
+        render_torch_notification(out, method, params);
         return;
     }
     if (strncmp(method, "mem/", 4) == 0) { /* render_mem.c */

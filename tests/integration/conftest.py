@@ -302,6 +302,7 @@ class Target:
     launcher = ()
     stop_signal = signal.SIGTERM
     script_kind = None  # tests/targets/<script_kind or kind>.py
+    ready_timeout = READY_TIMEOUT_S  # a target importing a large library (torch) may need more
 
     def __init__(self, python, workdir, args=(), cwd=None):
         self.python = python
@@ -355,12 +356,12 @@ class Target:
 
     def _read_ready(self, rfd):
         received = b""
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + self.ready_timeout
         while not received.endswith(b"ready\n"):
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
                 pytest.fail("%s (%s) did not become ready within %.0fs; exit status %s; received %r\n%s"
-                            % (self.kind, self.python.id, READY_TIMEOUT_S, self.proc.poll(), received,
+                            % (self.kind, self.python.id, self.ready_timeout, self.proc.poll(), received,
                                self._output_excerpt()))
             r, _, _ = select.select([rfd], [], [], min(left, 0.2))
             if r:
