@@ -3,8 +3,11 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 PYTEST ?= python3 -m pytest
 CMAKE_FLAGS ?=
+FUZZ_BUILD ?= build-fuzz
+ASAN_BUILD ?= build-asan
+FUZZ_TIME ?= 300
 
-.PHONY: help deps build test unit integration torch-env demo bench lint sanitize format install clean vsix vscode-e2e
+.PHONY: help deps build test unit integration torch-env demo bench lint sanitize format install clean vsix vscode-e2e fuzz fuzz-short sanitize-agent soak
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,8 +19,9 @@ build: deps ## configure and build into ./build
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build torch-env ## run every test: C unit tests, then integration tests on every CPython here
+test: build torch-env ## run every test: C unit tests, short fuzz runs, then integration tests on every CPython here
 	ctest --test-dir $(BUILD) --output-on-failure
+	@scripts/fuzz.sh $(FUZZ_BUILD) 5
 	$(PYTEST) -q tests/agent
 	FP_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -rs tests/integration
 
@@ -38,6 +42,21 @@ bench: build ## run the benchmarks and print their figures
 
 lint: ## clang-format and ruff (format, lint) over the C and the Python; installs them when missing
 	@BUILD=$(BUILD) scripts/lint.sh
+
+fuzz: ## build the libFuzzer targets (clang, ASan+UBSan) and fuzz each for FUZZ_TIME s (300)
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_TIME)
+
+fuzz-short: ## the fuzz targets for 5 s each (as make test runs them)
+	@scripts/fuzz.sh $(FUZZ_BUILD) 5
+
+sanitize-agent: build ## the injected agent built with ASan+UBSan, in a sanitized python, on every CPython here
+	cmake -S . -B $(ASAN_BUILD) -DFP_SANITIZE=address,undefined -DFP_SANITIZE_AGENT=ON -DFP_BUILD_TESTS=OFF >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target fpagent fp_agent_py
+	FP_BUILD=$(abspath $(BUILD)) FP_SANITIZED_AGENT=$(abspath $(ASAN_BUILD))/lib/fp/libfpagent.so \
+		$(PYTEST) -q -rs tests/integration/test_agent_sanitized.py
+
+soak: build ## long soaks: 200 attach cycles, 100 restarts per CPython, an hour of 10,000 events/s each
+	FP_SOAK=1 FP_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -s tests/integration/test_soak.py
 
 sanitize: deps ## ASan+UBSan build (build-sanitize): C unit tests and a smoke subset of the integration tests
 	@JOBS=$(JOBS) scripts/sanitize.sh

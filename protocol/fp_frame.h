@@ -24,6 +24,8 @@ typedef struct fp_frame_reader {
     size_t cap;      /* bytes allocated for buf */
     size_t max_body; /* largest Content-Length accepted */
     int failed;      /* set after an error: the stream cannot be resynchronised */
+    size_t skip;     /* body bytes of a refused (too big) message still to be discarded */
+    size_t too_big;  /* the Content-Length of the last message refused as too big */
 } fp_frame_reader;
 
 void fp_frame_reader_init(fp_frame_reader *r, size_t max_body);
@@ -34,7 +36,9 @@ int fp_frame_reader_feed(fp_frame_reader *r, const char *data, size_t n);
 /* Takes the next whole body out of the buffer.
  * FP_FRAME_OK: *body is a malloc'd NUL-terminated copy (the caller frees it), *len its length.
  * FP_FRAME_MORE: feed more bytes. Negative: a framing error, *err (static) says which;
- * the connection should be answered (where possible) and closed. */
+ * the connection should be answered (where possible) and closed. The one exception is
+ * FP_FRAME_E_TOOBIG for a well-formed length (r->too_big): that body is discarded as it arrives
+ * without being kept, so a reader that answers the refusal may go on reading the next message. */
 int fp_frame_reader_next(fp_frame_reader *r, char **body, size_t *len, const char **err);
 
 /* Returns a malloc'd "Content-Length: ...\r\n\r\n<body>" (caller frees), its length in *out_len. */

@@ -21,5 +21,9 @@ int fp_paths_socket_dir(uid_t uid, char *buf, size_t size);
 int fp_paths_socket(uid_t uid, unsigned long long pid_ns, int pid, char *buf, size_t size);
 /* The pid namespace inode of pid (0: self), or 0 when /proc does not tell. */
 unsigned long long fp_paths_pid_ns(int pid);
+/* The start time of pid (0: self) in clock ticks after boot (/proc/PID/stat field 22), or 0.
+ * With the pid namespace, what names one process wherever it is seen from: the agent reports
+ * both in `status` so that a client that cannot see its pid can still tell it is the target. */
+unsigned long long fp_paths_start_time(int pid);
 
 #endif

@@ -5,6 +5,7 @@
 #define FP_RPC_H
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Standard JSON-RPC codes. */
@@ -23,6 +24,11 @@
 #define FP_ERR_BUSY -32005          /* a limit was reached (too many clients, sessions) */
 #define FP_ERR_CANCELLED -32006     /* the request was cancelled or the agent is shutting down */
 
+/* The largest request body the agent reads (a bigger one is answered -32600 and skipped): a
+ * request is a command line, an expression (at most 64 Ki characters) or console input (at most
+ * 1 Mi characters), never more. Clients check it before sending. */
+#define FP_RPC_AGENT_MAX_REQUEST (8u << 20)
+
 typedef enum fp_rpc_kind {
     FP_RPC_REQUEST = 1,      /* method + id */
     FP_RPC_NOTIFICATION = 2, /* method, no id */
@@ -40,8 +46,9 @@ typedef struct fp_rpc_msg {
 } fp_rpc_msg;
 
 /* Parses and validates one message. Returns 0 on success. On failure returns the JSON-RPC
- * error code (FP_RPC_PARSE_ERROR or FP_RPC_INVALID_REQUEST) and, when error_response is not
- * NULL, stores a ready error response (with the request id when it could be read). */
+ * error code (FP_RPC_PARSE_ERROR, also for a body that is not UTF-8, or FP_RPC_INVALID_REQUEST)
+ * and, when error_response is not NULL, stores a ready error response (with the request id when
+ * it could be read). */
 int fp_rpc_parse(const char *body, size_t len, fp_rpc_msg *out, cJSON **error_response);
 void fp_rpc_msg_free(fp_rpc_msg *m);
 
@@ -54,5 +61,9 @@ cJSON *fp_rpc_error(const cJSON *id, int code, const char *message, cJSON *data)
 char *fp_rpc_print(const cJSON *msg);
 /* Convenience: print msg compactly and write it framed to fd (see fp_frame_write). */
 int fp_rpc_send(int fd, const cJSON *msg, int timeout_ms);
+/* Like fp_rpc_send, but -EMSGSIZE (nothing written) when the body is longer than max. */
+int fp_rpc_send_bounded(int fd, const cJSON *msg, size_t max, int timeout_ms);
+/* Index of the first byte of text[0, len) that is not well-formed UTF-8, or len when all is. */
+size_t fp_rpc_utf8_invalid_at(const char *text, size_t len);
 
 #endif

@@ -61,6 +61,13 @@ int fp_frame_reader_feed(fp_frame_reader *r, const char *data, size_t n)
     /* After a framing error nothing more will be parsed: keeping the bytes would only let a
      * misbehaving peer grow our memory. */
     if (r->failed || n == 0) return 0;
+    if (r->skip) { /* the rest of a refused body: dropped, never buffered */
+        size_t drop = n < r->skip ? n : r->skip;
+        r->skip -= drop;
+        data += drop;
+        n -= drop;
+        if (n == 0) return 0;
+    }
     if (reader_reserve(r, n) != 0) return FP_FRAME_E_NOMEM;
     memcpy(r->buf + r->len, data, n);
     r->len += n;
@@ -93,9 +100,9 @@ static int parse_length(const char *s, size_t n, size_t max, size_t *out)
         else
             v = v * 10 + d;
     }
-    if (over || v > max) return FP_FRAME_E_TOOBIG;
+    if (over) return FP_FRAME_E_TOOBIG; /* *out untouched: no length to skip */
     *out = v;
-    return 0;
+    return v > max ? FP_FRAME_E_TOOBIG : 0;
 }
 
 typedef struct frame_header {
@@ -130,10 +137,11 @@ static int parse_headers(const char *buf, size_t end, size_t max_body, frame_hea
         size_t name_len = (size_t)(colon - line);
         if (!name_is(line, name_len, "Content-Length"))
             continue; /* Content-Type and friends carry nothing we need */
-        size_t value = 0;
+        size_t value = SIZE_MAX;
         int rc = parse_length(colon + 1, line_len - name_len - 1, max_body, &value);
         if (rc == FP_FRAME_E_TOOBIG) {
             h->err = "Content-Length is above the largest accepted message";
+            h->body_len = value; /* SIZE_MAX when it does not even fit */
             return rc;
         }
         if (rc != 0) {
@@ -206,6 +214,17 @@ int fp_frame_reader_next(fp_frame_reader *r, char **body, size_t *len, const cha
      * 8 KiB of scanning per read and keeps the reader's state to the buffer alone. */
     frame_header h = {0};
     int rc = reader_header(r, &h);
+    if (rc == FP_FRAME_E_TOOBIG && h.body_len != SIZE_MAX && h.header_len > 0) {
+        /* A length we refuse but can skip: drop the header and the body (what is buffered
+         * now, the rest as it is fed), so the next message can still be read. */
+        size_t have = r->len - h.header_len;
+        size_t drop = have < h.body_len ? have : h.body_len;
+        reader_consume(r, h.header_len + drop);
+        r->skip = h.body_len - drop;
+        r->too_big = h.body_len;
+        if (err) *err = h.err;
+        return rc;
+    }
     if (rc < 0) {
         r->failed = rc;
         if (err) *err = h.err;

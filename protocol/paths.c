@@ -4,6 +4,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 /* snprintf that reports truncation as failure: a cut path would name another file. */
@@ -42,4 +44,31 @@ unsigned long long fp_paths_pid_ns(int pid)
     else
         snprintf(path, sizeof path, "/proc/self/ns/pid");
     return stat(path, &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
+unsigned long long fp_paths_start_time(int pid)
+{
+    char path[64], buf[1024];
+    if (pid > 0)
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/stat");
+    FILE *f = fopen(path, "re");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name may hold spaces and parentheses: fields are counted after the last ')',
+     * which is followed by field 3 (the state). */
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    p++;
+    for (int field = 3; field <= 22; field++) {
+        while (*p == ' ')
+            p++;
+        if (field == 22) return strtoull(p, NULL, 10);
+        p = strchr(p, ' ');
+        if (!p) return 0;
+    }
+    return 0;
 }

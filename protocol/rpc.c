@@ -159,11 +159,43 @@ char *fp_rpc_print(const cJSON *msg)
 
 int fp_rpc_send(int fd, const cJSON *msg, int timeout_ms)
 {
+    return fp_rpc_send_bounded(fd, msg, SIZE_MAX, timeout_ms);
+}
+
+int fp_rpc_send_bounded(int fd, const cJSON *msg, size_t max, int timeout_ms)
+{
     char *text = fp_rpc_print(msg);
     if (!text) return -ENOMEM;
-    int rc = fp_frame_write(fd, text, strlen(text), timeout_ms);
+    size_t len = strlen(text);
+    int rc = len > max ? -EMSGSIZE : fp_frame_write(fd, text, len, timeout_ms);
     cJSON_free(text);
     return rc;
+}
+
+/* ---- UTF-8 ------------------------------------------------------------------------------- */
+
+size_t fp_rpc_utf8_invalid_at(const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        if (n == 0 || i + n > len) return i;
+        unsigned char b = p[i + 1];
+        /* No overlong forms, no surrogates, nothing above U+10FFFF. */
+        unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+        unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+        if (b < lo || b > hi) return i;
+        for (size_t k = 2; k < n; k++)
+            if (p[i + k] < 0x80 || p[i + k] > 0xbf) return i;
+        i += n;
+    }
+    return len;
 }
 
 /* ---- parsing ----------------------------------------------------------------------------- */
@@ -266,6 +298,13 @@ int fp_rpc_parse(const char *body, size_t len, fp_rpc_msg *out, cJSON **error_re
     memset(out, 0, sizeof(*out));
     if (error_response) *error_response = NULL;
     char why[128];
+    /* JSON text is UTF-8 (RFC 8259); cJSON would pass other bytes through to every reader. */
+    size_t bad = fp_rpc_utf8_invalid_at(body, len);
+    if (bad < len) {
+        snprintf(why, sizeof(why), "Parse error: the message is not UTF-8 (byte %zu)", bad);
+        set_error(error_response, NULL, FP_RPC_PARSE_ERROR, why);
+        return FP_RPC_PARSE_ERROR;
+    }
     cJSON *root = parse_json(body, len, why, sizeof(why));
     if (!root) {
         set_error(error_response, NULL, FP_RPC_PARSE_ERROR, why);

@@ -10,7 +10,7 @@ import sys
 
 from . import capture, registry
 from .errors import BUSY, AgentError, invalid_param, not_found, user_traceback
-from .params import check_names, get_int
+from .params import MAX_SOURCE, check_length, check_names, get_int
 
 # Imported with this module, under the import lock, when its first request comes (loading.py):
 # the functions below import them where they use them.
@@ -53,6 +53,7 @@ def eval_line(client_id, params):
     source = params.get("source")
     if not isinstance(source, str):
         raise invalid_param("source", "parameter 'source' is required (a string: the line typed)")
+    check_length("source", source, MAX_SOURCE, "console input")
     return session.push(source)
 
 

@@ -97,6 +97,7 @@ def shutdown():
         registry.undo_all()
     except BaseException:
         pass
+    gone = []
     try:
         from . import pycache
 
@@ -109,9 +110,40 @@ def shutdown():
         prefix = _PACKAGE + "."
         for name in list(sys.modules):
             if name == _PACKAGE or name.startswith(prefix):
-                sys.modules.pop(name, None)
+                gone.append(sys.modules.pop(name, None))
     except BaseException:
         pass
+    _forget(gone)
+
+
+def _forget(modules):
+    """Empties the dicts of the package's modules once they left sys.modules. Their functions and
+    classes refer to the dicts (__globals__) and the dicts to them: cycles that only a full run of
+    the cyclic collector frees, which a program may seldom do, so every restart would leave a whole
+    copy of the package behind (RSS grew by 10 MB over 100 shutdown/restart cycles). Emptied, as the
+    interpreter itself does at exit, they are freed at once by reference counting. Runs last: this
+    module's own dict goes too, so only locals are used from the first clear on."""
+    own = globals()
+    for module in modules:
+        try:
+            # The classes too: each is a cycle of its own (its methods, __mro__, super()'s cell).
+            for value in list(module.__dict__.values()):
+                if isinstance(value, type) and value.__module__ == module.__name__:
+                    for key in list(vars(value)):
+                        if key not in ("__dict__", "__weakref__"):
+                            try:
+                                delattr(value, key)
+                            except BaseException:
+                                pass
+        except BaseException:
+            pass
+    for module in modules:
+        try:
+            if module.__dict__ is not own:
+                module.__dict__.clear()
+        except BaseException:
+            pass
+    own.clear()
 
 
 def _handle(client_id, body):

@@ -7,7 +7,7 @@ import builtins
 
 from . import locate, render
 from .errors import expression_failed
-from .params import check_names, get_bool, get_int, get_str
+from .params import check_names, get_bool, get_expr, get_int, get_str
 
 EXPRESSION_FILE = "<expr>"
 
@@ -17,7 +17,7 @@ def getglobal(client_id, params):
     module = get_str(params, "module", required=True)
     class_name = get_str(params, "class") or None
     field = get_str(params, "field", required=True)
-    expr = get_str(params, "expr") or None
+    expr = get_expr(params, "expr") or None
     depth = get_int(params, "depth", default=1, low=1, high=4)
     verbose = get_bool(params, "verbose")
     raw = get_bool(params, "raw")
@@ -43,6 +43,8 @@ def compile_expression(text):
     except (SyntaxError, ValueError, OverflowError) as exc:  # ValueError: a NUL in the source
         message = "expression does not compile: %s" % (exc.msg if isinstance(exc, SyntaxError) and exc.msg else exc)
         raise expression_failed(exc, "compile", message, source=text)
+    except (RecursionError, MemoryError) as exc:  # nested deeper than the compiler goes
+        raise expression_failed(exc, "compile", "the expression is nested too deeply to compile")
 
 
 def evaluate(code, names):
@@ -69,7 +71,7 @@ def instances(client_id, params):
     check_names(params, INSTANCES_PARAMS)
     module_name = get_str(params, "module", required=True)
     class_name = get_str(params, "class", required=True)
-    expr = get_str(params, "expr") or None
+    expr = get_expr(params, "expr") or None
     depth = get_int(params, "depth", default=1, low=1, high=4)
     limit = get_int(params, "limit", default=10, low=-1, high=1000000)
     if limit == 0:

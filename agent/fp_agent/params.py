@@ -4,6 +4,12 @@ whose data.param names the parameter.
 
 from .errors import invalid_param
 
+# Expressions are compiled with the GIL held, so the target's threads wait meanwhile: an
+# expression longer than anyone types (megabytes took seconds and gigabytes to compile) is
+# refused before it is compiled. The console takes whole pasted scripts, up to MAX_SOURCE.
+MAX_EXPRESSION = 64 * 1024
+MAX_SOURCE = 1024 * 1024
+
 
 def check_names(params, allowed):
     """Reject parameters the method does not take (a typo would otherwise be silently ignored)."""
@@ -29,6 +35,19 @@ def get_str(params, name, required=False, default=None):
         raise invalid_param(name, "parameter %r must be a string, not %s" % (name, _json_type(value)))
     if required and not value:
         raise invalid_param(name, "parameter %r must not be empty" % name)
+    return value
+
+
+def get_expr(params, name, default=None):
+    """A Python expression parameter (expr, filter): a string of at most MAX_EXPRESSION characters."""
+    return check_length(name, get_str(params, name, default=default), MAX_EXPRESSION, "expressions")
+
+
+def check_length(name, value, limit, what):
+    if value is not None and len(value) > limit:
+        raise invalid_param(
+            name, "parameter %r is too long: %d characters; %s are limited to %d" % (name, len(value), what, limit)
+        )
     return value
 
 

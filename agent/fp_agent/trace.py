@@ -21,7 +21,7 @@ import time
 
 from . import callargs, events, instrument, locate, streams, watch
 from .errors import NOT_SUPPORTED, AgentError, exception_text, invalid_param
-from .params import check_names, get_int, get_str
+from .params import check_names, get_expr, get_int, get_str
 
 # --------------------------------------------------------------------------------------------
 # Shapes shared by both recorders
@@ -832,7 +832,7 @@ def start(client_id, params):
     depth = get_int(params, "depth", None, 0, MODEL_DEPTH) or None  # 0: no depth limit
     min_cost = _get_number(params, "min_cost", None, 0, 1e12) or None  # 0: every invocation
     limit = get_int(params, "limit", DEFAULT_LIMIT, 1, 1000000)
-    cond_text = get_str(params, "filter") or None
+    cond_text = get_expr(params, "filter") or None
     recorder = _recorder(get_str(params, "recorder"))
 
     import builtins

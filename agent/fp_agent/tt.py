@@ -23,7 +23,7 @@ import time
 
 from . import callargs, events, instrument, locate, render, streams
 from .errors import NOT_FOUND, NOT_SUPPORTED, AgentError, exception_text
-from .params import check_names, get_bool, get_int, get_str
+from .params import check_names, get_bool, get_expr, get_int, get_str
 from .watch import (Filter, call_time, call_values, compile_expressions, end_summary, exception_model,
                     expression_globals, stop_on_filter_error)
 
@@ -307,7 +307,7 @@ def start(client_id, params):
     class_name = get_str(params, "class") or None
     method = get_str(params, "method", required=True)
     nested = get_str(params, "nested") or None
-    cond_text = get_str(params, "filter") or None
+    cond_text = get_expr(params, "filter") or None
     limit = get_int(params, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_RECORDS)
     copy = get_bool(params, "copy")
 

@@ -15,7 +15,7 @@ import time
 
 from . import callargs, events, instrument, loading, locate, render, streams, syntax
 from .errors import exception_text, expression_failed
-from .params import check_names, get_bool, get_int, get_str
+from .params import check_names, get_bool, get_expr, get_int, get_str
 
 # traceback formats the exception of a call that raised, on the program's thread: it is
 # imported (under the import lock, loading.py) before the first watch is armed, once its
@@ -66,7 +66,7 @@ def compile_expressions(text, param, globals_dict, split=True):
     source = text.strip()
     try:
         tree = syntax.parse(source, "<%s>" % param, "eval")
-    except (SyntaxError, ValueError, OverflowError) as exc:
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
         error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
                                   source)
         error.data["param"] = param
@@ -105,7 +105,7 @@ def _function(node, param, globals_dict, label):
     syntax.fix_missing_locations(template)
     try:
         code = compile(template, "<%s>" % param, "eval", dont_inherit=True)
-    except (SyntaxError, ValueError) as exc:  # e.g. `yield` or `await` outside a function
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # e.g. `yield` or `await` outside a function
         error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
                                   label)
         error.data["param"] = param
@@ -437,8 +437,8 @@ def start(client_id, params):
     class_name = get_str(params, "class") or None
     method = get_str(params, "method", required=True)
     nested = get_str(params, "nested") or None
-    expr_text = get_str(params, "expr") or DEFAULT_EXPR
-    cond_text = get_str(params, "filter") or None
+    expr_text = get_expr(params, "expr") or DEFAULT_EXPR
+    cond_text = get_expr(params, "filter") or None
     only_exceptions = get_bool(params, "exceptions")
     depth = get_int(params, "depth", default=1, low=1, high=4)
     limit = get_int(params, "limit", default=DEFAULT_LIMIT, low=1, high=1000000)

@@ -21,6 +21,10 @@ static uint64_t fp_agent_gen;
 
 static pthread_once_t fp_agent_once = PTHREAD_ONCE_INIT;
 static char fp_agent_error[256];
+/* Why the last start gave up, "" while it starts or runs. Exported as data so that fp can read it
+ * from outside (process_vm_readv at this symbol) and show the agent's own reason, without
+ * stopping the target to call anything. */
+FP_AGENT_EXPORT char fp_agent_startup_error[256];
 
 /* Waiting for Py_IsInitialized() when preloaded: from 1 ms, doubling, up to this. */
 #define FP_AGENT_WAIT_MAX_MS 1000
@@ -175,6 +179,11 @@ static void *fp_agent_io_main(void *arg)
         a->state = FP_AGENT_LISTENING;
         pthread_mutex_unlock(&fp_agent_lock);
         fp_agent_server_run(a); /* returns after a shutdown request */
+    } else {
+        pthread_mutex_lock(&fp_agent_lock);
+        snprintf(fp_agent_startup_error, sizeof(fp_agent_startup_error), "%s",
+                 fp_agent_error[0] ? fp_agent_error : "it gave up starting (no reason recorded)");
+        pthread_mutex_unlock(&fp_agent_lock);
     }
     fp_agent_server_close(a);
     fp_agent_finish(a);
@@ -242,6 +251,7 @@ FP_AGENT_EXPORT int fp_agent_start(void)
     fp_agent_instances = a;
     fp_agent_current = a;
     fp_agent_error[0] = '\0';
+    fp_agent_startup_error[0] = '\0';
     pthread_mutex_unlock(&fp_agent_lock);
 
     pthread_t t;

@@ -23,6 +23,10 @@
 /* Worker threads alive at once, including those of gone clients still waiting for the GIL to
  * clean up: without a cap, clients that come and go while the GIL is stuck would pile them up. */
 #define FP_AGENT_MAX_WORKERS 64
+/* Workers whose client left while they wait for the GIL (or run) are kept until they get it:
+ * a thread cannot be taken back from PyGILState_Ensure. Past this many, clients that come and
+ * go while the GIL is stuck get no new worker ("busy"), so each costs no thread. */
+#define FP_AGENT_MAX_ORPHANS 4
 /* Once this much output waits for a client that does not read, its input is no longer read. */
 #define FP_AGENT_OUT_HIGH (4u << 20)
 /* Bytes taken from one client per poll round, so that one busy client cannot starve others. */
@@ -92,6 +96,7 @@ typedef struct fp_agent_client {
     fp_agent_worker_state worker;
     int cleanup_queued; /* a DETACH or GONE job is queued: no more jobs */
     int in_call;        /* the worker is inside dispatch.handle (changes only under the GIL) */
+    int orphaned;       /* the connection went while the worker was alive (counted in orphans) */
     int interrupted;    /* an interrupt of that call was sent (the client left mid-request) */
     unsigned long worker_thread; /* the worker's pthread_t */
     fp_agent_job *jobs_head, *jobs_tail;
@@ -124,6 +129,7 @@ typedef struct fp_agent {
     fp_agent_state state;
     int listen_fd, wake_fd; /* -1 when closed */
     int workers_alive;
+    int orphans; /* workers of clients that left (FP_AGENT_MAX_ORPHANS) */
     pthread_cond_t workers_done;
 
     /* --- I/O thread only (clients and nclients are changed under the lock, so that a fork
@@ -155,6 +161,10 @@ int fp_agent_server_open(fp_agent *a);
 void fp_agent_server_run(fp_agent *a);
 /* Stops listening, removes the socket file and retires the instance. */
 void fp_agent_server_close(fp_agent *a);
+/* What the poll loop does with n bytes read from c: framing, then each whole message (the
+ * methods without the GIL answered, the others queued). Replies go to c's output, sent as the
+ * socket allows. Returns 1 when a client asked for shutdown. The fuzz target drives it directly. */
+int fp_agent_server_feed(fp_agent *a, fp_agent_client *c, const char *data, size_t n);
 
 /* ===================================== clients.c: records, queues, workers =================== */
 

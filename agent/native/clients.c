@@ -30,7 +30,7 @@ fp_agent_client *fp_agent_client_new(fp_agent *a, int fd)
     c->refs = 1;
     c->connected = 1;
     c->reading = 1;
-    fp_frame_reader_init(&c->reader, FP_FRAME_DEFAULT_MAX);
+    fp_frame_reader_init(&c->reader, FP_RPC_AGENT_MAX_REQUEST);
     return c;
 }
 
@@ -270,6 +270,7 @@ static void *fp_client_worker(void *arg)
     pthread_mutex_lock(&fp_agent_lock);
     c->worker = FP_AGENT_WORKER_DONE;
     a->workers_alive--;
+    if (c->orphaned) a->orphans--;
     /* Signalled under the lock: once we unlock, the stopping instance may be freed, so `a` is
      * not touched after this. */
     pthread_cond_broadcast(&a->workers_done);
@@ -329,6 +330,14 @@ int fp_agent_client_submit(fp_agent_client *c, char *body, size_t len, const cJS
         return FP_ERR_BUSY;
     }
     if (c->worker == FP_AGENT_WORKER_NONE) {
+        if (a->orphans >= FP_AGENT_MAX_ORPHANS) {
+            pthread_mutex_unlock(&fp_agent_lock);
+            fp_client_free_jobs(j);
+            *why = "busy: 4 agent threads of clients that left are still waiting for the GIL, "
+                   "which a thread of the process has not released; the agent starts no more "
+                   "until one gets it (fp can still read stacks from outside the process)";
+            return FP_ERR_BUSY;
+        }
         if (a->workers_alive >= FP_AGENT_MAX_WORKERS) {
             pthread_mutex_unlock(&fp_agent_lock);
             fp_client_free_jobs(j);
@@ -414,6 +423,10 @@ void fp_agent_client_disconnect(fp_agent_client *c)
             c->jobs_tail = j;
             p = &j->next;
         }
+    }
+    if (c->worker == FP_AGENT_WORKER_RUNNING && !c->orphaned) {
+        c->orphaned = 1; /* alive without its client until it gets the GIL */
+        c->agent->orphans++;
     }
     if (c->worker == FP_AGENT_WORKER_RUNNING && !c->cleanup_queued && gone) {
         c->cleanup_queued = 1;

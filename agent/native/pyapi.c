@@ -350,7 +350,10 @@ static const char fp_py_bootstrap[] =
     "    return load()\n"
     "_fp_dispatch = _fp_locked(_fp_load)\n"
     /* The package, for the C functions handed to it (trace.c, events.c, monitor.c). */
-    "_fp_pkg = __import__('sys').modules.get('fp_agent')\n";
+    "_fp_pkg = __import__('sys').modules.get('fp_agent')\n"
+    /* The functions refer to this namespace and it to them: without them it goes with the last
+     * reference, and the package with it once shut down (not at a full collection). */
+    "del _fp_load, _fp_locked\n";
 
 /* str(o) as a malloc'd UTF-8 string, or NULL (any error cleared). */
 static char *fp_py_text(fp_pyobj *o)

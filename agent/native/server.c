@@ -226,9 +226,10 @@ static void fp_server_take_replies(fp_agent_client *c)
 {
     fp_agent_reply *list = fp_agent_client_take_replies(c);
     for (fp_agent_reply *r = list; r; r = r->next) {
-        /* Events for a client that does not read are dropped (emit refuses them meanwhile,
-         * see out_full, so its caller counts them); replies never are. */
-        if (r->notification && c->out_len - c->out_off > FP_AGENT_OUT_HIGH) continue;
+        /* Every event taken here goes out: emit already refused (and counted, for the next
+         * event and the stream's end to report) those beyond the limits, out_full included, so
+         * at most FP_EVENTS_MAX_BYTES arrive past FP_AGENT_OUT_HIGH. Dropping one here would
+         * lose it uncounted. */
         if (r->text && r->len) fp_server_queue(c, r->text, r->len);
         if (r->close) {
             c->close_when_flushed = 1;
@@ -251,6 +252,9 @@ static cJSON *fp_server_status(fp_agent *a, fp_agent_client *c)
     double uptime = (double)((fp_agent_now_ns() - a->started_ns) / 1000000) / 1000.0;
 
     cJSON_AddNumberToObject(o, "pid", getpid());
+    /* Which process this is, for a client that cannot see our pid (fp_trust_confirm). */
+    cJSON_AddNumberToObject(o, "pid_ns", (double)fp_paths_pid_ns(0));
+    cJSON_AddNumberToObject(o, "start_time", (double)fp_paths_start_time(0));
     cJSON_AddStringToObject(o, "agent_version", FP_VERSION);
     cJSON_AddStringToObject(o, "python_version", fp_agent_py_version());
     cJSON_AddNumberToObject(o, "clients", a->nclients);
@@ -324,7 +328,12 @@ static int fp_server_read(fp_agent *a, fp_agent_client *c)
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) c->dead = 1;
         return 0;
     }
-    if (fp_frame_reader_feed(&c->reader, a->rbuf, (size_t)n) != 0) {
+    return fp_agent_server_feed(a, c, a->rbuf, (size_t)n);
+}
+
+int fp_agent_server_feed(fp_agent *a, fp_agent_client *c, const char *data, size_t n)
+{
+    if (fp_frame_reader_feed(&c->reader, data, n) != 0) {
         c->dead = 1;
         return 0;
     }
@@ -334,6 +343,17 @@ static int fp_server_read(fp_agent *a, fp_agent_client *c)
         const char *err = NULL;
         int rc = fp_frame_reader_next(&c->reader, &body, &len, &err);
         if (rc == FP_FRAME_MORE) break;
+        if (rc == FP_FRAME_E_TOOBIG && c->reader.too_big) {
+            /* Refused unread (the reader drops its body as it comes): say why, go on. */
+            char why[192];
+            snprintf(why, sizeof(why),
+                     "Invalid Request: too large (%zu bytes); the agent reads requests of at most "
+                     "%u MiB (expressions of at most 64 Ki characters)",
+                     c->reader.too_big, FP_RPC_AGENT_MAX_REQUEST >> 20);
+            c->reader.too_big = 0;
+            fp_server_send_error(c, NULL, FP_RPC_INVALID_REQUEST, why);
+            continue;
+        }
         if (rc != FP_FRAME_OK) {
             c->dead = 1; /* framing errors cannot be resynchronised */
             break;

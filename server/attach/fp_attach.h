@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -49,5 +50,10 @@ typedef struct fp_attach_opts {
  * On return the target runs exactly as before, with the agent thread started. */
 int fp_attach_inject(const fp_target *t, const char *agent_path, const fp_attach_opts *opts,
                      fp_error *err);
+
+/* Why the agent loaded in pid gave up starting (its exported fp_agent_startup_error), read from
+ * outside without stopping anything. Returns 1 with the reason in buf, 0 when it recorded none (it
+ * is starting or running), -1 when it cannot be read (no agent mapped, an older one). */
+int fp_attach_agent_error(int pid, char *buf, size_t size);
 
 #endif

@@ -54,6 +54,7 @@ struct fp_channel {
     int pid;
     bool debug;
     bool closed;   /* the connection is gone */
+    bool drained;  /* and what the agent sent before it went was read */
     bool doomed;   /* freed from a callback: the drive frees it on the way out */
     int depth;     /* drives in progress (callbacks may drive again: fp_channel_call) */
     int abandoned; /* requests given up on (timeout, forget) whose answers may still come */
@@ -128,7 +129,7 @@ void fp_channel_free(fp_channel *ch)
 void fp_channel_abort(fp_channel *ch)
 {
     if (!ch->closed) shutdown(ch->fd, SHUT_RDWR);
-    ch->closed = true;
+    ch->closed = ch->drained = true;
     ch->depth++;
     channel_fail_all(ch);
     if (--ch->depth == 0 && ch->doomed) channel_destroy(ch);
@@ -189,9 +190,23 @@ static bool channel_proc_gone(int pid)
     return p[2] == 'Z' || p[2] == 'X';
 }
 
+/* A killed process closes its sockets before it is a zombie: the closed connection can be seen
+ * while /proc still shows it running. Waits that long (bounded) to tell an exit from a shutdown,
+ * only when someone is told (a request in flight, a stream). */
+#define CHANNEL_EXIT_GRACE_MS 500
+
+static bool channel_proc_exits(int pid)
+{
+    for (int waited = 0; waited < CHANNEL_EXIT_GRACE_MS; waited += 10) {
+        if (channel_proc_gone(pid)) return true;
+        fp_clock_sleep_ms(10);
+    }
+    return channel_proc_gone(pid);
+}
+
 void fp_channel_closed_error(const fp_channel *ch, fp_error *err)
 {
-    if (channel_proc_gone(ch->pid)) {
+    if (channel_proc_exits(ch->pid)) {
         fp_error_set(err, FP_E_CLOSED, NULL, "process %d exited", ch->pid);
         return;
     }
@@ -302,9 +317,16 @@ void fp_channel_decode_error(const char *method, int pid, const cJSON *error, fp
  * Writing
  */
 
-static int channel_queue(fp_channel *ch, const cJSON *msg, fp_error *err)
+static int channel_queue(fp_channel *ch, const cJSON *msg, const char *method, fp_error *err)
 {
     char *text = fp_rpc_print(msg);
+    if (text && strlen(text) > FP_RPC_AGENT_MAX_REQUEST) {
+        free(text);
+        return fp_error_set(err, FP_E_USAGE,
+                            "expressions are limited to 64 Ki characters, console input to 1 Mi",
+                            "'%s' is too large to send: the agent reads requests of at most %u MiB",
+                            method, FP_RPC_AGENT_MAX_REQUEST >> 20);
+    }
     size_t flen = 0;
     char *framed = text ? fp_frame_encode(text, strlen(text), &flen) : NULL;
     free(text);
@@ -366,7 +388,7 @@ int64_t fp_channel_request(fp_channel *ch, const char *method, cJSON *params, in
     }
     int64_t id = ch->next_id++;
     cJSON *req = fp_rpc_request(id, method, params);
-    if (!req || channel_queue(ch, req, err) != 0) {
+    if (!req || channel_queue(ch, req, method, err) != 0) {
         if (!req) fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory building a request");
         cJSON_Delete(req);
         free(p);
@@ -398,7 +420,7 @@ int fp_channel_notify(fp_channel *ch, const char *method, cJSON *params, fp_erro
     }
     cJSON *msg = fp_rpc_notification(method, params);
     if (!msg) return fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
-    int rc = channel_queue(ch, msg, err);
+    int rc = channel_queue(ch, msg, method, err);
     cJSON_Delete(msg);
     if (rc == 0) channel_flush(ch);
     return rc;
@@ -423,6 +445,17 @@ void fp_channel_forget(fp_channel *ch, int64_t id)
     if (!p) return;
     ch->abandoned++;
     free(p);
+}
+
+void fp_channel_expire_now(fp_channel *ch, int64_t id, double waited_ms)
+{
+    for (channel_pending *p = ch->pending; p; p = p->next) {
+        if (p->id == id && !p->expired) {
+            p->deadline = fp_clock_ms();
+            p->timeout_ms = waited_ms > 0 ? (int)waited_ms : 0;
+            return;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -499,6 +532,22 @@ static void channel_on_message(fp_channel *ch, cJSON *msg)
         if (!mid) channel_on_note(ch, m->valuestring, fp_json_get(msg, "params"));
         return;
     }
+    const cJSON *e = fp_json_get(msg, "error");
+    if (e && (!mid || cJSON_IsNull(mid))) {
+        /* An error the agent could not tie to a request (it refused the connection as busy, or
+         * could not read what came): it answers the oldest request still waiting. */
+        channel_pending *oldest = ch->pending;
+        while (oldest && oldest->expired)
+            oldest = oldest->next;
+        if (!oldest) {
+            CLOG(ch, "the agent sent an error for no request: %s", fp_json_str(e, "message", "?"));
+            return;
+        }
+        fp_error err;
+        fp_channel_decode_error(oldest->method, ch->pid, e, &err);
+        channel_finish(ch, channel_take(ch, oldest->id), NULL, &err, e);
+        return;
+    }
     channel_pending *p = cJSON_IsNumber(mid) ? channel_take(ch, (int64_t)mid->valuedouble) : NULL;
     if (!p || p->expired) {
         /* The late answer to a request given up on (timeout, Ctrl-C). */
@@ -511,7 +560,6 @@ static void channel_on_message(fp_channel *ch, cJSON *msg)
         if (ch->abandoned > 0) ch->abandoned--;
         return;
     }
-    const cJSON *e = fp_json_get(msg, "error");
     if (e) {
         fp_error err;
         fp_channel_decode_error(p->method, ch->pid, e, &err);
@@ -571,7 +619,7 @@ static int channel_read(fp_channel *ch)
 static void channel_fail_all(fp_channel *ch)
 {
     fp_error closed;
-    fp_channel_closed_error(ch, &closed);
+    if (ch->pending) fp_channel_closed_error(ch, &closed);
     while (ch->pending && !ch->doomed) {
         channel_pending *p = ch->pending;
         ch->pending = p->next;
@@ -664,7 +712,9 @@ int fp_channel_drive(fp_channel *ch)
 {
     ch->depth++;
     if (!ch->closed) channel_flush(ch);
-    if (!ch->closed && channel_read(ch) != 0) ch->closed = true;
+    /* Read even after a failed write: the agent may have said why it closed (busy) before it did. */
+    if (!ch->drained && channel_read(ch) != 0) ch->closed = true;
+    if (ch->closed) ch->drained = true;
     if (!ch->doomed) channel_expire(ch);
     if (ch->closed && !ch->doomed) channel_fail_all(ch);
     if (!ch->closed && !ch->doomed) channel_flush(ch);
@@ -705,7 +755,7 @@ int fp_channel_wait(fp_channel *ch, const bool *done, double until_ms,
         }
         if (pr < 0) {
             CLOG(ch, "poll failed: %s", strerror(errno));
-            ch->closed = true;
+            ch->closed = ch->drained = true;
         }
         fp_channel_drive(ch);
     }

@@ -93,6 +93,8 @@ const char *fp_error_code_name(fp_errcode code)
         return "internal";
     case FP_E_INTERRUPTED:
         return "interrupted";
+    case FP_E_UNTRUSTED:
+        return "untrusted";
     }
     return "internal";
 }

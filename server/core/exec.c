@@ -160,6 +160,7 @@ void exec_agent_start(fp_exec *x, const char *method, cJSON *params)
     int timeout = streaming ? -1 : x->env.timeout_ms;
     XLOG(x, "sending '%s'", method);
     fp_error e;
+    x->sent_ms = fp_clock_ms();
     x->req = fp_channel_request(x->env.ch, method, params ? params : cJSON_CreateObject(), timeout,
                                 exec_on_reply, x, &e);
     if (!x->req) exec_finish(x, &e, NULL);
@@ -181,6 +182,13 @@ static void exec_agent_stop(fp_exec *x)
                      "interrupted while waiting for '%s'", x->method);
         x->why[0] = '\0'; /* an error, not a stop */
         exec_finish(x, &e, NULL);
+        return;
+    }
+    if (x->stopped_by_deadline) {
+        /* A stream whose start never answered within the whole --timeout never started (the GIL
+         * is held, say): that is the timeout of its start, with the reason, not a stop. */
+        fp_channel_expire_now(x->env.ch, x->req, fp_clock_ms() - x->sent_ms);
+        x->why[0] = '\0'; /* an error, not a stop */
         return;
     }
     /* The start has not been answered yet: wait a little for it, to stop what it starts. */
@@ -362,6 +370,7 @@ void fp_exec_wait(fp_exec *x, const fp_exec_wait_opts *o)
             } else if (o->stop && atomic_load(o->stop)) {
                 fp_exec_stop(x, o->stop_reason && *o->stop_reason ? *o->stop_reason : "stopped");
             } else if (o->until_ms >= 0 && now >= o->until_ms && exec_open_ended(x)) {
+                x->stopped_by_deadline = true;
                 fp_exec_stop(x, o->until_name ? o->until_name : "--timeout");
             }
             if (x->done) break;

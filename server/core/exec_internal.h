@@ -25,6 +25,7 @@ struct fp_exec {
     exec_kind kind;
     bool done;
     bool stopping;
+    bool stopped_by_deadline; /* the driver's --timeout, not Ctrl-C or a caller */
     char why[32]; /* what stopped it */
     int reports;
 
@@ -36,6 +37,7 @@ struct fp_exec {
     double stream_id;
     char stream_end[64];      /* the notification that ends it */
     char stream_stop[64];     /* the request that stops it */
+    double sent_ms;           /* when the request went out */
     double stop_deadline;     /* stopped before the start answer came: give up on it then */
     const char *timeout_hint; /* replaces the hint of a timeout (stack -a) */
 

@@ -13,6 +13,7 @@
 #include "fp_json.h"
 #include "fp_log.h"
 #include "fp_notes.h"
+#include "fp_outfile.h"
 
 #define PERF_TOP 10
 #define PERF_LINES 20
@@ -98,23 +99,6 @@ void exec_stack_start(fp_exec *x)
  * perf
  */
 
-/* Refuses an output file that cannot be written before sampling, not after a long run. */
-static int perf_check_writable(const char *path, fp_error *e)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    if (access(dir, W_OK) == 0) return 0;
-    return fp_error_set(e, FP_E_IO, "check the directory exists and that you may write there",
-                        "cannot write %s: %s", path, strerror(errno));
-}
-
 void exec_perf_start(fp_exec *x)
 {
     x->kind = EXEC_PERF;
@@ -146,7 +130,8 @@ void exec_perf_start(fp_exec *x)
         exec_fail(x, FP_E_INTERNAL, NULL, "out of memory");
         return;
     }
-    if (perf_check_writable(x->perf_path, &e) != 0 || !(x->remote = fp_remote_open(pid, &e))) {
+    /* An output file that cannot be written is refused before sampling, not after a long run. */
+    if (fp_outfile_check(x->perf_path, &e) != 0 || !(x->remote = fp_remote_open(pid, &e))) {
         exec_finish(x, &e, NULL);
         return;
     }
@@ -187,6 +172,8 @@ static void perf_finish(fp_exec *x, const char *stopped_by)
      * what was sampled before it is still written. */
     if (end.code != FP_OK && fp_profile_samples(prof) == 0) {
         fp_profile_free(prof);
+        /* Gone while sampling: the command failed (1), it was not refused at the start (2). */
+        if (end.code == FP_E_NO_PROCESS || end.code == FP_E_EXITING) end.code = FP_E_CLOSED;
         exec_finish(x, &end, NULL);
         return;
     }

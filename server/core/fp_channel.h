@@ -59,6 +59,9 @@ int64_t fp_channel_request(fp_channel *ch, const char *method, cJSON *params, in
 int fp_channel_notify(fp_channel *ch, const char *method, cJSON *params, fp_error *err);
 /* Gives up on request id: its callback is never called, its answer is dropped. */
 void fp_channel_forget(fp_channel *ch, int64_t id);
+/* Request id times out now, as if its timeout had been waited_ms: its callback gets the timeout
+ * error (with the GIL's state) from the next drive. */
+void fp_channel_expire_now(fp_channel *ch, int64_t id, double waited_ms);
 /* Whether a request was given up on (timeout, forget) and its answer has not come yet: the
  * agent may still be working on it, and answers this client's requests in order. */
 bool fp_channel_abandoned(const fp_channel *ch);

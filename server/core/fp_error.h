@@ -22,6 +22,7 @@ typedef enum fp_errcode {
     FP_E_IO,            /* local I/O failure (writing a file, ...) */
     FP_E_INTERNAL,
     FP_E_INTERRUPTED, /* a signal (Ctrl-C) interrupted a wait; the request may still finish */
+    FP_E_UNTRUSTED,   /* a socket, peer or file that another user could control: refused */
 } fp_errcode;
 
 typedef struct fp_error {

@@ -23,6 +23,7 @@
 #include "fp_clock.h"
 #include "fp_log.h"
 #include "fp_paths.h"
+#include "fp_trust.h"
 #include "fp_turns.h"
 
 /* The agent's I/O thread answers ping, status and detach without the GIL, so an answer that
@@ -158,10 +159,17 @@ typedef enum session_probe {
 static session_probe session_try(session_job *s, int bound_ms, fp_error *err)
 {
     const fp_target *t = &s->target;
+    /* Nothing is sent to a socket that another user could have put there (fp_trust.h). */
+    int trusted = fp_trust_socket(t, s->socket_path, err);
+    if (trusted < 0) return PROBE_FAILED;
+    if (trusted == FP_TRUST_ABSENT) {
+        SLOG(s, "no agent socket at %s", s->socket_path);
+        return PROBE_ABSENT;
+    }
     SLOG(s, "connecting to %s", s->socket_path);
     int rc = session_connect(s);
     if (rc == -ENOENT) {
-        SLOG(s, "no agent socket");
+        SLOG(s, "no agent socket at %s", s->socket_path);
         return PROBE_ABSENT;
     }
     if (rc == -ECONNREFUSED) {
@@ -185,10 +193,26 @@ static session_probe session_try(session_job *s, int bound_ms, fp_error *err)
         return PROBE_FAILED;
     }
 
+    bool confirm;
+    if (fp_trust_peer(fp_channel_fd(s->ch), t, s->socket_path, &confirm, err) != 0) {
+        session_disconnect(s);
+        return PROBE_FAILED;
+    }
     SLOG(s, "connected; sending ping");
     fp_error e2;
     fp_error_clear(&e2);
     cJSON *pong = fp_channel_call(s->ch, "ping", NULL, bound_ms, NULL, &e2, NULL);
+    if (pong && confirm) {
+        SLOG(s, "the agent's pid is not visible here: asking it which process it is in");
+        cJSON *st = fp_channel_call(s->ch, "status", NULL, bound_ms, NULL, &e2, NULL);
+        int ok = st ? fp_trust_confirm(st, t, s->socket_path, err) : (*err = e2, -1);
+        cJSON_Delete(st);
+        if (ok != 0) {
+            cJSON_Delete(pong);
+            session_disconnect(s);
+            return PROBE_FAILED;
+        }
+    }
     if (pong) {
         cJSON_Delete(pong);
         SLOG(s, "the agent answered ping");
@@ -202,6 +226,10 @@ static session_probe session_try(session_job *s, int bound_ms, fp_error *err)
     if (e2.code == FP_E_CLOSED) {
         SLOG(s, "the agent hung up without answering");
         return PROBE_HUNGUP;
+    }
+    if (e2.code == FP_E_REMOTE) { /* it answered, with a refusal (busy): say what it said */
+        *err = e2;
+        return PROBE_FAILED;
     }
     SLOG(s, "ping failed: %s", e2.message);
     *err = e2;
@@ -279,6 +307,23 @@ static void session_sweep_stale(session_job *s)
     closedir(d);
 }
 
+/* The agent records why it gave up starting; fp reads it from the target's memory, so that the
+ * user sees that reason at once rather than a timeout with a list of guesses. */
+static bool session_agent_gave_up(session_job *s, fp_error *err)
+{
+    char why[256];
+    if (fp_attach_agent_error(s->target.pid, why, sizeof why) != 1) return false;
+    SLOG(s, "the agent gave up: %s", why);
+    char hint[512];
+    snprintf(hint, sizeof hint,
+             "fix what it names, then run fp again: the library stays loaded and fp restarts it\n"
+             "(its socket would be %s, seen from here as %s)",
+             s->agent_path, s->socket_path);
+    fp_error_set(err, FP_E_INJECT, hint, "the agent in process %d could not start: %s",
+                 s->target.pid, why);
+    return true;
+}
+
 /* After injection: connect + ping until the agent answers or the deadline passes. */
 static int session_wait_agent(session_job *s, double deadline, int timeout_ms, fp_error *err)
 {
@@ -303,6 +348,7 @@ static int session_wait_agent(session_job *s, double deadline, int timeout_ms, f
         if (session_proc_gone(s->target.pid))
             return fp_error_set(err, FP_E_NO_PROCESS, NULL,
                                 "process %d exited while the agent was starting", s->target.pid);
+        if (session_agent_gave_up(s, err)) return -1;
         if (fp_clock_ms() + backoff >= deadline) return session_timeout_error(s, timeout_ms, err);
         fp_clock_sleep_ms(backoff);
         backoff = backoff * 2 > SESSION_BACKOFF_MAX_MS ? SESSION_BACKOFF_MAX_MS : backoff * 2;
@@ -374,6 +420,8 @@ int fp_session_connect(int pid, const fp_session_opts *opts, fp_connected *out, 
     } else if (fp_session_agent_lib(lib, sizeof lib, err) != 0) {
         goto fail;
     }
+    /* Injected into the target with its rights: only root or we may be able to change it. */
+    if (fp_trust_agent_files(lib, err) != 0) goto fail;
     session_sweep_stale(s);
     SLOG(s, "injecting %s into process %d", lib, pid);
     fp_attach_opts ao = {.debug = s->debug, .timeout_ms = attach_ms};

@@ -30,7 +30,11 @@ int fp_turn_take(int pid, int timeout_ms, fp_turn *turn, fp_error *err)
     char dir[64];
     turn->fd = -1;
     turn->path[0] = '\0';
-    if (fp_turn_own_dir(dir, sizeof dir, 1) != 0) return 0;
+    if (fp_turn_own_dir(dir, sizeof dir, 1) != 0) {
+        /* Named all the same, for the caller's messages ("... not usable"). */
+        if (fp_paths_socket_dir(geteuid(), turn->path, sizeof turn->path) != 0) turn->path[0] = '\0';
+        return 0;
+    }
     snprintf(turn->path, sizeof turn->path, "%s/attach-%d.lock", dir, pid);
     double deadline = fp_clock_ms() + timeout_ms;
     int pause_ms = 1;

@@ -204,6 +204,12 @@ int console_run(cli *c)
             fp_session_call(c->session, "console.close", params, CONSOLE_CLOSE_MS, NULL, &e);
         if (c->json && closed) run_emit_json("console.close", "result", closed);
         cJSON_Delete(closed);
+        if (!closed && e.code == FP_E_CLOSED) {
+            /* The process died (or the agent went) while the console waited for input. */
+            run_report(c, "console", &e, NULL);
+            c->detached = c->quit = true;
+            failed = 1;
+        }
     }
     return failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }

@@ -13,6 +13,7 @@
 
 #include "fp_log.h"
 #include "fp_models.h"
+#include "fp_safe.h"
 
 #define MAIN_CMD_TIMEOUT_MS 30000
 #define MAIN_MAX_CMDS 64
@@ -233,6 +234,7 @@ int main(int argc, char **argv)
     int rc = main_parse(argc, argv, &a);
     if (rc >= 0) return rc;
     main_signals();
+    safe_install(a.json); /* text from the target never reaches the terminal raw */
     if (!a.pid && !a.ncmds) return main_list(&a);
 
     cli c = {.pid = a.pid, .json = a.json, .debug = a.debug};

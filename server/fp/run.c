@@ -14,6 +14,8 @@
 #include "fp_json.h"
 #include "fp_log.h"
 #include "fp_models.h"
+#include "fp_outfile.h"
+#include "fp_safe.h"
 
 void run_emit_json(const char *command, const char *key, const cJSON *value)
 {
@@ -171,18 +173,14 @@ typedef struct run_out {
 static int run_write_file(run_out *o, const cJSON *result)
 {
     const fp_cmd_parsed *p = o->p;
-    FILE *f = fopen(p->file, "we");
+    fp_outfile out; /* never through links, never a FIFO, never half a file */
     fp_error e;
-    if (!f) {
-        fp_error_set(&e, FP_E_IO, "check the directory exists and that you may write there",
-                     "cannot write %s: %s", p->file, strerror(errno));
-        return run_report(o->c, p->cmd->name, &e, NULL);
-    }
-    render_result(f, p, result);
-    if (ferror(f) | (fclose(f) != 0)) {
-        fp_error_set(&e, FP_E_IO, NULL, "writing %s failed: %s", p->file, strerror(errno));
-        return run_report(o->c, p->cmd->name, &e, NULL);
-    }
+    fp_error_clear(&e);
+    if (fp_outfile_begin(&out, p->file, &e) != 0) return run_report(o->c, p->cmd->name, &e, NULL);
+    FILE *safe = safe_wrap(out.f); /* text for humans, as on the terminal */
+    render_result(safe ? safe : out.f, p, result);
+    if (safe) fclose(safe);
+    if (fp_outfile_commit(&out, &e) != 0) return run_report(o->c, p->cmd->name, &e, NULL);
     /* With --json, stdout carries only JSON Lines. */
     fprintf(o->c->json ? stderr : stdout, "%s written to %s\n", p->cmd->name, p->file);
     return CLI_EXIT_OK;

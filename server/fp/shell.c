@@ -2,6 +2,7 @@
  * command names and options; plain line reading when stdin is not a terminal (scripts).
  * Also the line-editor helpers the console reuses. */
 #include "fp_cli.h"
+#include "fp_safe.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -64,7 +65,8 @@ EditLine *shell_editor(const char *name, char *(*prompt_fn)(EditLine *),
                        unsigned char (*complete_fn)(EditLine *, int), void *clientdata,
                        History **hist)
 {
-    EditLine *el = el_init(name, stdin, stdout, stderr);
+    /* The editor writes its own terminal sequences: it gets the streams under the filter. */
+    EditLine *el = el_init(name, stdin, safe_real(stdout), safe_real(stderr));
     if (!el) return NULL;
     HistEvent ev;
     *hist = history_init();

@@ -68,6 +68,15 @@ static void procs_on_handle_closed(uv_handle_t *h)
 
 static void procs_maps_drop(lsp_proc *p);
 
+/* Frees the commands running in the process without calling back their owners, who forget
+ * them next (the agent undoes what they installed with the client, or on detach). */
+static void procs_execs_drop(procs_entry *e)
+{
+    for (int i = 0; i < e->nexecs; i++)
+        fp_exec_free(e->execs[i]);
+    e->nexecs = 0;
+}
+
 /* Takes the process out of the list and frees it once its handles are closed. */
 static void procs_remove(procs_entry *e)
 {
@@ -80,9 +89,7 @@ static void procs_remove(procs_entry *e)
         nprocs--;
         break;
     }
-    for (int i = 0; i < e->nexecs; i++)
-        fp_exec_free(e->execs[i]); /* stopped quietly: the agent undoes them with the client */
-    e->nexecs = 0;
+    procs_execs_drop(e);
     e->handles = 2;
     uv_poll_stop(&e->p.poll);
     uv_timer_stop(&e->p.timer);
@@ -135,6 +142,7 @@ static void procs_drive(procs_entry *e)
         if (e->detached) {
             e->p.closing = true;
             procs_remove(e);
+            lsp_status_changed();
         } else {
             procs_gone(e);
         }
@@ -364,6 +372,7 @@ static void procs_on_detached(fp_channel *ch, fp_channel_reply *r, void *ud)
     if (!e->p.closing) {
         e->p.closing = true;
         procs_remove(e);
+        lsp_status_changed();
     }
 }
 
@@ -374,6 +383,7 @@ void lsp_procs_detach(int pid)
         if (pid && e->p.pid != pid && e->p.parent != pid) continue;
         if (e->detached || e->p.closing) continue;
         e->detached = true;
+        procs_execs_drop(e); /* before their owners free what the callbacks would use */
         lsp_watch_proc_gone(&e->p);
         lsp_monitor_proc_gone(&e->p);
         /* detach removes what this client installed; a closed socket would too. */

@@ -216,9 +216,10 @@ static void frames_read_many(fp_remote *r, struct iovec *local, struct iovec *re
     int i = 0;
     while (i < n) {
         int chunk = n - i < IOV_MAX ? n - i : IOV_MAX;
-        ssize_t got = process_vm_readv(r->pid, local + i, (unsigned long)chunk, remote + i,
-                                       (unsigned long)chunk, 0);
-        if (got < 0 && (errno == ENOSYS || errno == EPERM)) {
+        ssize_t got = r->read_mem ? -1
+                                  : process_vm_readv(r->pid, local + i, (unsigned long)chunk,
+                                                     remote + i, (unsigned long)chunk, 0);
+        if (got < 0 && (r->read_mem || errno == ENOSYS || errno == EPERM)) {
             /* no process_vm_readv here: one by one through the fallback */
             for (; i < n; i++)
                 ok[i] = fp_remote_read(r, (uint64_t)(uintptr_t)remote[i].iov_base,

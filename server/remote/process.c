@@ -24,6 +24,11 @@ int fp_remote_read(fp_remote *r, uint64_t addr, void *buf, size_t len)
         r->read_errors++;
         return -1;
     }
+    if (r->read_mem) {
+        if (r->read_mem(r->read_ud, addr, buf, len) == 0) return 0;
+        r->read_errors++;
+        return -1;
+    }
     struct iovec local = {buf, len}, remote = {(void *)(uintptr_t)addr, len};
     ssize_t n = process_vm_readv(r->pid, &local, 1, &remote, 1, 0);
     if (n == (ssize_t)len) return 0;

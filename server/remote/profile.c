@@ -2,6 +2,7 @@
  * once with its counts, so that a long run at 1000 Hz costs memory in proportion to the
  * distinct stacks, not to the samples. Also the summary model and the recorder registry. */
 #include "fp_profile.h"
+#include "fp_outfile.h"
 
 #include "remote_internal.h"
 
@@ -559,22 +560,13 @@ const fp_recorder *fp_recorder_find(const char *format)
 int fp_recorder_write_file(const fp_recorder *rec, const fp_profile *p, const char *path,
                            fp_error *err)
 {
-    /* Written beside the destination and renamed over it: a failed or interrupted write
-     * never leaves half a flame graph where the last good one was. */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.fp-tmp-%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "we");
-    if (!f)
-        return fp_error_set(err, FP_E_IO, "check the directory exists and that you may write there",
-                            "cannot write %s: %s", path, strerror(errno));
-    int r = rec->write(p, f, err);
-    bool failed = ferror(f);
-    if (fclose(f) != 0) failed = true;
-    if (r == 0 && failed)
-        r = fp_error_set(err, FP_E_IO, "is the disk full?", "writing %s failed: %s", path,
-                         strerror(errno));
-    if (r == 0 && rename(tmp, path) != 0)
-        r = fp_error_set(err, FP_E_IO, NULL, "cannot write %s: %s", path, strerror(errno));
-    if (r != 0) unlink(tmp);
-    return r;
+    /* Written beside the destination and renamed over it (fp_outfile.h): a failed or
+     * interrupted write never leaves half a flame graph where the last good one was. */
+    fp_outfile o;
+    if (fp_outfile_begin(&o, path, err) != 0) return -1;
+    if (rec->write(p, o.f, err) != 0) {
+        fp_outfile_abort(&o);
+        return -1;
+    }
+    return fp_outfile_commit(&o, err);
 }

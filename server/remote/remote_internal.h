@@ -90,6 +90,11 @@ struct fp_remote {
     fp_native *native; /* opened on the first FP_SNAP_NATIVE snapshot */
     int stragglers[FP_REMOTE_MAX_STRAGGLERS];
     int nstragglers;
+    /* Where memory comes from: NULL is the process (process_vm_readv); the fuzz target gives a
+     * reader of made-up memory, to prove that no content of the target's memory can crash or
+     * hang the reader. Returns 0 when all len bytes were read. */
+    int (*read_mem)(void *ud, uint64_t addr, void *buf, size_t len);
+    void *read_ud;
     unsigned long read_errors; /* failed reads, for --debug */
     unsigned long torn_reads;  /* frame chains that ended on garbage (fp_remote_read_frames) */
     /* 3.12+: the interpreter trampoline, the code object of every shim frame, learnt from

@@ -1,6 +1,6 @@
 /* The `stack` command's model built from a snapshot: threads with their frames outermost
  * first, like a traceback, each Python frame with its source line read from the file the
- * target sees (through /proc/PID/root). The schema is in protocol/methods.md. */
+ * target sees, with the target's rights (fp_source.h). The schema is in protocol/methods.md. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fp_proc.h"
+#include "fp_source.h"
 #include "remote_internal.h"
 
 #define MODEL_MAX_FILES 64
@@ -28,32 +29,13 @@ typedef struct model_file {
 
 typedef struct model_sources {
     int pid;
+    fp_source_reader *reader; /* made at the first file */
     model_file files[MODEL_MAX_FILES];
     int n;
 } model_sources;
 
-static char *model_slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NULL;
-    struct stat st;
-    char *data = NULL;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= MODEL_MAX_FILE)
-        data = malloc((size_t)st.st_size + 1);
-    size_t used = 0;
-    while (data && used < (size_t)st.st_size) {
-        ssize_t n = read(fd, data + used, (size_t)st.st_size - used);
-        if (n <= 0) break;
-        used += (size_t)n;
-    }
-    close(fd);
-    if (data) data[used] = '\0';
-    *len = used;
-    return data;
-}
-
-/* The file as the target sees it: its root for absolute paths, its working directory for
- * relative ones (3.8 names the script as it was given on the command line). */
+/* The file as the target sees it and with the target's rights (fp_source.h): root must never
+ * show lines of a file the target's user could not read. */
 static model_file *model_open(model_sources *s, const char *path)
 {
     for (int i = 0; i < s->n; i++)
@@ -63,12 +45,8 @@ static model_file *model_open(model_sources *s, const char *path)
     f->path = strdup(path);
     if (!f->path) return NULL;
     s->n++;
-    char full[PATH_MAX + 64];
-    if (path[0] == '/')
-        fp_maps_target_path(s->pid, path, full, sizeof full);
-    else
-        snprintf(full, sizeof full, "/proc/%d/cwd/%s", s->pid, path);
-    f->data = model_slurp(full, &f->len);
+    if (!s->reader) s->reader = fp_source_reader_new(s->pid);
+    f->data = fp_source_read(s->reader, path, MODEL_MAX_FILE, &f->len);
     return f;
 }
 
@@ -78,6 +56,7 @@ static void model_sources_free(model_sources *s)
         free(s->files[i].path);
         free(s->files[i].data);
     }
+    fp_source_reader_free(s->reader);
 }
 
 /* Valid UTF-8 from bytes: anything else becomes '?', so that the model is always valid JSON

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "remote_internal.h"
@@ -187,9 +188,21 @@ int fp_remote_read_threads(fp_remote *r, fp_thread **out, fp_error *err)
     uint64_t interps[THREADS_MAX_INTERPRETERS];
     int ninterps = 0;
     uint64_t interp = 0;
-    if (fp_remote_read_ptr(r, r->runtime + (uint64_t)l->runtime_interpreters_head, &interp) != 0)
+    if (fp_remote_read_ptr(r, r->runtime + (uint64_t)l->runtime_interpreters_head, &interp) != 0) {
+        /* Most often the process has just died (killed while being read): say so. Its memory
+         * goes before it is a zombie, so that is waited for a moment (bounded). */
+        char st = 0;
+        for (int i = 0; !r->read_mem && i < 50; i++) {
+            fp_remote_task_info(r->pid, r->pid, &st, NULL, 0);
+            if (st == '?' || st == 'Z' || st == 'X') break;
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (!r->read_mem && (st == '?' || st == 'Z' || st == 'X'))
+            return fp_error_set(err, FP_E_NO_PROCESS, NULL, "process %d exited", r->pid);
         return fp_error_set(err, FP_E_NO_PROCESS, NULL, "cannot read the memory of process %d",
                             r->pid);
+    }
     while (interp && ninterps < THREADS_MAX_INTERPRETERS) {
         interps[ninterps++] = interp;
         if (fp_remote_read_ptr(r, interp + (uint64_t)l->interp_next, &interp) != 0) break;

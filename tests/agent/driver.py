@@ -167,18 +167,23 @@ def probe(before, modules):
             same = old is new
         if not same:
             changed.append(name)
+    # The containers themselves are kept from the first probe that sees them: shutdown empties
+    # the package's module dicts (so that nothing of it stays alive), but these must be empty.
     console = modules.get("fp_agent.console")
     registry = modules.get("fp_agent.registry")
+    if console is not None and "_sessions" in vars(console):
+        modules["sessions"] = console._sessions
+    if registry is not None and "_installations" in vars(registry):
+        modules["installations"] = registry._installations
     sessions = {}
-    if console is not None:
-        for session in list(console._sessions.values()):
-            sessions[str(session.client_id)] = sessions.get(str(session.client_id), 0) + 1
+    for session in list(modules.get("sessions", {}).values()):
+        sessions[str(session.client_id)] = sessions.get(str(session.client_id), 0) + 1
     return {
         "changed": changed,
         "threading loaded before": before["threading loaded"],
         "threading loaded": "threading" in sys.modules,
         "sessions": sessions,
-        "installations": len(registry._installations) if registry is not None else None,
+        "installations": len(modules["installations"]) if "installations" in modules else None,
         "fp modules": sorted(n for n in sys.modules if n == "fp_agent" or n.startswith("fp_agent.")),
         "imported": sorted(n for n in sys.modules if n not in BEFORE_MODULES),
         "worker ident": _thread.get_ident(),

@@ -161,13 +161,14 @@ class FpRun:
         return rec["result"]
 
 
-def run_fp(args, input=None, timeout=FP_TIMEOUT_S):
+def run_fp(args, input=None, timeout=FP_TIMEOUT_S, env_extra=None):
     argv = [FP] + [str(a) for a in args]
+    env = dict(os.environ, **env_extra) if env_extra else None
     t0 = time.monotonic()
     try:
         p = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            stdin=None if input is not None else subprocess.DEVNULL,
-                           text=True, timeout=timeout)
+                           text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
@@ -323,7 +324,7 @@ class Target:
         self.ready_path = os.path.join(self.workdir, tag + ".ready")
         self.out_path = os.path.join(self.workdir, tag + ".out")
         self.err_path = os.path.join(self.workdir, tag + ".err")
-        os.mkfifo(self.ready_path)
+        self._make_fifo(self.ready_path)
         # Opened before the target so it never blocks; no writer yet means no EOF yet.
         rfd = os.open(self.ready_path, os.O_RDONLY | os.O_NONBLOCK)
         try:
@@ -344,6 +345,9 @@ class Target:
         finally:
             os.close(rfd)
         return self
+
+    def _make_fifo(self, path):
+        os.mkfifo(path)
 
     @staticmethod
     def _env():

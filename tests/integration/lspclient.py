@@ -87,7 +87,7 @@ class Lsp:
 
     def describe(self):
         return "notifications: %s\nserver requests: %s\nstderr: %s" % (
-            json.dumps(self.notifications[-20:])[-4000:], self.server_requests[-10:], "".join(self.stderr)[-3000:])
+            json.dumps(self.notifications[-20:])[-4000:], self.server_requests[-10:], "".join(self.stderr)[-12000:])
 
     # -- requests -------------------------------------------------------------------------
     def request_async(self, method, params=None):

@@ -15,7 +15,7 @@ def test_rows_name_threads_as_threading_does(spawn, python):
     assert sorted(stack.values()) == ["MainThread", "worker-0", "worker-1"], stack
     r, notes = gilstat(t, "gilstat on -i 1", 2.6)
     r.ok()
-    rows = [row for rep in of(notes, "gilstat.report") for row in rep["threads"]]
+    rows = [row for rep in of(notes, "gilstat/report") for row in rep["threads"]]
     assert rows, r.describe()
     for row in rows:
         assert row["name"] == stack[row["tid"]], (row["tid"], row["name"], row["comm"], stack)

@@ -276,7 +276,7 @@ def test_editor_dies_mid_watch_and_the_target_is_clean(spawn):
         client.wait_for(lambda: client.diagnostics.get(uri), 15, "diagnostics")
         assert t.pristine() > 0
         client.proc.stdin.close()  # the editor is gone
-        assert client.wait_exit() == 1
+        assert client.wait_exit() == 1, client.describe()
     finally:
         client.kill()
     wait_until(lambda: t.pristine() == 0, 10, "the target without fp's probes")

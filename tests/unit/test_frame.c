@@ -232,6 +232,36 @@ static void test_too_big(void)
     CHECK_EQ_INT(first_rc("Content-Length: 67108864\r\n\r\n", 0, &err), FP_FRAME_MORE);
 }
 
+/* A body above the limit with a readable length is skipped as it arrives (never buffered), and
+ * the next message is read; a length that does not even fit stays a fatal error. */
+static void test_too_big_is_skipped(void)
+{
+    fp_frame_reader r;
+    fp_frame_reader_init(&r, 8);
+    const char *head = "Content-Length: 20\r\n\r\n0123456789";
+    fp_frame_reader_feed(&r, head, strlen(head));
+    char *body = NULL;
+    size_t len = 0;
+    const char *err = NULL;
+    CHECK_EQ_INT(fp_frame_reader_next(&r, &body, &len, &err), FP_FRAME_E_TOOBIG);
+    CHECK_EQ_INT(r.too_big, 20);
+    CHECK(r.len == 0 && r.skip == 10);
+    const char *rest = "abcdefghijContent-Length: 2\r\n\r\n{}";
+    for (const char *p = rest; *p; p++) /* byte by byte: the skip ends mid-read */
+        fp_frame_reader_feed(&r, p, 1);
+    CHECK_EQ_INT(fp_frame_reader_next(&r, &body, &len, &err), FP_FRAME_OK);
+    CHECK(len == 2 && memcmp(body, "{}", 2) == 0);
+    free(body);
+    fp_frame_reader_free(&r);
+
+    fp_frame_reader_init(&r, 8);
+    const char *huge = "Content-Length: 99999999999999999999999999\r\n\r\n";
+    fp_frame_reader_feed(&r, huge, strlen(huge));
+    CHECK_EQ_INT(fp_frame_reader_next(&r, &body, &len, &err), FP_FRAME_E_TOOBIG);
+    CHECK_EQ_INT(fp_frame_reader_next(&r, &body, &len, &err), FP_FRAME_E_TOOBIG); /* sticks */
+    fp_frame_reader_free(&r);
+}
+
 static void test_header_limit(void)
 {
     size_t n = 9000;
@@ -447,6 +477,7 @@ int main(void)
     test_bad_headers();
     test_failure_sticks();
     test_too_big();
+    test_too_big_is_skipped();
     test_header_limit();
     test_empty_body();
     test_encode_round_trip();
