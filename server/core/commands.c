@@ -1650,3 +1650,108 @@ int fp_commands_complete(const char *line, size_t cursor, const char **out, int 
     }
     return n;
 }
+
+/* Whether one of words[1..nw) is spelled a or b. */
+static bool commands_line_has(char words[][256], int nw, const char *a, const char *b)
+{
+    for (int i = 1; i < nw; i++)
+        if (strcmp(words[i], a) == 0 || strcmp(words[i], b) == 0) return true;
+    return false;
+}
+
+/* The option of c spelled word, or NULL. */
+static const fp_cmd_opt *commands_opt_named(const fp_command *c, const char *word)
+{
+    for (const fp_cmd_opt *o = c->opts; o->short_name || o->long_name; o++)
+        if ((o->short_name && strcmp(o->short_name, word) == 0) ||
+            (o->long_name && strcmp(o->long_name, word) == 0))
+            return o;
+    return NULL;
+}
+
+bool fp_commands_name_slot(const char *line, size_t cursor, fp_cmd_name_slot *slot)
+{
+    memset(slot, 0, sizeof *slot);
+    size_t len = strlen(line);
+    if (cursor > len) cursor = len;
+    size_t ws = cursor;
+    while (ws > 0 && !commands_blank(line[ws - 1]))
+        ws--;
+    if (ws < cursor && line[ws] == '-') return false; /* an option is being typed */
+    slot->word_start = ws;
+
+    /* The words before the one being typed (no quoting: names have none). */
+    char words[16][256];
+    int nw = 0;
+    for (size_t i = 0; i < ws;) {
+        while (i < ws && commands_blank(line[i]))
+            i++;
+        size_t start = i;
+        while (i < ws && !commands_blank(line[i]))
+            i++;
+        if (i == start) break;
+        if (nw == 16 || i - start >= sizeof words[0]) return false;
+        memcpy(words[nw], line + start, i - start);
+        words[nw++][i - start] = '\0';
+    }
+    if (nw == 0) return false;
+    const fp_command *c = fp_commands_find(words[0]);
+    if (!c) return false;
+    const char *kind = "function";
+    bool needs_flag = false; /* tt -t, vmtool -c, torch memory -r: names only after the flag */
+    const char *flag = NULL;
+    switch (c->id) {
+    case FP_CMD_WATCH:
+    case FP_CMD_TRACE:
+    case FP_CMD_MONITOR:
+    case FP_CMD_RELOAD:
+    case FP_CMD_TORCH:
+        break;
+    case FP_CMD_GETGLOBAL:
+        kind = "global";
+        break;
+    case FP_CMD_TT:
+        needs_flag = true, flag = "-t";
+        break;
+    case FP_CMD_VMTOOL:
+        needs_flag = true, flag = "-c", kind = "class";
+        break;
+    default:
+        return false;
+    }
+    /* The positional words, options and their values left out. */
+    const char *pos[16];
+    int npos = 0;
+    bool flag_seen = false;
+    for (int i = 1; i < nw; i++) {
+        const fp_cmd_opt *o = words[i][0] == '-' ? commands_opt_named(c, words[i]) : NULL;
+        if (o) {
+            if (flag && o->short_name && strcmp(o->short_name, flag) == 0) flag_seen = true;
+            if (o->kind != FP_OPT_FLAG) {
+                if (i + 1 == nw) return false; /* the word being typed is this option's value */
+                i++;
+            }
+            continue;
+        }
+        pos[npos++] = words[i];
+    }
+    if (c->id == FP_CMD_TORCH) {
+        /* torch profile NAMES..., torch memory -r NAMES... */
+        if (npos == 0) return false;
+        if (strcmp(pos[0], "memory") == 0) {
+            if (!commands_line_has(words, nw, "-r", "--record")) return false;
+        } else if (strcmp(pos[0], "profile") != 0) {
+            return false;
+        }
+        memmove(pos, pos + 1, (size_t)--npos * sizeof pos[0]);
+    }
+    if (needs_flag && !flag_seen) return false;
+    int most = c->id == FP_CMD_VMTOOL ? 1 : 2; /* vmtool -c module class */
+    if (npos > most) return false;
+    slot->nwords = npos;
+    for (int i = 0; i < npos; i++)
+        snprintf(slot->words[i], sizeof slot->words[i], "%s", pos[i]);
+    slot->kind = kind;
+    return true;
+}
+

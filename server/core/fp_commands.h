@@ -129,4 +129,17 @@ char *fp_commands_help(const char *topic, fp_error *err);
 int fp_commands_complete(const char *line, size_t cursor, const char **out, int max,
                          size_t *word_start);
 
+/* A word that names something in the process (the locating grammar `module [class] name` of
+ * watch, trace, monitor, reload, getglobal, tt -t, torch, vmtool -c): what the agent's
+ * `complete` method needs to offer names of the process for it. */
+typedef struct fp_cmd_name_slot {
+    int nwords;          /* names already typed before it: 0 (module), 1 (class or name), 2 */
+    char words[2][256];  /* those names */
+    const char *kind;    /* "function", "global" or "class" (protocol/methods.md, complete) */
+    size_t word_start;   /* where the word being typed starts in the line */
+} fp_cmd_name_slot;
+
+/* Whether the word that ends at cursor in line is such a name; fills *slot when it is. */
+bool fp_commands_name_slot(const char *line, size_t cursor, fp_cmd_name_slot *slot);
+
 #endif

@@ -2,6 +2,7 @@
  * command names and options; plain line reading when stdin is not a terminal (scripts).
  * Also the line-editor helpers the console reuses. */
 #include "fp_cli.h"
+#include "fp_json.h"
 #include "fp_safe.h"
 
 #include <errno.h>
@@ -136,6 +137,40 @@ static char *shell_prompt(EditLine *el)
     return shell_prompt_text;
 }
 
+/* The agent answers a completion at once (it reads namespaces, runs no code); a process whose
+ * GIL is held gets a beep after this long rather than a frozen prompt. */
+#define SHELL_COMPLETE_TIMEOUT_MS 1500
+
+/* Names of the process for the word being typed (modules, classes, functions, globals), from
+ * the agent's `complete` method. */
+static unsigned char shell_complete_names(EditLine *el, cli *c, const fp_cmd_name_slot *slot,
+                                          const char *text)
+{
+    if (!c->session || c->detached) return CC_REFRESH_BEEP;
+    cJSON *params = cJSON_CreateObject();
+    cJSON *words = cJSON_AddArrayToObject(params, "words");
+    for (int i = 0; i < slot->nwords; i++)
+        cJSON_AddItemToArray(words, cJSON_CreateString(slot->words[i]));
+    cJSON_AddStringToObject(params, "text", text);
+    cJSON_AddStringToObject(params, "kind", slot->kind);
+    cJSON_AddNumberToObject(params, "limit", SHELL_MAX_MATCHES);
+    fp_error e;
+    cJSON *r = fp_session_call(c->session, "complete", params, SHELL_COMPLETE_TIMEOUT_MS,
+                               &cli_interrupted, &e);
+    if (!r) return CC_REFRESH_BEEP;
+    const char *m[SHELL_MAX_MATCHES];
+    int n = 0;
+    const cJSON *match;
+    cJSON_ArrayForEach(match, fp_json_get(r, "matches"))
+    {
+        const char *name = fp_json_str(match, "name", NULL);
+        if (name && n < SHELL_MAX_MATCHES) m[n++] = name;
+    }
+    unsigned char rc = shell_insert_completion(el, strlen(text), m, n, true);
+    cJSON_Delete(r);
+    return rc;
+}
+
 static unsigned char shell_complete(EditLine *el, int ch)
 {
     (void)ch;
@@ -148,6 +183,12 @@ static unsigned char shell_complete(EditLine *el, int ch)
     const char *m[SHELL_MAX_MATCHES];
     size_t ws = 0;
     int n = fp_commands_complete(line, cursor, m, SHELL_MAX_MATCHES, &ws);
+    fp_cmd_name_slot slot;
+    if (n == 0 && fp_commands_name_slot(line, cursor, &slot)) {
+        cli *c = NULL;
+        el_get(el, EL_CLIENTDATA, &c);
+        if (c) return shell_complete_names(el, c, &slot, line + slot.word_start);
+    }
     return shell_insert_completion(el, cursor - ws, m, n, true);
 }
 

@@ -252,6 +252,39 @@ static void test_complete(void)
     CHECK(n == 1 && strcmp(m[0], "exit") == 0);
 }
 
+static bool slot_of(const char *line, fp_cmd_name_slot *s)
+{
+    return fp_commands_name_slot(line, strlen(line), s);
+}
+
+static void test_name_slots(void)
+{
+    fp_cmd_name_slot s;
+    CHECK(slot_of("watch sho", &s) && s.nwords == 0 && strcmp(s.kind, "function") == 0);
+    CHECK_EQ_INT(s.word_start, 6);
+    CHECK(slot_of("watch shop Cart to", &s) && s.nwords == 2);
+    CHECK_STR(s.words[0], "shop");
+    CHECK_STR(s.words[1], "Cart");
+    CHECK(!slot_of("watch shop Cart total ", &s)); /* all three names given */
+    /* Options and their values are not names. */
+    CHECK(slot_of("watch -x 2 --expr args shop ", &s) && s.nwords == 1);
+    CHECK_STR(s.words[0], "shop");
+    CHECK(!slot_of("watch shop -n ", &s)); /* the value of -n */
+    CHECK(!slot_of("watch shop --ex", &s)); /* an option being typed */
+    CHECK(slot_of("getglobal shop ", &s) && strcmp(s.kind, "global") == 0);
+    /* Names only after the flag that introduces them. */
+    CHECK(!slot_of("tt ", &s));
+    CHECK(slot_of("tt -t shop ", &s) && s.nwords == 1);
+    CHECK(slot_of("vmtool -a getInstances -c sh", &s) && strcmp(s.kind, "class") == 0);
+    CHECK(!slot_of("vmtool -a getInstances -c shop Cart ", &s));
+    CHECK(slot_of("torch profile model ", &s) && s.nwords == 1);
+    CHECK_STR(s.words[0], "model");
+    CHECK(!slot_of("torch memory -s ", &s));
+    CHECK(slot_of("torch memory -r mo", &s) && s.nwords == 0);
+    CHECK(!slot_of("stack ", &s));
+    CHECK(!slot_of("wat", &s)); /* the command itself */
+}
+
 int main(void)
 {
     test_tokenize();
@@ -263,5 +296,6 @@ int main(void)
     test_tt();
     test_table();
     test_complete();
+    test_name_slots();
     return check_summary();
 }
