@@ -46,7 +46,7 @@ class Terminal:
                 try:
                     self.seen += os.read(self.master, 4096)
                 except OSError:  # the shell ended
-                    assert False, "the shell ended before showing %r:\n%s" % (text, clean.decode(errors="replace"))
+                    raise AssertionError("the shell ended before showing %r:\n%s" % (text, clean.decode(errors="replace")))
 
     def close(self):
         if self.proc.poll() is None:

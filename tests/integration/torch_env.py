@@ -9,13 +9,14 @@ them on sys.path), and each interpreter's environment gets only torch itself (a 
 wheel), its pure-Python dependencies and numpy. triton (torch.compile's GPU compiler, 286 MB) and
 the CUDA Python bindings are left out: importing torch and running a model do not use them.
 
-Which interpreters: FP_TORCH_PYTHONS ("py3.8,py3.12", "all", or "none"), by default py3.8
-(torch 2.4.1, the last for 3.8: torch's older profiler code, fp's code-swap engine), py3.13
-(torch 2.15.0, sys.monitoring) and Debian's system-3.11 (torch 2.15.0, a static interpreter),
-which cost about 6.4 GB of downloads, 10.3 GB of disk and 6 minutes on a quiet machine. py3.11 and py3.12 share
-the 2.15.0 libraries (about 570 MB and a minute more each); py3.9 (2.8.0) and py3.10 (2.14.1)
-would each bring a library set of their own. Any interpreter that has an environment is tested,
-whether or not it is in the list. FP_PYTHONS narrows as for the tests.
+Which interpreters: FP_TORCH_PYTHONS ("py3.8,py3.12", "all", or "none"), by default py3.13
+(torch 2.15.0, sys.monitoring) and Debian's system-3.11 (the same torch, a static interpreter,
+fp's code-swap engine of the versions before 3.12): one set of CUDA libraries for both, about
+3.5 GB of downloads, 4.5 GB of disk and 3-4 minutes on a quiet machine. py3.11 and py3.12 share
+those libraries (about 570 MB and a minute more each); py3.8 (torch 2.4.1, the last for 3.8,
+torch's older profiler code), py3.9 (2.8.0) and py3.10 (2.14.1) each bring a library set of
+their own (2.3 GB). Any interpreter that has an environment is tested, whether or not it is in
+the list. FP_PYTHONS narrows as for the tests.
 
 Where: FP_TORCH_CACHE (default ~/.cache/fp/torch). An environment is reused while its marker
 says it was completed and torch still imports. A failure is written to ID.error there, which the
@@ -40,7 +41,7 @@ import pythons  # noqa: E402
 # is reproducible and interpreters of one release share their CUDA libraries.
 TORCH_FOR = {(3, 8): "2.4.1", (3, 9): "2.8.0", (3, 10): "2.14.1", (3, 11): "2.15.0", (3, 12): "2.15.0",
              (3, 13): "2.15.0"}
-DEFAULT = ("py3.8", "py3.13", "system-3.11")
+DEFAULT = ("py3.13", "system-3.11")
 # Not needed to import torch and run a model on the CPU (see the docstring).
 LEFT_OUT = ("triton", "cuda-bindings", "cuda-pathfinder", "cuda-toolkit")
 MARKER = ".fp-torch-ok"
