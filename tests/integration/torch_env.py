@@ -148,6 +148,14 @@ def _split(resolved):
     return nvidia, rest
 
 
+def _wants(python, resolved):
+    """What a further interpreter of a torch version installs beside the shared libraries: that
+    torch, and its pure-Python dependencies by name, each at the newest release this interpreter
+    supports (the first interpreter's pins may need a newer Python: networkx 3.7 needs 3.12)."""
+    version = TORCH_FOR[python.version]
+    return ["torch==" + version] + [name for name, _ in _split(resolved)[1] if name != "torch"]
+
+
 def install(python):
     """The interpreter's environment: the version's NVIDIA libraries (shared, installed by the
     first interpreter of that version from the wheels it downloads), then torch, its pure-Python
@@ -172,7 +180,7 @@ def install(python):
         else:
             shutil.rmtree(wheels, ignore_errors=True)
             _run(_pip(exe) + ["download", "--quiet", "--no-cache-dir", "--no-deps", "--dest", wheels]
-                 + ["%s==%s" % nv for nv in _split(resolved)[1]], "downloading torch %s" % version)
+                 + _wants(python, resolved), "downloading torch %s" % version)
         _run(_pip(exe) + ["download", "--quiet", "--no-cache-dir", "--dest", wheels, "numpy"], "downloading numpy")
         info["download_s"] = round(time.monotonic() - t, 1)
         info["downloaded_mb"] = _size_mb(wheels)
@@ -186,7 +194,8 @@ def install(python):
             with open(os.path.join(libs, MARKER), "w") as f:
                 f.write(version + "\n")
             _save_pins(version, resolved)
-        spent, _ = _run(_pip(exe) + local + ["%s==%s" % nv for nv in rest], "installing torch %s" % version)
+        spent, _ = _run(_pip(exe) + local + (["%s==%s" % nv for nv in rest] if first else _wants(python, resolved)),
+                        "installing torch %s" % version)
         info["torch_s"] = round(spent, 1)
         _run(_pip(exe) + ["install", "--quiet", "--no-index", "--find-links", wheels, "numpy"], "installing numpy")
     finally:
