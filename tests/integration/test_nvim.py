@@ -62,22 +62,39 @@ def test_pure_functions(tmp_path):
     assert re.search(r"\b\d+ passed, 0 failed\b", p.stdout), p.stdout
 
 
+def test_help_file_has_its_tags(tmp_path):
+    doc = tmp_path / "doc"
+    doc.mkdir()
+    shutil.copy(os.path.join(REPO, "nvim", "doc", "fp.txt"), str(doc / "fp.txt"))
+    p = subprocess.run([NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-c", "helptags " + str(doc),
+                        "-c", "qall!"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert p.returncode == 0 and "E154" not in p.stdout, p.stdout  # E154: a duplicate tag
+    tags = set(line.split("\t")[0] for line in (doc / "tags").read_text().splitlines())
+    want = {"fp", "fp.setup()", "fp-options", "fp-health", ":FpAttach", ":FpDetach", ":FpWatch", ":FpTrace",
+            ":FpMonitor", ":FpProfile", ":FpStop", ":FpReload", ":FpStack", "fp-statusline"}
+    assert want <= tags, sorted(want - tags)
+
+
 def test_attach_monitor_watch_reload_health(spawn, tmp_path):
     t = spawn("lsp_service")
     result = tmp_path / "result.json"
+    stack = tmp_path / "stack.json"
+    stack.write_text(json.dumps(t.json("stack")))
     p = _nvim(os.path.join(REPO, "tests", "nvim", "e2e.lua"), {
         "FP_LSP": FP_LSP,
         "FP_TEST_PID": str(t.pid),
         "FP_TEST_SOURCE": os.path.join(TARGETS, "lsp_service.py"),
         "FP_TEST_OUT": t.out_path,
         "FP_TEST_RESULT": str(result),
+        "FP_TEST_STACK": str(stack),
     }, str(tmp_path))
     assert result.exists(), "nvim wrote no report (exit %d):\n%s" % (p.returncode, p.stdout)
     report = json.loads(result.read_text())
     assert report.get("failure") is None and p.returncode == 0, "%s\nsteps: %s\nnvim output:\n%s" % (
         report.get("failure"), report.get("steps"), p.stdout[-3000:])
     assert [s["name"] for s in report["steps"]] == [
-        "attach", "open", "monitor_and_watch", "reload", "missing_commands", "health", "detach"]
+        "attach", "open", "monitor_and_watch", "reload", "missing_commands", "stack_buffer", "health", "detach"]
     # The reload stays; fp's probes do not (fp.stop, then the detach, removed them).
     assert t.progress()[-1].endswith("price=14"), t.progress()[-3:]
     wait_until(lambda: t.pristine() == 0, 10, "the target without fp's probes")

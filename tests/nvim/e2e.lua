@@ -3,7 +3,8 @@
 -- target's source, monitor and watch the function under the cursor, reload an unsaved edit,
 -- :checkhealth fp. Every wait polls for its condition with a bound and fails with what it saw.
 -- The environment: FP_LSP, FP_TEST_PID, FP_TEST_SOURCE, FP_TEST_OUT (the target's stdout),
--- FP_TEST_RESULT (a JSON report written here), FP_TEST_STEPS (optional: the steps to run).
+-- FP_TEST_STACK (`fp PID stack --json`'s model), FP_TEST_RESULT (a JSON report written here),
+-- FP_TEST_STEPS (optional: the steps to run).
 local env = vim.env
 local PID = tonumber(env.FP_TEST_PID)
 local SOURCE = env.FP_TEST_SOURCE
@@ -80,7 +81,39 @@ local steps = {}
 
 steps.attach = function()
   fp.setup({ server_path = env.FP_LSP, watch = { limit = 4 } })
-  vim.cmd('FpAttach ' .. PID)
+  -- A bad pid is refused with what to give.
+  vim.cmd('FpAttach abc')
+  wait_for('the bad pid message', 5000, function()
+    return #messages_matching("'abc' is not a process id") > 0
+  end, function()
+    return vim.inspect(report.messages)
+  end)
+  -- Without a pid: the picker lists the Python processes, the target among them.
+  local real_select = vim.ui.select
+  local labels
+  vim.ui.select = function(items, opts, on_choice)
+    labels = {}
+    local pick
+    for _, it in ipairs(items) do
+      table.insert(labels, opts.format_item(it))
+      if it.pid == PID and it.cmdline:find('lsp_service.py', 1, true) then
+        pick = it
+      end
+    end
+    on_choice(pick)
+  end
+  vim.cmd('FpAttach')
+  wait_for('the picker', 20000, function()
+    return labels
+  end, function()
+    return vim.inspect(report.messages)
+  end)
+  vim.ui.select = real_select
+  local listed = false
+  for _, l in ipairs(labels) do
+    listed = listed or l:find('^' .. PID .. '  Python 3%.%d+') ~= nil
+  end
+  check(listed, 'the target is not in the picker: ' .. vim.inspect(labels))
   wait_for('fp/status listing the target', 20000, function()
     local s = fp.status()
     for _, p in ipairs(s and s.processes or {}) do
@@ -250,6 +283,41 @@ steps.missing_commands = function()
   end
 end
 
+-- The stack buffer: a real stack (fp.stack's when fp-lsp offers it, else the model `fp stack
+-- --json` read from the same process, FP_TEST_STACK), and <CR> on a frame opens its line.
+steps.stack_buffer = function()
+  local offered = require('fp.util').offers(client.get().server_capabilities, 'fp.stack')
+  local stack = require('fp.stack')
+  if offered then
+    vim.cmd('FpStack ' .. PID)
+  else
+    local f = assert(io.open(env.FP_TEST_STACK, 'r'))
+    stack.show(vim.fn.json_decode(f:read('*a')))
+    f:close()
+  end
+  local buf = wait_for('the stack buffer', 10000, function()
+    local b = vim.fn.bufnr('fp://stacks')
+    return b ~= -1 and vim.api.nvim_get_current_buf() == b and b
+  end)
+  local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  local row
+  for i, l in ipairs(lines) do
+    if l:find('File "' .. SOURCE .. '", line %d+, in main') then
+      row = i
+    end
+  end
+  check(row, 'no frame of main in the stack buffer:\n' .. table.concat(lines, '\n'))
+  check(table.concat(lines, '\n'):find('Thread MainThread', 1, true), 'no main thread:\n' .. table.concat(lines, '\n'))
+  local _, want = require('fp.util').parse_frame(lines[row])
+  vim.api.nvim_win_set_cursor(0, { row, 0 })
+  vim.cmd('execute "normal \\<CR>"')
+  check(vim.api.nvim_buf_get_name(0) == SOURCE, 'after <CR>: in ' .. vim.api.nvim_buf_get_name(0))
+  check(vim.api.nvim_win_get_cursor(0)[1] == want, 'after <CR>: line ' .. vim.api.nvim_win_get_cursor(0)[1] .. ', want ' .. want)
+  check(vim.api.nvim_get_current_line():find('time.sleep', 1, true), 'the frame line: ' .. vim.api.nvim_get_current_line())
+  -- Only the stack window goes; the source stays (modified, not written).
+  vim.api.nvim_win_close(vim.fn.bufwinid(buf), true)
+end
+
 steps.health = function()
   vim.cmd('checkhealth fp')
   local text = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\n')
@@ -278,7 +346,7 @@ steps.detach = function()
   end)
 end
 
-local order = { 'attach', 'open', 'monitor_and_watch', 'reload', 'missing_commands', 'health', 'detach' }
+local order = { 'attach', 'open', 'monitor_and_watch', 'reload', 'missing_commands', 'stack_buffer', 'health', 'detach' }
 if env.FP_TEST_STEPS and env.FP_TEST_STEPS ~= '' then
   order = vim.split(env.FP_TEST_STEPS, ',')
 end

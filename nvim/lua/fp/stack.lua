@@ -62,6 +62,29 @@ function M.expect()
   expecting = expecting + 1
 end
 
+local function loaded(path)
+  for _, b in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.api.nvim_buf_get_name(b) == path then
+      return b
+    end
+  end
+end
+
+--- Shows file in the current window: its buffer when loaded (edits kept), else a new one, in
+--- a split when the window's buffer has unsaved edits it cannot hide.
+function M.edit(file)
+  local path = vim.fn.fnamemodify(file, ':p')
+  local b = loaded(path)
+  if b then
+    vim.api.nvim_win_set_buf(0, b)
+    return
+  end
+  if vim.bo.modified and not vim.o.hidden then
+    vim.cmd('split')
+  end
+  vim.cmd('edit ' .. vim.fn.fnameescape(path))
+end
+
 --- Jumps to the frame on the cursor's line, in the window the stacks were opened from.
 function M.jump()
   local file, lnum = util.parse_frame(vim.api.nvim_get_current_line())
@@ -78,7 +101,7 @@ function M.jump()
   if vim.api.nvim_get_current_win() == here then
     vim.cmd('aboveleft split')
   end
-  vim.cmd('edit ' .. vim.fn.fnameescape(file))
+  M.edit(file)
   local last = vim.api.nvim_buf_line_count(0)
   vim.api.nvim_win_set_cursor(0, { math.min(math.max(lnum, 1), last), 0 })
 end
@@ -105,7 +128,7 @@ function M.show_document(params)
       M.open(vim.fn.readfile(path))
       return
     end
-    vim.cmd('edit ' .. vim.fn.fnameescape(path))
+    M.edit(path)
     local sel = params.selection
     if type(sel) == 'table' and sel.start then
       pcall(vim.api.nvim_win_set_cursor, 0, { sel.start.line + 1, sel.start.character })
