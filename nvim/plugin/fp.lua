@@ -20,9 +20,9 @@ local commands = {
   { 'FpWatch', function(o) fp().watch(o.args) end, { nargs = '?', desc = 'watch the calls of the function under the cursor' } },
   { 'FpTrace', function() fp().trace() end, { nargs = 0, desc = 'trace the function under the cursor' } },
   { 'FpMonitor', function(o) fp().monitor(o.args) end, {
-    nargs = '?',
+    nargs = '*',
     complete = function() return { 'file', 'off' } end,
-    desc = 'live figures of the function under the cursor (file: of the whole file)',
+    desc = 'live figures of the function under the cursor (file: of the whole file; off: stop)',
   } },
   { 'FpProfile', function(o) fp().profile(o.args, o.bang) end, { nargs = '?', bang = true, desc = 'hot lines from the sampler (! stops)' } },
   { 'FpStop', function() fp().stop() end, { nargs = 0, desc = 'stop what fp runs on the function under the cursor' } },

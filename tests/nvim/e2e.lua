@@ -216,6 +216,48 @@ steps.monitor_and_watch = function()
   end)
 end
 
+-- A call that raised: a Warning where the exception passed. A whole file monitored: figures
+-- on every function the target calls, gone with "file off".
+steps.raising_and_file = function()
+  vim.api.nvim_win_set_cursor(0, { line_of('if not cart.items:'), 4 }) -- in checkout
+  vim.cmd('FpWatch')
+  local raise_line = line_of('raise ValueError("empty cart")') - 1
+  wait_for('the warning of the call that raised', 20000, function()
+    for _, x in ipairs(vim.diagnostic.get(state.buf, { severity = vim.diagnostic.severity.WARN })) do
+      if x.lnum == raise_line and x.message:find('raised ValueError: empty cart', 1, true) then
+        return true
+      end
+    end
+  end, function()
+    return vim.inspect(vim.diagnostic.get(state.buf))
+  end)
+  vim.cmd('FpMonitor file')
+  local add_line = line_of('def add(') - 1
+  wait_for('figures on price and Cart.add', 20000, function()
+    local lines = {}
+    for _, c in ipairs(lenses.costs(state.buf)) do
+      if c.text:match('^[%d,]+ calls? ') then
+        lines[c.line] = true
+      end
+    end
+    return lines[state.def_line] and lines[add_line]
+  end, function()
+    return vim.inspect(lenses.costs(state.buf)) .. ' messages ' .. vim.inspect(report.messages)
+  end)
+  vim.cmd('FpMonitor file off')
+  wait_for('the figures gone', 10000, function()
+    return #lenses.costs(state.buf) == 0
+  end, function()
+    return vim.inspect(lenses.costs(state.buf))
+  end)
+  vim.cmd('FpStop')
+  wait_for("checkout's diagnostics cleared", 10000, function()
+    return #vim.diagnostic.get(state.buf) == 0
+  end, function()
+    return vim.inspect(vim.diagnostic.get(state.buf))
+  end)
+end
+
 steps.reload = function()
   -- An unsaved edit of price: apples cost 7, so the target's price("apple", 2) becomes 14.
   local l = line_of('base = {')
@@ -346,7 +388,7 @@ steps.detach = function()
   end)
 end
 
-local order = { 'attach', 'open', 'monitor_and_watch', 'reload', 'missing_commands', 'stack_buffer', 'health', 'detach' }
+local order = { 'attach', 'open', 'monitor_and_watch', 'raising_and_file', 'reload', 'missing_commands', 'stack_buffer', 'health', 'detach' }
 if env.FP_TEST_STEPS and env.FP_TEST_STEPS ~= '' then
   order = vim.split(env.FP_TEST_STEPS, ',')
 end

@@ -68,8 +68,7 @@ local function check_processes(h)
     return
   end
   local started = vim.wait(10000, function()
-    local cl = c.get()
-    return cl ~= nil and cl.initialized ~= false and c.status_ready()
+    return c.get() ~= nil and c.status_ready()
   end, 20)
   local client = c.get()
   if not started or not client then
@@ -87,7 +86,7 @@ local function check_processes(h)
     return
   end
   h.ok(('%d Python process%s found'):format(#procs, #procs == 1 and '' or 'es'))
-  for i, p in ipairs(procs) do
+  for i, p in ipairs(util.sort_processes(procs)) do
     if i > 10 then
       h.info(('... and %d more'):format(#procs - 10))
       break

@@ -97,6 +97,7 @@ function M.shown(bufnr)
 end
 
 function M.clear_all()
+  busy, again = {}, {}
   for _, b in ipairs(vim.api.nvim_list_bufs()) do
     if vim.api.nvim_buf_is_loaded(b) then
       vim.api.nvim_buf_clear_namespace(b, M.ns, 0, -1)

@@ -98,6 +98,7 @@ function M.attach(pid)
       client.notify('fp: no Python process found that this user can attach to (see :checkhealth fp)', vim.log.levels.WARN)
       return
     end
+    procs = util.sort_processes(procs)
     vim.ui.select(procs, { prompt = 'Attach fp to', format_item = util.process_label }, function(p)
       if p then
         go(p.pid)
@@ -142,20 +143,26 @@ function M.trace()
   end)
 end
 
---- :FpMonitor [file|off]: live figures of the function under the cursor (or the file's).
+--- :FpMonitor [file] [off]: live figures of the function under the cursor (or of every
+--- function of the file); off stops them.
 function M.monitor(arg)
-  local scope, why = util.monitor_scope(arg)
+  local scope, whole = util.monitor_scope(arg)
   if not scope then
-    client.notify('fp: ' .. why, vim.log.levels.ERROR)
+    client.notify('fp: ' .. whole, vim.log.levels.ERROR)
     return
   end
-  if scope == 'file' then
+  if whole then
     local bufnr = vim.api.nvim_get_current_buf()
-    if not client.start(bufnr) then
+    if vim.api.nvim_buf_get_name(bufnr) == '' or not client.start(bufnr) then
+      client.notify('fp: :FpMonitor file: open a Python file first', vim.log.levels.ERROR)
       return
     end
-    client.execute('fp.monitor', { uri = vim.uri_from_bufnr(bufnr), scope = 'file' }, function(r)
-      client.notify(('fp: monitoring %d functions'):format(r and r.functions and #r.functions or 0))
+    client.execute('fp.monitor', { uri = vim.uri_from_bufnr(bufnr), scope = scope }, function(r)
+      if scope == 'off' then
+        client.notify(('fp: monitor off for %d functions'):format(r and r.stopped or 0))
+      else
+        client.notify(('fp: monitoring %d functions'):format(r and r.functions and #r.functions or 0))
+      end
       refresh_all()
     end, bufnr)
     return

@@ -162,8 +162,9 @@ function M.costs(bufnr)
   return out
 end
 
---- Everything drawn for client id (gone) goes.
+--- Everything drawn for client id (gone) goes, with what waited for its answers.
 function M.clear_all(id)
+  busy, again = {}, {}
   for _, b in ipairs(vim.api.nvim_list_bufs()) do
     if vim.api.nvim_buf_is_loaded(b) then
       vim.api.nvim_buf_clear_namespace(b, M.ns, 0, -1)

@@ -27,6 +27,21 @@ function M.process_label(p)
   return label
 end
 
+--- The processes in the order worth reading: attached first, then by pid.
+function M.sort_processes(procs)
+  local out = {}
+  for _, p in ipairs(procs or {}) do
+    table.insert(out, p)
+  end
+  table.sort(out, function(a, b)
+    if (a.attached == true) ~= (b.attached == true) then
+      return a.attached == true
+    end
+    return (tonumber(a.pid) or 0) < (tonumber(b.pid) or 0)
+  end)
+  return out
+end
+
 --- The statusline text of an fp/status model: "" when nothing is attached, else
 --- "fp 1234 · watching 1 · monitoring 2 · profiling".
 function M.status_text(status)
@@ -309,16 +324,21 @@ function M.ptrace_verdict(scope, root, cap)
   return 'error', ('ptrace_scope is %d: attaching is disabled until the next reboot'):format(scope)
 end
 
---- The scope of :FpMonitor's argument: '' -> 'function', 'file', 'off'; nil, message when bad.
+--- What :FpMonitor's arguments ask for: the scope ('function', 'file' or 'off') and whether
+--- it is the whole file's ('file', 'file off'); nil and a message when they make no sense.
 function M.monitor_scope(arg)
-  arg = arg or ''
-  if arg == '' or arg == 'function' then
-    return 'function'
+  local words = vim.split(vim.trim(arg or ''), '%s+', { trimempty = true })
+  local file, off = false, false
+  for _, w in ipairs(words) do
+    if w == 'file' and not file then
+      file = true
+    elseif w == 'off' and not off then
+      off = true
+    else
+      return nil, (":FpMonitor takes 'file' (every function of the file), 'off' (stop), both, or nothing (the function under the cursor), not '%s'"):format(arg)
+    end
   end
-  if arg == 'file' or arg == 'off' then
-    return arg
-  end
-  return nil, (":FpMonitor takes 'file' (every function of the file), 'off', or nothing (the function under the cursor), not '%s'"):format(arg)
+  return off and 'off' or (file and 'file' or 'function'), file
 end
 
 --- A pid from a command argument: a number, or nil and a message.
