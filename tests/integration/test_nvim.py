@@ -115,6 +115,7 @@ def test_attach_monitor_watch_reload_health(spawn, tmp_path):
         {
             "FP_LSP": FP_LSP,
             "FP_TEST_PID": str(t.pid),
+            "FP_TEST_PY_MINOR": str(t.python.version[1]),
             "FP_TEST_SOURCE": os.path.join(TARGETS, "lsp_service.py"),
             "FP_TEST_OUT": t.out_path,
             "FP_TEST_RESULT": str(result),
