@@ -18,7 +18,7 @@ from test_lsp import LspService  # noqa: F401 - registers the lsp_service kind
 
 from conftest import FP_BUILD, PYTHONS, REPO, TARGETS, wait_until
 
-NVIM = shutil.which("nvim")
+NVIM = os.environ.get("FP_NVIM") or shutil.which("nvim")  # FP_NVIM: another Neovim to test with
 FP_LSP = os.path.join(FP_BUILD, "bin", "fp-lsp")
 INIT = os.path.join(REPO, "tests", "nvim", "init.lua")
 NVIM_TIMEOUT_S = 90

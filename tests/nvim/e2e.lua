@@ -297,7 +297,7 @@ steps.reload = function()
     return table.concat(lines, ' | ', math.max(1, #lines - 3)) .. ' messages ' .. vim.inspect(report.messages)
   end)
   wait_for('the reload message', 5000, function()
-    return #messages_matching('reloaded price into ' .. PID) > 0
+    return #messages_matching('^fp: reloaded price into process ' .. PID .. '$') > 0
   end, function()
     return vim.inspect(report.messages)
   end)

@@ -119,6 +119,15 @@ local function handlers()
       return vim.NIL
     end
   end
+  -- fp-lsp's messages start with "fp: " and say what to do: shown as they are, through
+  -- vim.notify (so a notification plugin gets them) at their level.
+  h['window/showMessage'] = function(_, params)
+    local levels = { vim.log.levels.ERROR, vim.log.levels.WARN, vim.log.levels.INFO, vim.log.levels.DEBUG }
+    if type(params) == 'table' and type(params.message) == 'string' then
+      notify(params.message, levels[params.type] or vim.log.levels.INFO)
+    end
+    return vim.NIL
+  end
   h['window/showDocument'] = function(_, params)
     return require('fp.stack').show_document(params)
   end

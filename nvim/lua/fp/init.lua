@@ -201,19 +201,10 @@ function M.stop()
 end
 
 --- :FpReload: the buffer's version of the function under the cursor, unsaved edits included
---- (every request to fp-lsp first sends the edits it has not seen).
+--- (every request to fp-lsp first sends the edits it has not seen). fp-lsp says what took
+--- effect (window/showMessage); a refusal is an error diagnostic on its line.
 function M.reload()
-  on_function('fp.reload', nil, function(r)
-    local applied, unchanged = {}, {}
-    for _, one in ipairs(r and r.reloaded or {}) do
-      table.insert(one.applied and applied or unchanged, tostring(one.pid))
-    end
-    if #applied > 0 then
-      client.notify(('fp: reloaded %s into %s'):format(r['function'] or '?', table.concat(applied, ', ')))
-    elseif #unchanged > 0 then
-      client.notify(('fp: %s is unchanged: nothing to reload'):format(r['function'] or '?'))
-    end
-  end)
+  on_function('fp.reload', nil, nil)
 end
 
 local function attached_pids()
