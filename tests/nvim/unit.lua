@@ -226,5 +226,24 @@ test('monitor_scope and parse_pid', function()
   eq((util.parse_pid('0')), nil)
 end)
 
+test('commands and <Plug> mappings, no keys mapped for the user', function()
+  for _, c in ipairs({ 'FpAttach', 'FpDetach', 'FpWatch', 'FpTrace', 'FpMonitor', 'FpProfile', 'FpStop', 'FpReload', 'FpStack' }) do
+    eq(vim.fn.exists(':' .. c), 2, c)
+  end
+  local plugs, others = {}, {}
+  for _, m in ipairs(vim.api.nvim_get_keymap('n')) do
+    local desc = m.desc or ''
+    if m.lhs:find('^<Plug>%(fp%-') then
+      plugs[m.lhs] = true
+    elseif desc:find('^fp') then
+      table.insert(others, m.lhs)
+    end
+  end
+  for _, name in ipairs({ 'attach', 'detach', 'watch', 'trace', 'monitor', 'monitor-file', 'profile', 'profile-stop', 'stop', 'reload', 'stack', 'lens' }) do
+    eq(plugs['<Plug>(fp-' .. name .. ')'], true, name)
+  end
+  eq(others, {}, 'keys mapped by the plugin')
+end)
+
 io.stdout:write(('%d passed, %d failed\n'):format(passed, failed))
 vim.cmd(failed > 0 and 'cquit 1' or 'qall!')
