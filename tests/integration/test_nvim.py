@@ -72,6 +72,15 @@ def test_pure_functions(tmp_path):
     assert re.search(r"\b\d+ passed, 0 failed\b", p.stdout), p.stdout
 
 
+def test_without_the_server_says_what_to_do(tmp_path):
+    p = _nvim(
+        os.path.join(REPO, "tests", "nvim", "no_server.lua"),
+        {"FP_TEST_MISSING": str(tmp_path / "no-fp-lsp")},
+        str(tmp_path),
+    )
+    assert p.returncode == 0, p.stdout
+
+
 def test_help_file_has_its_tags(tmp_path):
     doc = tmp_path / "doc"
     doc.mkdir()

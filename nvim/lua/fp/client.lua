@@ -200,7 +200,11 @@ function M.start(bufnr)
   end
   local exe, why = M.server_path()
   if not exe then
-    notify('fp: ' .. why, vim.log.levels.ERROR)
+    -- Said once for the buffers that open by themselves; every time for a command.
+    if not bufnr or not state.told_missing then
+      notify('fp: ' .. why, vim.log.levels.ERROR)
+    end
+    state.told_missing = true
     return nil
   end
   if M.opts.trace_server ~= 'off' then
