@@ -44,7 +44,7 @@ local function here()
     return nil, 'put the cursor in a function of a Python file first'
   end
   if not client.start(bufnr) then
-    return nil, 'fp-lsp is not running'
+    return nil, 'fp-lsp is not running (see :checkhealth fp)'
   end
   local row = vim.api.nvim_win_get_cursor(0)[1]
   return { uri = vim.uri_from_bufnr(bufnr), line = row - 1 }, bufnr
