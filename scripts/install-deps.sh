@@ -13,6 +13,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
+# The Neovim plugin's tests run in a headless Neovim (Debian's neovim, 0.7 or newer).
+if ! command -v nvim >/dev/null 2>&1; then
+  echo "Installing: neovim (for the Neovim plugin's tests)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq neovim; }; then
+    echo "neovim could not be installed: the Neovim plugin's tests will be skipped" >&2
+  fi
+fi
 # The integration tests run under pytest.
 py=${FP_TEST_PYTHON:-python3}
 if ! "$py" -c 'import pytest' 2>/dev/null; then
