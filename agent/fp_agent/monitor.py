@@ -173,16 +173,30 @@ class _Monitor(streams.Stream):
             self.timed = False
 
     def install_all(self):
+        """Installs a probe on each function. One that cannot be observed beside the others (on
+        the code-swap engine, a nested function and the function that defines it) is left out
+        and its error returned ({key: AgentError}) when others are observed; when none is, the
+        first error is raised."""
         self.table[self.id] = self
+        refused = {}
+        first = None
         try:
             for f in self.figures:
-                f.install_id = instrument.install(self.client_id, f.located, f, "monitor")
+                try:
+                    f.install_id = instrument.install(self.client_id, f.located, f, "monitor")
+                except AgentError as exc:
+                    refused[f.key] = exc
+                    first = first or exc
+            if not any(f.install_id is not None for f in self.figures):
+                raise first
         except BaseException:
             self._uninstall()
             self.table.pop(self.id, None)
             raise
+        self.figures = [f for f in self.figures if f.install_id is not None]
         self.cleanup_id = registry.add(self.client_id, "monitor", self._gone,
                                                "monitor of %d function(s)" % len(self.figures))
+        return refused
 
     def _uninstall(self):
         for f in self.figures:
@@ -286,7 +300,11 @@ def start(client_id, params):
         results.append({"key": key, "located": located.to_json()})
     if not monitor.figures:
         raise first_error
-    monitor.install_all()
+    refused = monitor.install_all()
+    for r in results:
+        if r["key"] in refused:
+            r.pop("located", None)
+            r["error"] = refused[r["key"]].to_json()
     result = {
         "monitor_id": monitor.id,
         "stream": events.stream("monitor_id", monitor.id, END, "monitor.stop"),

@@ -89,6 +89,25 @@ static mon_figures *mon_figures_of(mon_fn *f, int pid)
     return m;
 }
 
+static void mon_fn_free(mon_fn *f);
+
+/* Forgets f when nothing counts for it any more: no run in any process has it, and no process
+ * reported figures for it (a function the agent refused to monitor shows its actions again). */
+static void mon_release(mon_fn *f)
+{
+    if (!f || f->nprocs > 0) return;
+    for (mon_run *r = runs; r; r = r->next)
+        for (int i = 0; i < r->nkeys; i++)
+            if (r->keys[i] == f) return;
+    for (mon_fn **ff = &fns; *ff; ff = &(*ff)->next) {
+        if (*ff == f) {
+            *ff = f->next;
+            mon_fn_free(f);
+            return;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The stream's models
  */
@@ -103,9 +122,13 @@ static void mon_on_result(void *ud, const fp_exec *x, const cJSON *result)
     {
         const cJSON *err = fp_json_get(f, "error");
         int key = (int)fp_json_num(f, "key", -1);
-        if (err && key >= 0 && key < r->nkeys && r->keys[key])
+        if (err && key >= 0 && key < r->nkeys && r->keys[key]) {
             lsp_log(2, "fp: cannot monitor %s in process %d: %s", r->keys[key]->qualname, r->p->pid,
                     fp_json_str(err, "message", "?"));
+            mon_fn *gone = r->keys[key];
+            r->keys[key] = NULL;
+            mon_release(gone);
+        }
     }
     if (r->fan) {
         lsp_fan_ok(r->fan, r->p->pid);
@@ -150,14 +173,17 @@ static void mon_on_end(void *ud, const fp_exec *x, const fp_exec_end *end)
     }
     if (end->err && !r->p->closing && !r->stopped)
         lsp_log(2, "fp: a monitor in process %d ended: %s", r->p->pid, end->err->message);
-    /* The exec calls nothing more of r: it goes now. */
+    /* The exec calls nothing more of r: it goes now, and the functions only it counted. */
     for (mon_run **rr = &runs; *rr; rr = &(*rr)->next) {
         if (*rr == r) {
             *rr = r->next;
             break;
         }
     }
+    for (int i = 0; i < r->nkeys; i++)
+        mon_release(r->keys[i]);
     free(r);
+    lsp_lens_changed();
 }
 
 static const fp_exec_sink mon_sink = {
