@@ -290,6 +290,8 @@ void lsp_rpc_close(void)
  */
 
 static void rpc_message(const char *method, int type, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void rpc_message(const char *method, int type, const char *fmt, va_list ap)
 {
     char text[4096];
     vsnprintf(text, sizeof text, fmt, ap);
