@@ -244,6 +244,10 @@ static void rpc_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 int lsp_rpc_start(uv_loop_t *loop)
 {
+    /* A file or a device (`fp-lsp < /dev/null`) cannot be polled: libuv would abort on it. */
+    uv_handle_type in = uv_guess_handle(0);
+    if (in == UV_FILE || in == UV_UNKNOWN_HANDLE || uv_guess_handle(1) == UV_UNKNOWN_HANDLE)
+        return -1;
     fp_frame_reader_init(&rpc.reader, RPC_MAX_BODY);
     if (uv_pipe_init(loop, &rpc.in, 0) != 0 || uv_pipe_open(&rpc.in, 0) != 0) return -1;
     rpc.in_open = true;
