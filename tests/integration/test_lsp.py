@@ -8,6 +8,7 @@ dies mid-watch leaving the target clean."""
 import os
 import re
 import signal
+import subprocess
 
 import pytest
 
@@ -250,8 +251,6 @@ def test_exit_without_shutdown_is_1(lsp):
 
 def test_stdin_that_is_not_a_pipe_is_refused_with_the_reason():
     # A file or a device as stdin cannot be polled: a clear refusal, not an abort.
-    import subprocess
-
     with open(os.devnull, "rb") as null:
         p = subprocess.run([FP_LSP], stdin=null, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=15)
     assert p.returncode == 2, (p.returncode, p.stderr)
