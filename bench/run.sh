@@ -7,7 +7,8 @@ build=$(cd "${1:-$here/../build}" && pwd)
 py=${FP_BENCH_PYTHON:-python3}
 failed=()
 for script in attach_latency.py idle_cost.py perf_overhead.py gil_overhead.py stack_latency.py \
-  watch_overhead.py trace_overhead.py trace_instructions.py mem_summary.py; do
+  watch_overhead.py monitor_overhead.py trace_overhead.py trace_instructions.py mem_summary.py \
+  lsp_latency.py; do
   echo "== $script"
   "$py" "$here/$script" --build "$build" || failed+=("$script")
   echo

@@ -244,6 +244,10 @@ static void rpc_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 int lsp_rpc_start(uv_loop_t *loop)
 {
+    /* A file or a device (`fp-lsp < /dev/null`) cannot be polled: libuv would abort on it. */
+    uv_handle_type in = uv_guess_handle(0);
+    if (in == UV_FILE || in == UV_UNKNOWN_HANDLE || uv_guess_handle(1) == UV_UNKNOWN_HANDLE)
+        return -1;
     fp_frame_reader_init(&rpc.reader, RPC_MAX_BODY);
     if (uv_pipe_init(loop, &rpc.in, 0) != 0 || uv_pipe_open(&rpc.in, 0) != 0) return -1;
     rpc.in_open = true;
@@ -289,6 +293,8 @@ void lsp_rpc_close(void)
  * Messages and progress for the user
  */
 
+static void rpc_message(const char *method, int type, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 static void rpc_message(const char *method, int type, const char *fmt, va_list ap)
 {
     char text[4096];

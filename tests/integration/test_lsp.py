@@ -8,6 +8,7 @@ dies mid-watch leaving the target clean."""
 import os
 import re
 import signal
+import subprocess
 
 import pytest
 
@@ -246,6 +247,14 @@ def test_exit_without_shutdown_is_1(lsp):
     lsp.initialize()
     lsp.notify("exit")
     assert lsp.wait_exit() == 1
+
+
+def test_stdin_that_is_not_a_pipe_is_refused_with_the_reason():
+    # A file or a device as stdin cannot be polled: a clear refusal, not an abort.
+    with open(os.devnull, "rb") as null:
+        p = subprocess.run([FP_LSP], stdin=null, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=15)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert b"start it from an editor" in p.stderr, p.stderr
 
 
 def test_target_killed_mid_watch(spawn, lsp):
