@@ -26,6 +26,7 @@ typedef struct fp_frame_reader {
     int failed;      /* set after an error: the stream cannot be resynchronised */
     size_t skip;     /* body bytes of a refused (too big) message still to be discarded */
     size_t too_big;  /* the Content-Length of the last message refused as too big */
+    int hunting;     /* after fp_frame_reader_resync: looking for the next header */
 } fp_frame_reader;
 
 void fp_frame_reader_init(fp_frame_reader *r, size_t max_body);
@@ -40,6 +41,11 @@ int fp_frame_reader_feed(fp_frame_reader *r, const char *data, size_t n);
  * FP_FRAME_E_TOOBIG for a well-formed length (r->too_big): that body is discarded as it arrives
  * without being kept, so a reader that answers the refusal may go on reading the next message. */
 int fp_frame_reader_next(fp_frame_reader *r, char **body, size_t *len, const char **err);
+
+/* After a framing error, for a reader that must go on (a language server's stdin): drops the
+ * broken header and whatever follows it up to the next "Content-Length:" (fed later, perhaps),
+ * from where fp_frame_reader_next reads on. */
+void fp_frame_reader_resync(fp_frame_reader *r);
 
 /* Returns a malloc'd "Content-Length: ...\r\n\r\n<body>" (caller frees), its length in *out_len. */
 char *fp_frame_encode(const char *body, size_t len, size_t *out_len);

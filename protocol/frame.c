@@ -201,11 +201,38 @@ static const char *reader_failure_text(int code)
     }
 }
 
+#define FRAME_MARK "content-length:"
+#define FRAME_MARK_LEN (sizeof FRAME_MARK - 1)
+
+void fp_frame_reader_resync(fp_frame_reader *r)
+{
+    r->failed = 0;
+    r->hunting = 1;
+    if (r->len > 0) reader_consume(r, 1); /* past the broken header's first byte */
+}
+
+/* While hunting: drops what comes before the next header. Returns 1 when one starts the
+ * buffer, 0 when more bytes are needed. */
+static int reader_hunt(fp_frame_reader *r)
+{
+    for (size_t i = 0; i + FRAME_MARK_LEN <= r->len; i++) {
+        if (strncasecmp(r->buf + i, FRAME_MARK, FRAME_MARK_LEN) == 0) {
+            reader_consume(r, i);
+            r->hunting = 0;
+            return 1;
+        }
+    }
+    /* Keep a tail that may be the start of the header, split by the reads. */
+    if (r->len >= FRAME_MARK_LEN) reader_consume(r, r->len - (FRAME_MARK_LEN - 1));
+    return 0;
+}
+
 int fp_frame_reader_next(fp_frame_reader *r, char **body, size_t *len, const char **err)
 {
     *body = NULL;
     *len = 0;
     if (err) *err = NULL;
+    if (r->hunting && !reader_hunt(r)) return FP_FRAME_MORE;
     if (r->failed) {
         if (err) *err = reader_failure_text(r->failed);
         return r->failed;

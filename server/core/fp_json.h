@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 const cJSON *fp_json_get(const cJSON *o, const char *key);
 /* The string member key, or dflt. */
@@ -15,5 +16,9 @@ double fp_json_num(const cJSON *o, const char *key, double dflt);
 bool fp_json_bool(const cJSON *o, const char *key);
 /* Whether o has member key (whatever its value, null included). */
 bool fp_json_has(const cJSON *o, const char *key);
+
+/* Whether s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF), as JSON text must be. */
+bool fp_json_utf8_valid(const char *s, size_t n);
 
 #endif

@@ -3,6 +3,7 @@
  * installed in every process is removed), exit (0 after shutdown, else 1). Requests before
  * initialize are answered -32002, after shutdown -32600; unknown methods -32601. Settings come
  * with initialize (initializationOptions) and workspace/didChangeConfiguration. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,8 +167,11 @@ void lsp_dispatch(const cJSON *msg)
     const cJSON *id = fp_json_get(msg, "id");
     const cJSON *params = fp_json_get(msg, "params");
     bool request = id != NULL;
-    if (request && !cJSON_IsNumber(id) && !cJSON_IsString(id)) {
-        lsp_rpc_error(NULL, LSP_ERR_INVALID_REQUEST, "a request id is a number or a string");
+    if (request && !cJSON_IsString(id) &&
+        !(cJSON_IsNumber(id) && id->valuedouble >= -9007199254740991.0 &&
+          id->valuedouble <= 9007199254740991.0 &&
+          id->valuedouble == (double)(int64_t)id->valuedouble)) {
+        lsp_rpc_error(NULL, LSP_ERR_INVALID_REQUEST, "a request id is an integer or a string");
         return;
     }
     if (!cJSON_IsString(method)) {

@@ -177,6 +177,13 @@ bool lsp_rpc_cancelled(const cJSON *id)
 
 static void rpc_on_body(const char *body, size_t len)
 {
+    if (!fp_json_utf8_valid(body, len)) {
+        lsp_rpc_error(NULL, LSP_ERR_PARSE,
+                      "the message is not valid UTF-8 (%zu bytes): fp-lsp reads on; LSP messages "
+                      "are UTF-8 JSON",
+                      len);
+        return;
+    }
     cJSON *msg = cJSON_ParseWithLength(body, len);
     if (!msg) {
         lsp_rpc_error(NULL, LSP_ERR_PARSE,
@@ -229,12 +236,20 @@ static void rpc_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         const char *why = NULL;
         int r = fp_frame_reader_next(&rpc.reader, &body, &len, &why);
         if (r == FP_FRAME_MORE) return;
-        if (r < 0) {
-            /* The stream cannot be resynchronised after a broken header. */
-            lsp_rpc_error(NULL, LSP_ERR_PARSE, "bad message framing: %s; fp-lsp cannot read on",
-                          why ? why : "?");
+        if (r == FP_FRAME_E_NOMEM) {
+            lsp_log(1, "out of memory reading a message: fp-lsp ends");
             lsp_exit(1);
             return;
+        }
+        if (r < 0) {
+            /* A body too big is skipped as it arrives; after a broken header, what follows is
+             * dropped up to the next header. Either way the server reads on. */
+            lsp_rpc_error(NULL, LSP_ERR_PARSE,
+                          "bad message framing: %s; fp-lsp skips to the next message (check the "
+                          "client's encoder)",
+                          why ? why : "?");
+            if (rpc.reader.failed) fp_frame_reader_resync(&rpc.reader);
+            continue;
         }
         rpc_on_body(body, len);
         free(body);

@@ -214,6 +214,21 @@ def test_lifecycle_and_malformed_input(spawn, lsp):
     bad = lsp.wait_for(lambda: [r for r in lsp.responses.values() if r.get("id") is None], 10, "the -32700")
     assert bad[0]["error"]["code"] == -32700, bad
     lsp.responses.clear()
+    # A broken header: answered, and the server reads on from the next message.
+    lsp.send_raw(b"Content-Lenght: 5\r\n\r\nhello")
+    bad = lsp.wait_for(lambda: [r for r in lsp.responses.values() if r.get("id") is None], 10, "the framing -32700")
+    assert bad[0]["error"]["code"] == -32700 and "next message" in bad[0]["error"]["message"], bad
+    lsp.responses.clear()
+    assert isinstance(lsp.execute("fp.status"), dict)
+    # Not UTF-8: -32700; an id with a fraction: -32600, not run.
+    lsp.send_raw(b'Content-Length: 38\r\n\r\n{"jsonrpc":"2.0","id":7,"method":"\xff\xfe"}')
+    bad = lsp.wait_for(lambda: [r for r in lsp.responses.values() if r.get("id") is None], 10, "the UTF-8 -32700")
+    assert bad[0]["error"]["code"] == -32700 and "UTF-8" in bad[0]["error"]["message"], bad
+    lsp.responses.clear()
+    lsp.send({"jsonrpc": "2.0", "id": 1.5, "method": "shutdown"})
+    bad = lsp.wait_for(lambda: [r for r in lsp.responses.values() if r.get("id") is None], 10, "the -32600")
+    assert bad[0]["error"]["code"] == -32600, bad
+    lsp.responses.clear()
     with pytest.raises(LspError) as e:
         lsp.request("textDocument/nothing", {})
     assert e.value.code == -32601

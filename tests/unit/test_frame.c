@@ -219,6 +219,31 @@ static void test_failure_sticks(void)
     fp_frame_reader_free(&r);
 }
 
+/* A reader that must go on (fp-lsp) resynchronises at the next header, even one split
+ * between reads, dropping the broken header and the body that followed it. */
+static void test_resync(void)
+{
+    fp_frame_reader r;
+    fp_frame_reader_init(&r, 1024);
+    const char *broken = "Content-Lenght: 5\r\n\r\nhello garbage Cont";
+    fp_frame_reader_feed(&r, broken, strlen(broken));
+    char *body = NULL;
+    size_t len = 0;
+    const char *err = NULL;
+    CHECK_EQ_INT(fp_frame_reader_next(&r, &body, &len, &err), FP_FRAME_E_HEADER);
+    fp_frame_reader_resync(&r);
+    CHECK_EQ_INT(fp_frame_reader_next(&r, &body, &len, &err), FP_FRAME_MORE);
+    const char *rest = "ent-length: 2\r\n\r\n{}Content-Length: 3\r\n\r\n[1]";
+    fp_frame_reader_feed(&r, rest, strlen(rest));
+    CHECK_EQ_INT(fp_frame_reader_next(&r, &body, &len, &err), FP_FRAME_OK);
+    CHECK(body && strcmp(body, "{}") == 0);
+    free(body);
+    CHECK_EQ_INT(fp_frame_reader_next(&r, &body, &len, &err), FP_FRAME_OK);
+    CHECK(body && strcmp(body, "[1]") == 0);
+    free(body);
+    fp_frame_reader_free(&r);
+}
+
 static void test_too_big(void)
 {
     const char *err = NULL;
@@ -476,6 +501,7 @@ int main(void)
     test_header_case_and_extras();
     test_bad_headers();
     test_failure_sticks();
+    test_resync();
     test_too_big();
     test_too_big_is_skipped();
     test_header_limit();
