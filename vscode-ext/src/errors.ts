@@ -1,6 +1,8 @@
 // What fp-lsp's errors and command results tell the user: the server's message and remedy
 // (an fp error carries `data: {code, hint}`), the README section that explains the problem,
 // and one line for a command that worked, in part or in full. Plain Node, no `vscode` import.
+import { readdirSync } from 'node:fs';
+import * as path from 'node:path';
 
 export interface ServerError {
   message: string;
@@ -44,6 +46,19 @@ export function troubleshootingHeading(code: string | undefined): string {
       return 'fp-lsp is missing, too old or stops';
     default:
       return 'Troubleshooting';
+  }
+}
+
+/**
+ * The extension's README in its folder: `vsce package` stores it as `readme.md`, a source
+ * checkout has `README.md`. Undefined when there is none.
+ */
+export function readmeFile(extensionDir: string): string | undefined {
+  try {
+    const name = readdirSync(extensionDir).find((f) => f.toLowerCase() === 'readme.md');
+    return name === undefined ? undefined : path.join(extensionDir, name);
+  } catch {
+    return undefined;
   }
 }
 

@@ -4,7 +4,6 @@
 // what can be decided without VS Code lives in server.ts, settings.ts, commands.ts,
 // processes.ts, status.ts, errors.ts, process.ts and restarts.ts (unit-tested in plain Node).
 import * as os from 'node:os';
-import * as path from 'node:path';
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
 import {
@@ -28,7 +27,15 @@ import {
   type EditorContext,
   type PaletteCommand,
 } from './commands';
-import { errorText, headingLine, outcome, serverError, troubleshootingHeading, type ServerError } from './errors';
+import {
+  errorText,
+  headingLine,
+  outcome,
+  readmeFile,
+  serverError,
+  troubleshootingHeading,
+  type ServerError,
+} from './errors';
 import { formatProcess, orderProcesses, parseProcessList, type PickItem } from './processes';
 import { describeEnding, ServerProcess } from './process';
 import { RestartBudget, StartupLines } from './restarts';
@@ -529,7 +536,13 @@ async function showError(
 
 /** The extension's README (it ships in the .vsix), at the heading of the section. */
 async function openReadme(fp: FpClient, heading: string): Promise<void> {
-  const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(path.join(fp.extensionDir, 'README.md')));
+  const file = readmeFile(fp.extensionDir);
+  if (file === undefined) {
+    fp.log.error(`the extension's README is missing from ${fp.extensionDir}; its "${heading}" section explains the error`);
+    fp.log.show(true);
+    return;
+  }
+  const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(file));
   const line = headingLine(doc.getText(), heading) ?? 0;
   const at = new vscode.Range(line, 0, line, 0);
   const editor = await vscode.window.showTextDocument(doc, { preview: true, selection: at });

@@ -62,16 +62,21 @@ export interface PickItem {
   pid: number;
 }
 
-/** "4242  python3 -m shop.app" / "Python 3.12.3 · alice" / "cwd /srv/shop". */
+/** "4242  python3 -m shop.app" / "Python 3.12.3 · alice" / "cwd /srv/shop · /usr/bin/python3". */
 export function formatProcess(p: ProcessInfo, maxCmdline = 120): PickItem {
-  const cmd = p.cmdline.length > maxCmdline ? p.cmdline.slice(0, maxCmdline - 1) + '…' : p.cmdline;
+  // The label names the interpreter by its file name, keeping room for the script and its
+  // arguments, which tell services apart; its whole path (which environment) is in the detail.
+  const words = p.cmdline.split(' ');
+  const interpreter = words[0]?.includes('/') === true ? words[0] : undefined;
+  const shown = interpreter === undefined ? p.cmdline : [path.basename(interpreter), ...words.slice(1)].join(' ');
+  const cmd = shown.length > maxCmdline ? shown.slice(0, maxCmdline - 1) + '…' : shown;
   const description = [p.python === '' ? '' : `Python ${p.python}`, p.user, p.attached ? 'attached' : '']
     .filter((s) => s !== '')
     .join(' · ');
   return {
     label: cmd === '' ? `${p.pid}` : `${p.pid}  ${cmd}`,
     description,
-    detail: p.cwd === '' ? '' : `cwd ${p.cwd}`,
+    detail: [p.cwd === '' ? '' : `cwd ${p.cwd}`, interpreter ?? ''].filter((x) => x !== '').join(' · '),
     pid: p.pid,
   };
 }

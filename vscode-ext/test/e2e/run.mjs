@@ -594,6 +594,14 @@ async function main() {
         async () => (await notificationTexts(page)).join('\n'),
       );
       say(`Trace This Function: ${said.replace(/\s+/g, ' ').slice(0, 160)}…`);
+      // Its "Open README" button opens the extension's README at the section about it.
+      const toast = page.locator('.notifications-toasts .notification-list-item', { hasText: '(fp.trace) is not served' });
+      await toast.first().locator('.monaco-button', { hasText: 'Open README' }).click();
+      await page.locator('.tabs-container .tab', { hasText: /readme\.md/i }).waitFor({ state: 'visible', timeout: 15_000 });
+      await page
+        .locator('.editor-instance .view-lines', { hasText: '### A command this fp-lsp does not serve' })
+        .waitFor({ state: 'visible', timeout: 15_000 });
+      say('"Open README" shows the section "A command this fp-lsp does not serve"');
       await clearNotifications(page);
     } else {
       say('this fp-lsp serves fp.trace: the message for a missing command is not exercised');

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { extensionDir } from './manifest';
-import { errorText, headingLine, outcome, serverError, troubleshootingHeading } from '../../src/errors';
+import { errorText, headingLine, outcome, readmeFile, serverError, troubleshootingHeading } from '../../src/errors';
 
 const readme = readFileSync(path.join(extensionDir, 'README.md'), 'utf8');
 
@@ -33,6 +34,21 @@ describe('server errors', () => {
     assert.equal(troubleshootingHeading('permission'), 'Permission denied (ptrace)');
     assert.equal(headingLine('# a\ntext\n### Not here\n## B c\n', 'B c'), 3);
     assert.equal(headingLine('Not a heading\n', 'Not a heading'), undefined);
+  });
+});
+
+describe('the README file', () => {
+  it('is found as the checkout has it and as the .vsix stores it (readme.md)', () => {
+    assert.equal(readmeFile(extensionDir), path.join(extensionDir, 'README.md'));
+    const packaged = mkdtempSync(path.join(os.tmpdir(), 'fp-vsix-'));
+    try {
+      assert.equal(readmeFile(packaged), undefined);
+      writeFileSync(path.join(packaged, 'readme.md'), '# fp\n');
+      assert.equal(readmeFile(packaged), path.join(packaged, 'readme.md'));
+    } finally {
+      rmSync(packaged, { recursive: true, force: true });
+    }
+    assert.equal(readmeFile('/nonexistent/fp'), undefined);
   });
 });
 

@@ -77,6 +77,12 @@ describe('formatProcess', () => {
     });
   });
 
+  it('names the interpreter by its file name, its path in the detail', () => {
+    const item = formatProcess(proc(7, '/srv/shop', '/root/.pyenv/versions/3.13.0/bin/python3 /srv/shop/app.py --port 80'));
+    assert.equal(item.label, '7  python3 /srv/shop/app.py --port 80');
+    assert.equal(item.detail, 'cwd /srv/shop · /root/.pyenv/versions/3.13.0/bin/python3');
+  });
+
   it('cuts a long command line', () => {
     const item = formatProcess(proc(1, '/', 'x'.repeat(300)), 20);
     assert.equal(item.label, `1  ${'x'.repeat(19)}…`);
