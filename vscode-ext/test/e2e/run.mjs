@@ -603,6 +603,20 @@ async function main() {
         .waitFor({ state: 'visible', timeout: 15_000 });
       say('"Open README" shows the section "A command this fp-lsp does not serve"');
       await clearNotifications(page);
+      // The same from a lens: fp-lsp 0.1.0 puts "trace" in its lenses without serving fp.trace.
+      await page.locator('.tabs-container .tab', { hasText: 'lsp_service.py' }).click();
+      await goToLine(page, lineOf(service, /^def checkout\(/) + 1);
+      const traceLens = page.locator('.editor-instance .codelens-decoration > a', { hasText: /^trace$/ });
+      await waitFor('a "trace" lens on screen', 15_000, async () => (await traceLens.count()) > 0, async () => (await lensTexts(page)).join('\n'));
+      await traceLens.first().click();
+      await waitFor(
+        'the same message from the "trace" lens',
+        15_000,
+        async () => (await notificationTexts(page)).some((t) => t.includes('(fp.trace) is not served by this fp-lsp')),
+        async () => (await notificationTexts(page)).join('\n'),
+      );
+      say('the "trace" lens says the same, not "command not found"');
+      await clearNotifications(page);
     } else {
       say('this fp-lsp serves fp.trace: the message for a missing command is not exercised');
     }
