@@ -201,6 +201,19 @@ describe('the extension with the real fp-lsp and a real service', { skip: missin
     assert.match(statusView(s).text, /monitoring 1 function/);
   });
 
+  it('reloads the function at the cursor as the editor has it, unsaved', async () => {
+    const uri = `file://${service}`;
+    const edited = readFileSync(service, 'utf8').replace('return discount(base * qty)', 'return discount(base * qty) + 1000');
+    assert.ok(edited.includes('+ 1000'));
+    await conn?.sendNotification('textDocument/didChange', { textDocument: { uri, version: 2 }, contentChanges: [{ text: edited }] });
+    const built = commandArguments(byId('fp.reloadFunction'), { uri, line: lineOf(service, /^\s+base = \{/), character: 0 });
+    assert.ok(built.ok);
+    const o = outcome('fp.reload', await execute('fp.reload', built.args));
+    assert.deepEqual([o.level, o.message], ['info', `reloaded price in process ${target?.pid ?? 0}`]);
+    // price("apple", 2) was 6: the service now prints what the edited text returns.
+    await waitFor('the service to print price=1006', 10_000, () => out.includes('price=1006'), () => out.slice(-200));
+  });
+
   it("answers a command it does not serve with an error, which is why the extension asks first", async (t) => {
     const absent = missingCommands(served)[0];
     if (absent === undefined) {
