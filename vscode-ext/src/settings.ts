@@ -55,23 +55,27 @@ export function readSettings(get: SettingGetter): FpSettings {
   };
 }
 
+/** fp-lsp's own watch expression (server/lsp/lifecycle.c; a unit test checks it). */
+export const SERVER_WATCH_EXPR = 'args, kwargs, return_obj';
+
 /**
  * What `initialize` carries as initializationOptions, and workspace/didChangeConfiguration as
  * `{fp: ...}`: every setting the server acts on, under fp-lsp's names (server/lsp/lifecycle.c).
- * The server path is the client's business and is left out; an empty watch expression is too,
- * so that the server's default (arguments, return value) applies.
+ * The server path is the client's business and is left out. An empty watch expression is sent
+ * as the server's default: the server keeps its last expression when given an empty one, so
+ * clearing the setting would otherwise not take effect until a restart.
  */
 export function initializationOptions(s: FpSettings): Record<string, unknown> {
-  const watch: Record<string, unknown> = { depth: s.watch.depth, limit: s.watch.limit };
-  if (s.watch.expr.trim() !== '') {
-    watch.expr = s.watch.expr;
-  }
   return {
     reloadOnSave: s.reloadOnSave,
     hotThreshold: s.hotLineThreshold,
     lensRefreshMs: s.lensRefreshRate,
     monitorInterval: s.monitorInterval,
-    watch,
+    watch: {
+      expr: s.watch.expr.trim() === '' ? SERVER_WATCH_EXPR : s.watch.expr,
+      depth: s.watch.depth,
+      limit: s.watch.limit,
+    },
   };
 }
 

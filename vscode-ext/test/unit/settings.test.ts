@@ -9,6 +9,7 @@ import {
   needsRestart,
   needsUpdate,
   readSettings,
+  SERVER_WATCH_EXPR,
   serverExecutable,
   type FpSettings,
   type SettingGetter,
@@ -110,11 +111,16 @@ describe('server options', () => {
       hotThreshold: 2.5,
       lensRefreshMs: 500,
       monitorInterval: 1,
-      watch: { depth: 1, limit: 5 },
+      watch: { expr: SERVER_WATCH_EXPR, depth: 1, limit: 5 },
     });
-    // An expression only when one is set: the server's default otherwise.
     const e = initializationOptions(readSettings(getter({ 'watch.expr': 'args[0]' })));
-    assert.deepEqual(e.watch, { depth: 1, limit: 100, expr: 'args[0]' });
+    assert.deepEqual(e.watch, { expr: 'args[0]', depth: 1, limit: 100 });
+  });
+
+  it("sends an empty watch expression as fp-lsp's own default", () => {
+    const source = readFileSync(path.join(extensionDir, '..', 'server', 'lsp', 'lifecycle.c'), 'utf8');
+    const m = /snprintf\(s->watch_expr, sizeof s->watch_expr, "%s", "([^"]*)"\)/.exec(source);
+    assert.equal(m?.[1], SERVER_WATCH_EXPR);
   });
 
   it('uses the names fp-lsp reads (server/lsp/lifecycle.c)', () => {
