@@ -1,8 +1,8 @@
 // The attach quick pick's list: what `fp.listProcesses` answered, the workspace's own
 // processes first, formatted for a QuickPickItem. Plain Node, no `vscode` import.
 //
-// The field names follow the fp-lsp issue (pid, command line, Python version, cwd, user);
-// protocol/lsp.md becomes the reference once the server documents the command.
+// The fields are fp-lsp's (server/core/models.c): pid, ppid, user, python_version, exe,
+// cmdline, cwd, and attached (already attached by this server).
 import * as path from 'node:path';
 
 export interface ProcessInfo {
@@ -11,6 +11,7 @@ export interface ProcessInfo {
   python: string;
   cwd: string;
   user: string;
+  attached: boolean;
 }
 
 export type ProcessList = { ok: true; processes: ProcessInfo[] } | { ok: false; message: string };
@@ -29,9 +30,10 @@ export function parseProcessList(result: unknown): ProcessList {
     processes.push({
       pid: item.pid,
       cmdline: text(item.cmdline),
-      python: text(item.python),
+      python: text(item.python_version ?? item.python),
       cwd: text(item.cwd),
       user: text(item.user),
+      attached: item.attached === true,
     });
   }
   return { ok: true, processes };
@@ -60,14 +62,21 @@ export interface PickItem {
   pid: number;
 }
 
-/** "4242  python3 -m shop.app" / "Python 3.12.3 · alice" / "cwd /srv/shop". */
+/** "4242  python3 -m shop.app" / "Python 3.12.3 · alice" / "cwd /srv/shop · /usr/bin/python3". */
 export function formatProcess(p: ProcessInfo, maxCmdline = 120): PickItem {
-  const cmd = p.cmdline.length > maxCmdline ? p.cmdline.slice(0, maxCmdline - 1) + '…' : p.cmdline;
-  const description = [p.python === '' ? '' : `Python ${p.python}`, p.user].filter((s) => s !== '').join(' · ');
+  // The label names the interpreter by its file name, keeping room for the script and its
+  // arguments, which tell services apart; its whole path (which environment) is in the detail.
+  const words = p.cmdline.split(' ');
+  const interpreter = words[0]?.includes('/') === true ? words[0] : undefined;
+  const shown = interpreter === undefined ? p.cmdline : [path.basename(interpreter), ...words.slice(1)].join(' ');
+  const cmd = shown.length > maxCmdline ? shown.slice(0, maxCmdline - 1) + '…' : shown;
+  const description = [p.python === '' ? '' : `Python ${p.python}`, p.user, p.attached ? 'attached' : '']
+    .filter((s) => s !== '')
+    .join(' · ');
   return {
     label: cmd === '' ? `${p.pid}` : `${p.pid}  ${cmd}`,
     description,
-    detail: p.cwd === '' ? '' : `cwd ${p.cwd}`,
+    detail: [p.cwd === '' ? '' : `cwd ${p.cwd}`, interpreter ?? ''].filter((x) => x !== '').join(' · '),
     pid: p.pid,
   };
 }

@@ -17,6 +17,8 @@ export interface FpSettings {
   hotLineThreshold: number;
   /** Shortest interval between two live lens refreshes, in milliseconds. */
   lensRefreshRate: number;
+  /** How often a monitored function's figures are reported by the process, in seconds. */
+  monitorInterval: number;
   watch: WatchDefaults;
 }
 
@@ -24,9 +26,10 @@ export interface FpSettings {
 export const DEFAULT_SETTINGS: FpSettings = {
   serverPath: '',
   reloadOnSave: false,
-  hotLineThreshold: 5,
+  hotLineThreshold: 1,
   lensRefreshRate: 500,
-  watch: { expr: '', depth: 1, limit: 10 },
+  monitorInterval: 1,
+  watch: { expr: '', depth: 1, limit: 100 },
 };
 
 /** Reads one key of the `fp` section ("serverPath", "watch.depth"); undefined when unset. */
@@ -42,7 +45,8 @@ export function readSettings(get: SettingGetter): FpSettings {
     serverPath: str(get('serverPath'), d.serverPath),
     reloadOnSave: bool(get('reloadOnSave'), d.reloadOnSave),
     hotLineThreshold: num(get('hotLineThreshold'), d.hotLineThreshold, 0, 100, false),
-    lensRefreshRate: num(get('lensRefreshRate'), d.lensRefreshRate, 100, 3_600_000, true),
+    lensRefreshRate: num(get('lensRefreshRate'), d.lensRefreshRate, 500, 60_000, true),
+    monitorInterval: num(get('monitorInterval'), d.monitorInterval, 0.1, 60, false),
     watch: {
       expr: str(get('watch.expr'), d.watch.expr),
       depth: num(get('watch.depth'), d.watch.depth, 1, 4, true),
@@ -51,16 +55,27 @@ export function readSettings(get: SettingGetter): FpSettings {
   };
 }
 
+/** fp-lsp's own watch expression (server/lsp/lifecycle.c; a unit test checks it). */
+export const SERVER_WATCH_EXPR = 'args, kwargs, return_obj';
+
 /**
- * What `initialize` carries as initializationOptions: every setting the server acts on.
- * The server path is the client's business and is left out.
+ * What `initialize` carries as initializationOptions, and workspace/didChangeConfiguration as
+ * `{fp: ...}`: every setting the server acts on, under fp-lsp's names (server/lsp/lifecycle.c).
+ * The server path is the client's business and is left out. An empty watch expression is sent
+ * as the server's default: the server keeps its last expression when given an empty one, so
+ * clearing the setting would otherwise not take effect until a restart.
  */
 export function initializationOptions(s: FpSettings): Record<string, unknown> {
   return {
     reloadOnSave: s.reloadOnSave,
-    hotLineThreshold: s.hotLineThreshold,
-    lensRefreshRate: s.lensRefreshRate,
-    watch: { ...s.watch },
+    hotThreshold: s.hotLineThreshold,
+    lensRefreshMs: s.lensRefreshRate,
+    monitorInterval: s.monitorInterval,
+    watch: {
+      expr: s.watch.expr.trim() === '' ? SERVER_WATCH_EXPR : s.watch.expr,
+      depth: s.watch.depth,
+      limit: s.watch.limit,
+    },
   };
 }
 
@@ -87,6 +102,13 @@ export function serverExecutable(
 /** True when a configuration change means the server must be started again. */
 export function needsRestart(changed: (section: string) => boolean): boolean {
   return changed('fp.serverPath');
+}
+
+/** True when a configuration change must reach the running server (didChangeConfiguration). */
+export function needsUpdate(changed: (section: string) => boolean): boolean {
+  return ['reloadOnSave', 'hotLineThreshold', 'lensRefreshRate', 'monitorInterval', 'watch'].some((k) =>
+    changed(`fp.${k}`),
+  );
 }
 
 function str(v: unknown, dflt: string): string {

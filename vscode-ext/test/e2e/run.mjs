@@ -1,15 +1,20 @@
 // End-to-end test of the extension in a real VS Code: code-server serves VS Code to headless
 // Chromium (Debian's, driven by playwright-core); the built .vsix is installed into a fresh
-// extensions folder, a workspace with a Python file is opened, and the test asserts what only
-// the activated extension can show: its commands in the palette, and its output channel
-// reporting the real fp-lsp it found, probed and started. A screenshot is saved.
+// extensions folder, and a workspace holding a real service (tests/targets/lsp_service.py, run
+// by a pyenv CPython from this folder) is opened. Then, as a user would, through the palette:
+// the extension's output channel reports the real fp-lsp it started; "Attach to Process…"
+// lists the service first and attaches (the status bar names its pid); "Monitor This
+// Function" on rare() and a burst of exactly 100 calls in the service show "100 calls" in the
+// lens; "Watch This Function" on price() shows the values the service really passed and got
+// back as a diagnostic in the Problems view; a command this fp-lsp does not serve says so;
+// "Detach" leaves the service running. The README's screenshots are taken on the way.
 //
 //   node test/e2e/run.mjs --vsix ../build/fp-vscode.vsix --server ../build/bin/fp-lsp
 //
 // Every wait is a bounded poll on an observable condition; the whole run has a deadline.
 // It kills only what it started: code-server's process group and the Chromium it launched.
-import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,8 +33,11 @@ const { values: opt } = parseArgs({
     chromium: { type: 'string', default: process.env.FP_CHROMIUM || '/usr/bin/chromium' },
     timeout: { type: 'string', default: '300' },
     keep: { type: 'boolean', default: false },
+    python: { type: 'string', default: process.env.FP_E2E_PYTHON || '' },
+    screenshots: { type: 'string', default: '' },
   },
 });
+const targets = path.join(repo, 'tests', 'targets');
 
 // The flags Chromium needs on these machines: no sandbox as root, no GPU, and nothing that
 // reaches for the network (which is closed: background fetches only produce refused connections).
@@ -73,7 +81,7 @@ function need(file, what, fix) {
 }
 
 /** What the run started, so that cleanup kills exactly that. */
-const owned = { codeServer: undefined, codeServerExit: undefined, browserServer: undefined, runDir: undefined };
+const owned = { codeServer: undefined, codeServerExit: undefined, browserServer: undefined, runDir: undefined, target: undefined };
 
 // One cleanup, however many ways the run ends (failure, deadline, signal) at once.
 let cleaning;
@@ -86,8 +94,11 @@ async function killAndRemove() {
   for (const child of running) {
     killGroup(child.pid, 'SIGKILL'); // an install or --install-extension still running
   }
-  const { browserServer, codeServer } = owned;
-  owned.browserServer = owned.codeServer = undefined;
+  const { browserServer, codeServer, target } = owned;
+  owned.browserServer = owned.codeServer = owned.target = undefined;
+  if (target !== undefined) {
+    await stopTarget(target);
+  }
   if (browserServer !== undefined) {
     await Promise.race([browserServer.close(), new Promise((r) => setTimeout(r, 10_000))]).catch(() => {});
     await browserServer.kill().catch(() => {});
@@ -148,15 +159,87 @@ async function startCodeServer(cs, dirs, logFile) {
   return url;
 }
 
+/** The CPython that runs the service: --python, else the newest pyenv 3.8+, else /usr/bin/python3. */
+function findPython() {
+  if (opt.python !== '') {
+    return opt.python;
+  }
+  let root = process.env.PYENV_ROOT || path.join(os.homedir(), '.pyenv');
+  try {
+    root = execFileSync('pyenv', ['root'], { encoding: 'utf8', timeout: 10_000 }).trim() || root;
+  } catch {
+    // No pyenv on PATH: its default root, if any.
+  }
+  const versions = path.join(root, 'versions');
+  const found = existsSync(versions)
+    ? readdirSync(versions)
+        .map((v) => ({ v, m: /^3\.(\d+)\.(\d+)$/.exec(v) }))
+        .filter(({ v, m }) => m !== null && Number(m[1]) >= 8 && existsSync(path.join(versions, v, 'bin', 'python3')))
+        .sort((a, b) => Number(b.m[1]) - Number(a.m[1]) || Number(b.m[2]) - Number(a.m[2]))
+    : [];
+  if (found.length > 0) {
+    return path.join(versions, found[0].v, 'bin', 'python3');
+  }
+  return '/usr/bin/python3';
+}
+
 /**
- * What the extension must say of an fp-lsp that exits before initialize: its exit code and
- * the first line it writes on stderr, both taken from running it here the same way (bounded).
+ * Starts the service in the workspace, in its own process group; resolves once it announced
+ * readiness (its pid), failing with what it wrote when it exits or does not get ready.
  */
-function earlyExitMessage(server) {
-  const r = spawnSync(server, [], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000, killSignal: 'SIGKILL', encoding: 'utf8' });
-  const first = (r.stderr ?? '').split('\n').find((l) => l.trim() !== '');
-  const how = r.signal ? `was killed by ${r.signal}` : `exited with code ${r.status}`;
-  return `fp-lsp ${how} before it answered initialize` + (first === undefined ? '.' : `; it said: "${first}"`);
+async function startTarget(python, workspace, runDir) {
+  const ready = path.join(runDir, 'target.ready');
+  const child = spawn(python, [path.join(workspace, 'lsp_service.py'), ready], {
+    cwd: workspace,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const t = { child, out: '', err: '', exited: new Promise((r) => child.on('exit', r)) };
+  owned.target = t;
+  child.stdout.on('data', (d) => (t.out += d));
+  child.stderr.on('data', (d) => (t.err += d));
+  await waitFor(
+    `the service (${python}) to announce readiness`,
+    30_000,
+    () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`the service exited (${child.signalCode ?? child.exitCode}) before it was ready:\n${tail(t.err)}`);
+      }
+      return existsSync(ready) && readFileSync(ready, 'utf8').includes('\nready\n');
+    },
+    () => t.err,
+  );
+  t.pid = child.pid;
+  t.lines = () => t.out.split('\n').filter((l) => l !== '');
+  return t;
+}
+
+/** What the service reported going wrong, or undefined; it must still be running. */
+function targetProblem(t) {
+  if (t.child.exitCode !== null || t.child.signalCode !== null) {
+    return `the service exited (${t.child.signalCode ?? t.child.exitCode}):\n${tail(t.err)}`;
+  }
+  const errors = t.lines().filter((l) => l.startsWith('ERROR'));
+  return errors.length > 0 ? errors.join('\n') : undefined;
+}
+
+async function stopTarget(t) {
+  if (t.child.exitCode === null && t.child.signalCode === null) {
+    killGroup(t.child.pid, 'SIGTERM');
+    const gone = await Promise.race([t.exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
+    if (!gone) {
+      killGroup(t.child.pid, 'SIGKILL');
+    }
+  }
+}
+
+/** 1-based line of the first line of `file` that `re` matches. */
+function lineOf(file, re) {
+  const i = readFileSync(file, 'utf8').split('\n').findIndex((l) => re.test(l));
+  if (i < 0) {
+    throw new Error(`no line matching ${re} in ${file}`);
+  }
+  return i + 1;
 }
 
 /** Text of the output view in the panel, as rendered (what is on screen). */
@@ -209,6 +292,56 @@ async function palette(page, text, row) {
   return match.first();
 }
 
+/** Runs a palette command by its title, as a user picks it. */
+async function command(page, title) {
+  const row = await palette(page, `>${title}`, title);
+  await row.click();
+}
+
+/** The extension's status bar item (its text, as shown). */
+async function statusText(page) {
+  const item = page.locator('.part.statusbar [id="fp.fp-vscode.fp.status"]');
+  return (await item.count()) === 0 ? '' : (await item.first().innerText().catch(() => '')).replace(/\s+/g, ' ').trim();
+}
+
+async function waitStatus(page, what, test) {
+  return waitFor(`the status bar item to show ${what}`, 30_000, async () => test(await statusText(page)), async () => {
+    const all = await page.locator('.part.statusbar').innerText().catch(() => '');
+    return `fp item: "${await statusText(page)}"; status bar: ${all.replace(/\s+/g, ' ')}`;
+  });
+}
+
+/** Moves the cursor to a 1-based line of the active editor (Go to Line), and waits until it is there. */
+async function goToLine(page, line) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input.input');
+  await input.waitFor({ state: 'visible', timeout: 15_000 });
+  await input.fill(`:${line}`);
+  await page.keyboard.press('Enter');
+  await waitFor(`the cursor on line ${line}`, 15_000, async () => {
+    const t = await page.locator('.part.statusbar').innerText().catch(() => '');
+    return new RegExp(`Ln ${line}, Col \\d+`).test(t);
+  }, () => page.locator('.part.statusbar').innerText().catch(() => ''));
+}
+
+/** The code lens texts shown in the editor now. */
+async function lensTexts(page) {
+  // One element per lens; a line's lenses are separated by " | ".
+  return page.locator('.editor-instance .codelens-decoration > a, .editor-instance .codelens-decoration > span').allInnerTexts().catch(() => []);
+}
+
+/** The visible notifications' texts. */
+async function notificationTexts(page) {
+  return page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts().catch(() => []);
+}
+
+/** Closes every notification toast (so that the next screenshot shows the code). */
+async function clearNotifications(page) {
+  for (const close of await page.locator('.notifications-toasts .codicon-notifications-clear').all()) {
+    await close.click().catch(() => {});
+  }
+}
+
 /** The log file VS Code keeps for the extension's output channel, for the record. */
 function extensionLog(userData) {
   const found = [];
@@ -254,7 +387,10 @@ async function main() {
     extensions: path.join(runDir, 'extensions'),
     config: path.join(runDir, 'code-server.yaml'),
   };
-  cpSync(path.join(here, 'workspace'), dirs.workspace, { recursive: true });
+  mkdirSync(dirs.workspace);
+  for (const f of ['lsp_service.py', 'fptarget.py']) {
+    cpSync(path.join(targets, f), path.join(dirs.workspace, f));
+  }
   mkdirSync(path.join(dirs.userData, 'User'), { recursive: true });
   mkdirSync(path.join(dirs.userData, 'Machine'), { recursive: true });
   // The extension host runs on the server side (a remote, as with Remote-SSH), where a
@@ -316,6 +452,11 @@ async function main() {
   }
   say(`installed ${installed[0]}`);
 
+  const python = findPython();
+  const target = await startTarget(python, dirs.workspace, runDir);
+  say(`the service runs: pid ${target.pid}, ${python}`);
+  const service = path.join(dirs.workspace, 'lsp_service.py');
+
   const url = await startCodeServer(cs, dirs, path.join(outDir, 'code-server.log'));
   say(`code-server listens at ${url} (pid ${owned.codeServer.pid})`);
 
@@ -346,11 +487,11 @@ async function main() {
     say('workbench loaded');
 
     // Opening a Python file activates the extension (activationEvents: onLanguage:python).
-    const file = await palette(page, 'shop.py', 'shop.py');
+    const file = await palette(page, 'lsp_service.py', 'lsp_service.py');
     await file.click();
-    await page.locator('.tabs-container .tab', { hasText: 'shop.py' }).waitFor({ state: 'visible' });
+    await page.locator('.tabs-container .tab', { hasText: 'lsp_service.py' }).waitFor({ state: 'visible' });
     await page.locator('.editor-instance .view-lines', { hasText: 'class Cart' }).waitFor({ state: 'visible' });
-    say('shop.py is open');
+    say('lsp_service.py is open');
 
     // The extension's commands are in the palette.
     await palette(page, '>fp: ', 'fp: Attach to Process…');
@@ -360,31 +501,153 @@ async function main() {
     say('the fp commands are in the palette');
 
     // Its output channel, shown by its own command, reports the fp-lsp it found and ran.
-    await (await palette(page, '>fp: Show Server Log', 'fp: Show Server Log')).click();
+    await command(page, 'fp: Show Server Log');
     const found = `using ${serverVersion} at ${server} (from setting)`;
     await waitFor(`"${found}" in the fp output channel`, 60_000, () => channelShows(page, 'using fp-lsp', found), () => panelText(page));
     say(`the output channel says: ${found}`);
-
-    // Then what came of starting it: the server answered initialize, or it exited first and
-    // the extension's message quotes its exit code and the first line it wrote on stderr,
-    // which must be what this fp-lsp does when started the same way (stdio, no arguments).
-    const early = earlyExitMessage(server);
-    const outcome = await waitFor(
-      'fp-lsp to answer initialize, or the extension to say why it did not',
+    // The commands it serves, as the extension logged them (its log file, read as it grows).
+    const served = await waitFor(
+      'fp-lsp to answer initialize ("fp-lsp is running" in the log)',
       60_000,
-      async () => {
-        if (await channelShows(page, 'fp-lsp is running', 'fp-lsp is running')) {
-          return 'fp-lsp answered initialize: "fp-lsp is running"';
-        }
-        return (await channelShows(page, 'before it answered initialize', early)) ? `the output channel says: ${early}` : undefined;
-      },
-      () => panelText(page),
+      () => /fp-lsp is running; it serves (.*)/.exec(extensionLog(dirs.userData))?.[1]?.split(', '),
+      () => extensionLog(dirs.userData),
     );
-    say(outcome);
+    say(`fp-lsp is running and serves ${served.join(', ')}`);
+    await waitStatus(page, '"fp: not attached"', (t) => t.includes('fp: not attached'));
+    await page.keyboard.press('Escape');
+
+    // Attach: the service is the first row (its cwd is the workspace), then the status bar names it.
+    await page.locator('.editor-instance .view-lines', { hasText: 'class Cart' }).click();
+    await command(page, 'fp: Attach to Process…');
+    const first = page.locator('.quick-input-list .monaco-list-row[data-index="0"]');
+    await waitFor(
+      `the service (${target.pid}) first in the attach list`,
+      30_000,
+      async () => (await first.count()) > 0 && (await first.innerText()).includes(`${target.pid}`),
+      async () => (await page.locator('.quick-input-list').innerText().catch(() => '')) || '(empty list)',
+    );
+    const row = (await first.innerText()).replace(/\s+/g, ' ');
+    if (!row.includes('lsp_service.py') || !row.includes('Python 3.')) {
+      throw new Error(`the attach row does not show the command line and the Python version: ${row}`);
+    }
+    say(`attach list, first row: ${row}`);
+    // Searchable: the pid alone leaves its row.
+    await page.locator('.quick-input-widget input.input').fill(`${target.pid}`);
+    await waitFor(`the attach list filtered to ${target.pid}`, 10_000, async () => {
+      const rows = await page.locator('.quick-input-list .monaco-list-row').allInnerTexts();
+      return rows.length === 1 && rows[0].includes(`${target.pid}`);
+    }, async () => page.locator('.quick-input-list').innerText().catch(() => ''));
+    await page.screenshot({ path: path.join(outDir, 'attach.png') });
+    await page.keyboard.press('Enter');
+    const attached = await waitStatus(page, `"fp: ${target.pid}"`, (t) => t.includes(`fp: ${target.pid}`) && t);
+    say(`status bar: ${attached}`);
+
+    // Monitor rare(), then make the service call it exactly 100 times: the lens counts them.
+    await goToLine(page, lineOf(service, /^def rare\(/) + 1);
+    await command(page, 'fp: Monitor This Function');
+    await waitStatus(page, '"monitoring 1 function"', (t) => t.includes('monitoring 1 function'));
+    const bursts = () => target.lines().filter((l) => l.startsWith('burst ')).length;
+    process.kill(target.pid, 'SIGUSR1');
+    await waitFor('the service to report its burst of 100 calls', 15_000, () => bursts() === 1, () => target.out);
+    const lens = await waitFor(
+      'the lens of rare() to show "100 calls"',
+      30_000,
+      async () => (await lensTexts(page)).find((t) => t.includes('100 calls')),
+      async () => (await lensTexts(page)).join('\n'),
+    );
+    if (!/^100 calls · \d+\/s · p50 .+ · p95 .+ · max .+/.test(lens.trim())) {
+      throw new Error(`rare()'s lens does not read "100 calls · N/s · p50 · p95 · max": ${lens}`);
+    }
+    say(`rare()'s lens: ${lens.trim()}`);
+    await page.screenshot({ path: path.join(outDir, 'monitor.png') });
+
+    // Watch price(): its calls, with the arguments the service passes and what it returns, as a diagnostic.
+    await goToLine(page, lineOf(service, /^\s+base = \{/));
+    await command(page, 'fp: Watch This Function');
+    const watching = await waitStatus(page, '"watching 1"', (t) => t.includes('watching 1') && t);
+    await command(page, 'Problems: Focus on Problems View');
+    const problem = await waitFor(
+      "price()'s watched call in the Problems view",
+      30_000,
+      async () => {
+        const t = (await page.locator('.markers-panel').innerText().catch(() => '')).replace(/\s+/g, ' ');
+        return t.includes("price: args=('apple', 2") && t.includes('return_obj=6') && t;
+      },
+      () => page.locator('.part.panel').innerText().catch(() => ''),
+    );
+    const value = /price: args=\('apple', 2[^·]*· kwargs=[^·]*· return_obj=6 · [\d.]+ ms/.exec(problem)?.[0];
+    if (value === undefined) {
+      throw new Error(`the diagnostic does not read "price: args=('apple', 2...) · kwargs=... · return_obj=6 · N ms": ${problem}`);
+    }
+    say(`Problems: ${value}; status bar: ${watching}`);
+    await clearNotifications(page);
+    await page.screenshot({ path: path.join(outDir, 'watch.png') });
+
+    // A command this fp-lsp does not serve (fp.trace before the profiling views arrive) says so.
+    if (!served.includes('fp.trace')) {
+      await goToLine(page, lineOf(service, /^def checkout\(/) + 1);
+      await command(page, 'fp: Trace This Function');
+      const said = await waitFor(
+        'the message that this fp-lsp does not serve fp.trace',
+        15_000,
+        async () => (await notificationTexts(page)).find((t) => t.includes('(fp.trace) is not served by this fp-lsp')),
+        async () => (await notificationTexts(page)).join('\n'),
+      );
+      say(`Trace This Function: ${said.replace(/\s+/g, ' ').slice(0, 160)}…`);
+      // Its "Open README" button opens the extension's README at the section about it.
+      const toast = page.locator('.notifications-toasts .notification-list-item', { hasText: '(fp.trace) is not served' });
+      await toast.first().locator('.monaco-button', { hasText: 'Open README' }).click();
+      await page.locator('.tabs-container .tab', { hasText: /readme\.md/i }).waitFor({ state: 'visible', timeout: 15_000 });
+      await page
+        .locator('.editor-instance .view-lines', { hasText: '### A command this fp-lsp does not serve' })
+        .waitFor({ state: 'visible', timeout: 15_000 });
+      say('"Open README" shows the section "A command this fp-lsp does not serve"');
+      await clearNotifications(page);
+      // The same from a lens: fp-lsp 0.1.0 puts "trace" in its lenses without serving fp.trace.
+      await page.locator('.tabs-container .tab', { hasText: 'lsp_service.py' }).click();
+      await goToLine(page, lineOf(service, /^def checkout\(/) + 1);
+      const traceLens = page.locator('.editor-instance .codelens-decoration > a', { hasText: /^trace$/ });
+      await waitFor('a "trace" lens on screen', 15_000, async () => (await traceLens.count()) > 0, async () => (await lensTexts(page)).join('\n'));
+      await traceLens.first().click();
+      await waitFor(
+        'the same message from the "trace" lens',
+        15_000,
+        async () => (await notificationTexts(page)).some((t) => t.includes('(fp.trace) is not served by this fp-lsp')),
+        async () => (await notificationTexts(page)).join('\n'),
+      );
+      say('the "trace" lens says the same, not "command not found"');
+      await clearNotifications(page);
+    } else {
+      say('this fp-lsp serves fp.trace: the message for a missing command is not exercised');
+    }
+
+    // Detach, from the status bar item's actions: it says so, and the service goes on as before.
+    await page.locator('.part.statusbar [id="fp.fp-vscode.fp.status"]').click();
+    const detach = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Detach' });
+    await waitFor('"Detach" among the status bar item\'s actions', 15_000, async () => (await detach.count()) > 0,
+      async () => page.locator('.quick-input-list').innerText().catch(() => ''));
+    await detach.first().click();
+    await waitStatus(page, '"fp: not attached"', (t) => t.includes('fp: not attached'));
+    const ticks = target.lines().length;
+    await waitFor('the service to go on after detach', 10_000, () => target.lines().length > ticks + 2, () => target.out);
+    const wrong = targetProblem(target);
+    if (wrong !== undefined) {
+      throw new Error(`the service reported a problem: ${wrong}`);
+    }
+    say('detached; the service runs on, with no error of its own');
 
     const shot = path.join(outDir, 'activated.png');
     await page.screenshot({ path: shot });
-    say(`screenshot: ${shot} (${statSync(shot).size} bytes)`);
+    const shots = ['attach.png', 'monitor.png', 'watch.png'];
+    say(`screenshots in ${outDir}: ${shots.join(', ')}, activated.png`);
+    if (opt.screenshots !== '') {
+      // The README's pictures: --screenshots vscode-ext/media.
+      mkdirSync(opt.screenshots, { recursive: true });
+      for (const f of shots) {
+        cpSync(path.join(outDir, f), path.join(path.resolve(opt.screenshots), f));
+      }
+      say(`copied ${shots.join(', ')} to ${opt.screenshots}`);
+    }
   } catch (err) {
     const shot = path.join(outDir, 'failure.png');
     await page.screenshot({ path: shot }).catch(() => {});

@@ -7,7 +7,7 @@ export interface Manifest {
   activationEvents: string[];
   contributes: {
     commands: { command: string; title: string; category: string }[];
-    menus: Record<string, { command: string }[]>;
+    menus: Record<string, { command?: string; submenu?: string; when?: string; group?: string }[]>;
     configuration: { properties: Record<string, { default: unknown; minimum?: number; maximum?: number }> };
   };
 }

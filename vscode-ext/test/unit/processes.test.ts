@@ -3,18 +3,24 @@ import { describe, it } from 'node:test';
 import { formatProcess, inWorkspace, orderProcesses, parseProcessList, type ProcessInfo } from '../../src/processes';
 
 function proc(pid: number, cwd: string, cmdline = 'python3 app.py'): ProcessInfo {
-  return { pid, cmdline, python: '3.12.3', cwd, user: 'alice' };
+  return { pid, cmdline, python: '3.12.3', cwd, user: 'alice', attached: false };
 }
 
 describe('parseProcessList', () => {
   it('takes a list, or an object holding one', () => {
-    const list = [{ pid: 7, cmdline: ['python3', '-m', 'shop'], python: '3.8.18', cwd: '/srv', user: 'bob' }];
-    const want = { ok: true, processes: [{ pid: 7, cmdline: 'python3 -m shop', python: '3.8.18', cwd: '/srv', user: 'bob' }] };
+    // fp-lsp's fields (server/core/models.c), and the attached flag it adds.
+    const list = [
+      { pid: 7, ppid: 1, cmdline: ['python3', '-m', 'shop'], python_version: '3.8.18', cwd: '/srv', user: 'bob', attached: true },
+    ];
+    const want = {
+      ok: true,
+      processes: [{ pid: 7, cmdline: 'python3 -m shop', python: '3.8.18', cwd: '/srv', user: 'bob', attached: true }],
+    };
     assert.deepEqual(parseProcessList(list), want);
     assert.deepEqual(parseProcessList({ processes: list }), want);
     assert.deepEqual(parseProcessList([{ pid: 8 }]), {
       ok: true,
-      processes: [{ pid: 8, cmdline: '', python: '', cwd: '', user: '' }],
+      processes: [{ pid: 8, cmdline: '', python: '', cwd: '', user: '', attached: false }],
     });
   });
 
@@ -62,12 +68,19 @@ describe('formatProcess', () => {
       detail: 'cwd /srv/shop',
       pid: 4242,
     });
-    assert.deepEqual(formatProcess({ pid: 9, cmdline: '', python: '', cwd: '', user: '' }), {
+    assert.deepEqual(formatProcess({ ...proc(4242, '/srv/shop', 'python3 -m shop.app'), attached: true }).description, 'Python 3.12.3 · alice · attached');
+    assert.deepEqual(formatProcess({ pid: 9, cmdline: '', python: '', cwd: '', user: '', attached: false }), {
       label: '9',
       description: '',
       detail: '',
       pid: 9,
     });
+  });
+
+  it('names the interpreter by its file name, its path in the detail', () => {
+    const item = formatProcess(proc(7, '/srv/shop', '/root/.pyenv/versions/3.13.0/bin/python3 /srv/shop/app.py --port 80'));
+    assert.equal(item.label, '7  python3 /srv/shop/app.py --port 80');
+    assert.equal(item.detail, 'cwd /srv/shop · /root/.pyenv/versions/3.13.0/bin/python3');
   });
 
   it('cuts a long command line', () => {

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { manifest } from './manifest';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { extensionDir, manifest } from './manifest';
 import {
   DEFAULT_SETTINGS,
   initializationOptions,
   needsRestart,
+  needsUpdate,
   readSettings,
+  SERVER_WATCH_EXPR,
   serverExecutable,
   type FpSettings,
   type SettingGetter,
@@ -27,6 +31,7 @@ describe('settings', () => {
       reloadOnSave: s.reloadOnSave,
       hotLineThreshold: s.hotLineThreshold,
       lensRefreshRate: s.lensRefreshRate,
+      monitorInterval: s.monitorInterval,
       'watch.expr': s.watch.expr,
       'watch.depth': s.watch.depth,
       'watch.limit': s.watch.limit,
@@ -46,6 +51,7 @@ describe('settings', () => {
         reloadOnSave: true,
         hotLineThreshold: 2.5,
         lensRefreshRate: 1000,
+        monitorInterval: 0.5,
         'watch.expr': 'args[0], return_obj',
         'watch.depth': 4,
         'watch.limit': 3,
@@ -56,6 +62,7 @@ describe('settings', () => {
       reloadOnSave: true,
       hotLineThreshold: 2.5,
       lensRefreshRate: 1000,
+      monitorInterval: 0.5,
       watch: { expr: 'args[0], return_obj', depth: 4, limit: 3 },
     });
   });
@@ -67,6 +74,7 @@ describe('settings', () => {
         reloadOnSave: 'yes',
         hotLineThreshold: 150,
         lensRefreshRate: 10,
+        monitorInterval: 0,
         'watch.expr': null,
         'watch.depth': 9,
         'watch.limit': Number.NaN,
@@ -96,14 +104,36 @@ describe('settings', () => {
 });
 
 describe('server options', () => {
-  it('sends every server setting in initializationOptions, but not the server path', () => {
-    const s = readSettings(getter({ serverPath: '/x/fp-lsp', 'watch.limit': 5 }));
+  it("sends every server setting under fp-lsp's names, but not the server path", () => {
+    const s = readSettings(getter({ serverPath: '/x/fp-lsp', 'watch.limit': 5, hotLineThreshold: 2.5 }));
     assert.deepEqual(initializationOptions(s), {
       reloadOnSave: false,
-      hotLineThreshold: 5,
-      lensRefreshRate: 500,
-      watch: { expr: '', depth: 1, limit: 5 },
+      hotThreshold: 2.5,
+      lensRefreshMs: 500,
+      monitorInterval: 1,
+      watch: { expr: SERVER_WATCH_EXPR, depth: 1, limit: 5 },
     });
+    const e = initializationOptions(readSettings(getter({ 'watch.expr': 'args[0]' })));
+    assert.deepEqual(e.watch, { expr: 'args[0]', depth: 1, limit: 100 });
+  });
+
+  it("sends an empty watch expression as fp-lsp's own default", () => {
+    const source = readFileSync(path.join(extensionDir, '..', 'server', 'lsp', 'lifecycle.c'), 'utf8');
+    const m = /snprintf\(s->watch_expr, sizeof s->watch_expr, "%s", "([^"]*)"\)/.exec(source);
+    assert.equal(m?.[1], SERVER_WATCH_EXPR);
+  });
+
+  it('uses the names fp-lsp reads (server/lsp/lifecycle.c)', () => {
+    const source = readFileSync(path.join(extensionDir, '..', 'server', 'lsp', 'lifecycle.c'), 'utf8');
+    const body = source.slice(source.indexOf('lifecycle_settings_apply(const cJSON'));
+    const applied = body.slice(0, body.indexOf('\n}\n'));
+    const read = new Set([...applied.matchAll(/fp_json_\w+\((?:s|w), "(\w+)"/g)].map((m) => m[1]));
+    const sent = initializationOptions(readSettings(getter({ 'watch.expr': 'x' })));
+    const names = [...Object.keys(sent).filter((k) => k !== 'watch'), ...Object.keys(sent.watch as object)];
+    for (const name of names) {
+      assert.ok(read.has(name), `fp-lsp reads no setting "${name}" (it reads ${[...read].join(', ')})`);
+    }
+    assert.ok(read.has('watch'));
   });
 
   it('starts the resolved binary over stdio, in the workspace folder, with a copy of the environment', () => {
@@ -118,5 +148,12 @@ describe('server options', () => {
   it('restarts the server only when its path changes', () => {
     assert.equal(needsRestart((s) => s === 'fp.serverPath'), true);
     assert.equal(needsRestart((s) => s === 'fp.watch'), false);
+  });
+
+  it('sends the settings again when one the server reads changes', () => {
+    assert.equal(needsUpdate((s) => s === 'fp.watch'), true);
+    assert.equal(needsUpdate((s) => s === 'fp.hotLineThreshold'), true);
+    assert.equal(needsUpdate((s) => s === 'fp.serverPath'), false);
+    assert.equal(needsUpdate((s) => s === 'fp.trace.server'), false);
   });
 });
