@@ -216,8 +216,11 @@ def test_long_holds_and_waits_are_reported(spawn, python):
     holds = [p for p in slow if p["kind"] == "hold" and p["ended"]]
     takes = [p for p in slow if p["kind"] == "take" and p["ended"]]
     assert len(holds) >= 10, r.describe()
-    assert {p["tid"] for p in holds} == {hog}, "only the 50 ms holder holds over 5 ms: %s" % holds
-    assert all(p["name"] == "gil-hold50" and 45 <= p["ms"] <= 120 for p in holds), holds
+    # Only the 50 ms holder holds long (on a loaded machine another thread descheduled while it
+    # holds the GIL may pass 5 ms now and then, never 45).
+    assert {p["tid"] for p in holds if p["ms"] >= 45} == {hog}, "only the 50 ms holder holds 50 ms: %s" % holds
+    assert all(p["name"] == "gil-hold50" and 45 <= p["ms"] <= 120 for p in holds if p["tid"] == hog), holds
+    assert sum(1 for p in holds if p["tid"] != hog) <= len(holds) // 4, holds
     assert takes and {p["tid"] for p in takes} <= {waiter, t.pid}, takes
     assert any(p["tid"] == waiter and p["ms"] >= 20 for p in takes), takes
     # The stack of a hold is taken while the thread is still in it: it names the C call.
