@@ -50,10 +50,11 @@ fuzz: ## build the libFuzzer targets (clang, ASan+UBSan) and fuzz each for FUZZ_
 fuzz-short: ## the fuzz targets for 5 s each (as make test runs them)
 	@scripts/fuzz.sh $(FUZZ_BUILD) 5
 
-sanitize-agent: build ## the injected agent built with ASan+UBSan, in a sanitized python, on every CPython here
+sanitize-agent: build ## the injected agent built with ASan+UBSan, in a sanitized python (py3.8 and py3.13; FP_PYTHONS=... chooses)
 	cmake -S . -B $(ASAN_BUILD) -DFP_SANITIZE=address,undefined -DFP_SANITIZE_AGENT=ON -DFP_BUILD_TESTS=OFF >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS) --target fpagent fp_agent_py
-	FP_BUILD=$(abspath $(BUILD)) FP_SANITIZED_AGENT=$(abspath $(ASAN_BUILD))/lib/fp/libfpagent.so \
+	FP_PYTHONS=$${FP_PYTHONS:-py3.8,py3.13} FP_BUILD=$(abspath $(BUILD)) \
+		FP_SANITIZED_AGENT=$(abspath $(ASAN_BUILD))/lib/fp/libfpagent.so \
 		$(PYTEST) -q -rs tests/integration/test_agent_sanitized.py
 
 soak: build ## long soaks: 200 attach cycles, 100 restarts per CPython, an hour of 10,000 events/s each
