@@ -85,7 +85,7 @@ static cJSON *commands_status_model(void)
     }
     cJSON_AddNumberToObject(s, "monitoring", lsp_monitor_count());
     cJSON_AddNumberToObject(s, "watching", lsp_watch_count());
-    cJSON_AddBoolToObject(s, "profiling", false);
+    cJSON_AddBoolToObject(s, "profiling", lsp_profile_running() > 0);
     return s;
 }
 
@@ -115,6 +115,9 @@ static const struct {
     {"fp.monitor", lsp_monitor_command},
     {"fp.reload", lsp_reload_command},
     {"fp.stop", commands_stop},
+    {"fp.profile", lsp_profile_command},
+    {"fp.profile.stop", lsp_profile_stop_command},
+    {"fp.profile.clear", lsp_profile_clear_command},
 };
 
 cJSON *lsp_commands_list(void)

@@ -1,0 +1,195 @@
+"""fp-lsp's profiling views end to end: the real server over pipes (lspclient.py), real targets
+under every CPython. fp.profile's hot-line hints on the known hot line of a CPU-bound target
+(tests/targets/hot.py) and none on a cold one, the lens totals, the flame graph written at the
+stop and offered to the client, the figures kept until cleared; the same while a thread holds
+the GIL forever (tests/targets/gil_hog.py, never attached: the sampler needs no agent)."""
+import json
+import os
+import re
+import time
+
+import pytest
+
+from conftest import FP_BUILD, TARGETS
+from lspclient import Lsp
+
+FP_LSP = os.path.join(FP_BUILD, "bin", "fp-lsp")
+HOT = os.path.join(TARGETS, "hot.py")
+GIL_HOG = os.path.join(TARGETS, "gil_hog.py")
+
+CAPS = {
+    "general": {"positionEncodings": ["utf-16"]},
+    "workspace": {"codeLens": {"refreshSupport": True}, "inlayHint": {"refreshSupport": True}},
+    "window": {"workDoneProgress": True, "showDocument": {"support": True}},
+}
+# Refreshed often, so that the tests wait little; opened at once, so that the test sees it.
+OPTIONS = {"fp": {"profile": {"refreshSeconds": 0.5, "open": "always"}}}
+
+
+@pytest.fixture
+def lsp():
+    client = Lsp(FP_LSP)
+    try:
+        client.initialize(CAPS, OPTIONS)
+        yield client
+    finally:
+        client.kill()
+
+
+def _line_of(path, text, after=0):
+    """The 0-based line of path holding text (the first at or after line `after`)."""
+    with open(path) as f:
+        for i, line in enumerate(f):
+            if i >= after and text in line:
+                return i
+    raise AssertionError("%r not in %s" % (text, path))
+
+
+def _hints(lsp, uri):
+    return lsp.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
+        "start": {"line": 0, "character": 0}, "end": {"line": 100000, "character": 0}}})
+
+
+def _hints_when(lsp, uri, predicate, timeout, what):
+    """Asks for the hints until predicate(hints) holds (the server asks for a refresh when its
+    figures change; the client asks again then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = lsp.count("workspace/inlayHint/refresh")
+        hints = _hints(lsp, uri)
+        if predicate(hints):
+            return hints
+        if time.monotonic() > deadline:
+            pytest.fail("timed out after %ss waiting for %s; last hints: %s\n%s"
+                        % (timeout, what, hints, lsp.describe()))
+        try:
+            lsp.wait_for(lambda: lsp.count("workspace/inlayHint/refresh") > seen,
+                         min(2.0, max(0.1, deadline - time.monotonic())), "a hint refresh")
+        except pytest.fail.Exception:
+            pass  # ask again anyway, as a client would
+
+
+def _by_line(hints):
+    return dict((h["position"]["line"], h) for h in hints)
+
+
+HINT_RE = re.compile(r"^[\u2588\u258c]+ (\d+\.\d)% \(self (\d+\.\d)%\)$")
+
+
+def _samples(hints):
+    return sum(h["data"]["samples"] for h in hints)
+
+
+def test_profile_hot_line_hints_lens_and_flame_graph(spawn, lsp):
+    t = spawn("hot")
+    # Attached: fp.profile without a pid samples every attached process.
+    r = lsp.execute("fp.attach", {"pid": t.pid})
+    assert [a["pid"] for a in r["attached"]] == [t.pid], r
+    uri = lsp.open(HOT)
+    r = lsp.execute("fp.profile", {})
+    assert r["pids"] == [t.pid] and r["failed"] == [], r
+    assert r["rate_hz"] == 100 and r["format"] == "svg", r
+    status = [p for m, p in lsp.notifications if m == "fp/status"][-1]
+    assert status["profiling"] is True, status
+
+    body = _line_of(HOT, "x = (x * 31 + i) % 1000003")  # hot_loop's
+    cold_body = _line_of(HOT, "x = (x * 31 + i) % 1000003", body + 1)  # cold's
+    once = _line_of(HOT, "window = fptarget.arg(2, 0.5)")  # ran once, before sampling
+
+    def enough(hints):
+        return _by_line(hints).get(body) and _samples(hints) > 0 and \
+            _by_line(hints)[body]["data"]["samples"] >= 100
+    hints = _hints_when(lsp, uri, enough, 30, "100 samples on hot_loop's line")
+    lines = _by_line(hints)
+    for h in hints:
+        m = HINT_RE.match(h["label"])
+        assert m, h["label"]
+        assert float(m.group(1)) >= 1.0, h  # the threshold: 1 % of the samples
+        # At the end of its line.
+        with open(HOT) as f:
+            text = f.read().splitlines()[h["position"]["line"]]
+        assert h["position"]["character"] == len(text), (h, text)
+    # The hot line has the highest self share, well above cold's; a line that ran only before
+    # sampling has none.
+    top = max(hints, key=lambda h: h["data"]["self_pct"])
+    assert top["position"]["line"] == body, hints
+    assert lines[body]["data"]["self_pct"] > 60, lines[body]
+    if cold_body in lines:
+        assert lines[cold_body]["data"]["self_pct"] < lines[body]["data"]["self_pct"] / 3, hints
+    assert once not in lines, lines[once]
+    assert lsp.count("workspace/inlayHint/refresh") > 0
+
+    # The lens: hot_loop's totals.
+    lenses = lsp.lenses_when(uri, lambda ls: any(l["data"].get("action") == "profile" and
+                                                 l["data"].get("function") == "hot_loop" for l in ls),
+                             15, "the profile lens on hot_loop")
+    title = [l["command"]["title"] for l in lenses
+             if l["data"].get("action") == "profile" and l["data"]["function"] == "hot_loop"][0]
+    m = re.match(r"^fp profile: (\d+\.\d)% of samples \(self (\d+\.\d)%\)$", title)
+    assert m and float(m.group(1)) > 60, title
+
+    # Stopping: the flame graph is written and opened (open: always), the figures stay.
+    r = lsp.execute("fp.profile.stop", {})
+    assert r["pids"] == [t.pid], r
+    (prof,) = r["profiles"]
+    assert prof["pid"] == t.pid and prof["format"] == "svg" and prof["samples"] > 0, r
+    with open(prof["file"]) as f:
+        svg = f.read()
+    assert "<svg" in svg and "hot_loop" in svg
+    shown = lsp.wait_for(lambda: [p for m, p in lsp.server_requests if m == "window/showDocument"],
+                         10, "window/showDocument")
+    assert shown[-1]["external"] is True and shown[-1]["uri"] == "file://" + prof["file"], shown
+    after = _by_line(_hints(lsp, uri))
+    assert body in after, after
+    lenses = lsp.lenses(uri)
+    assert any(l["command"]["title"].endswith("\u00b7 stopped") for l in lenses
+               if l["data"].get("action") == "profile"), lenses
+    # Cleared: nothing left.
+    r = lsp.execute("fp.profile.clear", {})
+    assert r["cleared"] == 1 and r["running"] == 0, r
+    assert _hints(lsp, uri) == []
+    with pytest.raises(Exception) as e:
+        lsp.execute("fp.profile.stop", {})
+    assert "no profile is running" in str(e.value)
+    os.unlink(prof["file"])
+    t.assert_healthy()
+
+
+def test_profile_while_a_thread_holds_the_gil(spawn, lsp):
+    t = spawn("gil_hog")
+    t.wait_settled()
+    uri = lsp.open(GIL_HOG)
+    # Not attached (the agent could not run: the GIL is never released); sampled from outside.
+    r = lsp.execute("fp.profile", {"pid": t.pid, "format": "speedscope"})
+    assert r["pids"] == [t.pid], r
+    sleep_line = _line_of(GIL_HOG, "libc.sleep(100000)")
+    join_line = _line_of(GIL_HOG, "t.join()")
+    hints = _hints_when(lsp, uri, lambda hs: sleep_line in _by_line(hs) and
+                        _by_line(hs)[sleep_line]["data"]["samples"] >= 20, 30,
+                        "samples on the hog's C sleep line")
+    lines = _by_line(hints)
+    # The hog holds the GIL: it is sampled; the main thread waits for the GIL: idle, left out.
+    assert lines[sleep_line]["data"]["self_pct"] > 95, lines[sleep_line]
+    assert join_line not in lines, hints
+    r = lsp.execute("fp.profile.stop", {"pid": t.pid})
+    (prof,) = r["profiles"]
+    assert prof["format"] == "speedscope" and prof["file"].endswith(".speedscope.json"), r
+    with open(prof["file"]) as f:
+        model = json.load(f)
+    assert "speedscope" in model["$schema"]
+    os.unlink(prof["file"])
+    t.assert_healthy()
+
+
+def test_profile_bad_arguments(lsp):
+    for arg, text in (({"pid": "x"}, "pid is a process id"), ({"rate": 0}, "rate is 1 to 1000"),
+                      ({"format": "png"}, "format is")):
+        with pytest.raises(Exception) as e:
+            lsp.execute("fp.profile", arg)
+        assert text in str(e.value), (arg, e.value)
+    with pytest.raises(Exception) as e:
+        lsp.execute("fp.profile", {})
+    assert "attach" in str(e.value)
+    with pytest.raises(Exception) as e:
+        lsp.execute("fp.profile", {"pid": 1 << 29})
+    assert "no process with PID %d" % (1 << 29) in str(e.value), e.value
