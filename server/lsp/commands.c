@@ -118,6 +118,8 @@ static const struct {
     {"fp.profile", lsp_profile_command},
     {"fp.profile.stop", lsp_profile_stop_command},
     {"fp.profile.clear", lsp_profile_clear_command},
+    {"fp.stack", lsp_stack_command},
+    {"fp.stack.clear", lsp_stack_clear_command},
 };
 
 cJSON *lsp_commands_list(void)

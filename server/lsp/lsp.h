@@ -292,6 +292,11 @@ void lsp_profile_shutdown(void);
  * when missing. 0, or -1 with err. */
 int lsp_runtime_dir(char *buf, size_t size, fp_error *err);
 
+/* stack.c: fp.stack (every thread read from outside), its document and diagnostics. */
+void lsp_stack_command(const cJSON *id, const cJSON *arg);
+void lsp_stack_clear_command(const cJSON *id, const cJSON *arg);
+void lsp_stack_diagnostics(lsp_doc *doc, cJSON *out);
+
 /* hints.c: textDocument/inlayHint (profile and trace figures); asks the client to refresh. */
 void lsp_hints_request(const cJSON *id, const cJSON *params);
 void lsp_hints_changed(void);

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import FP_BUILD, TARGETS
+from conftest import FP_BUILD, KINDS, TARGETS, Target
 from lspclient import Lsp
 
 FP_LSP = os.path.join(FP_BUILD, "bin", "fp-lsp")
@@ -193,3 +193,89 @@ def test_profile_bad_arguments(lsp):
     with pytest.raises(Exception) as e:
         lsp.execute("fp.profile", {"pid": 1 << 29})
     assert "no process with PID %d" % (1 << 29) in str(e.value), e.value
+
+
+# ---------------------------------------------------------------------------------------
+# fp.stack
+# ---------------------------------------------------------------------------------------
+
+KNOWN = os.path.join(TARGETS, "known_stacks.py")
+
+
+class KnownStacks(Target):
+    kind = "known_stacks"
+    line_re = re.compile(r"^tick \d+ slept=\d+\.\d+$")
+    progress_re = line_re
+
+    def expected(self):
+        return json.loads(self.facts["expected"])
+
+
+KINDS.setdefault(KnownStacks.kind, KnownStacks)
+
+
+def _stack_diags(lsp, uri):
+    return [d for d in lsp.diagnostics.get(uri, []) if d.get("source") == "fp stack"]
+
+
+def test_stack_document_and_diagnostics(spawn, lsp):
+    t = spawn("known_stacks")
+    expected = t.expected()
+    uri = lsp.open(KNOWN)
+    r = lsp.execute("fp.stack", {"pid": t.pid})
+    names = [th["name"] for th in r["threads"]]
+    assert set(expected) <= set(names), (names, list(expected))
+    for th in r["threads"]:
+        if th["name"] in expected:
+            got = [[f["file"], f["line"]] for f in th["frames"]]
+            assert got == [e[:2] for e in expected[th["name"]]], (th["name"], got)
+    # The document: every thread, its frames as file:line; the client is asked to show it.
+    assert r["document"].startswith("file://"), r["document"]
+    path = r["document"][len("file://"):]
+    with open(path) as f:
+        text = f.read()
+    for name, frames in expected.items():
+        assert "Thread %s (" % name in text, (name, text)
+        for file, line, _ in frames:
+            assert "%s:%d in " % (file, line) in text, (file, line, text)
+    shown = lsp.wait_for(lambda: [p for m, p in lsp.server_requests if m == "window/showDocument"],
+                         10, "window/showDocument")
+    assert shown[-1]["uri"] == r["document"] and not shown[-1].get("external"), shown
+    # The diagnostics: each thread's innermost frame in this file, on its line, naming it.
+    diags = lsp.wait_for(lambda: _stack_diags(lsp, uri), 10, "the stack's diagnostics")
+    for name, frames in expected.items():
+        file, line, _ = frames[-1]
+        assert file == KNOWN
+        here = [d for d in diags if d["data"]["thread"] == name and d["data"]["innermost"]]
+        assert [d["range"]["start"]["line"] for d in here] == [line - 1], (name, diags)
+        assert here[0]["severity"] == 3 and ("Thread %s (" % name) in here[0]["message"], here
+    # Three lines typed above everything: read again, the diagnostics follow their lines.
+    lsp.change(uri, 2, [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+                         "text": "# one\n# two\n# three\n"}])
+    lsp.execute("fp.stack", {"pid": t.pid})
+    want = sorted(frames[-1][1] + 2 for frames in expected.values())  # 0-based, 3 lines down
+    lsp.wait_for(lambda: sorted(d["range"]["start"]["line"] for d in _stack_diags(lsp, uri)
+                                if d["data"]["innermost"]) == want, 10, "the diagnostics three lines down")
+    r = lsp.execute("fp.stack.clear", {})
+    assert r["cleared"] == 1
+    lsp.wait_for(lambda: not _stack_diags(lsp, uri), 10, "the stack's diagnostics cleared")
+    os.unlink(path)
+    t.assert_healthy()
+
+
+def test_stack_while_a_thread_holds_the_gil(spawn, lsp):
+    t = spawn("gil_hog")
+    t.wait_settled()
+    uri = lsp.open(GIL_HOG)
+    r = lsp.execute("fp.stack", {"pid": t.pid})
+    hog = [th for th in r["threads"] if th["native_id"] == int(t.facts["hog"])]
+    assert len(hog) == 1 and hog[0]["holds_gil"], r["threads"]
+    assert hog[0]["frames"][-1]["line"] == _line_of(GIL_HOG, "libc.sleep(100000)") + 1, hog
+    diags = lsp.wait_for(lambda: _stack_diags(lsp, uri), 10, "the stack's diagnostics")
+    sleep = [d for d in diags if d["range"]["start"]["line"] == _line_of(GIL_HOG, "libc.sleep(100000)")]
+    assert sleep and "[holds the GIL]" in sleep[0]["message"], diags
+    os.unlink(r["document"][len("file://"):])
+    with pytest.raises(Exception) as e:
+        lsp.execute("fp.stack", {})
+    assert "fp.stack takes" in str(e.value)
+    t.assert_healthy()
