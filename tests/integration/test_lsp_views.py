@@ -255,7 +255,7 @@ def test_stack_document_and_diagnostics(spawn, lsp):
     lsp.execute("fp.stack", {"pid": t.pid})
     want = sorted(frames[-1][1] + 2 for frames in expected.values())  # 0-based, 3 lines down
     lsp.wait_for(lambda: sorted(d["range"]["start"]["line"] for d in _stack_diags(lsp, uri)
-                                if d["data"]["innermost"]) == want, 10, "the diagnostics three lines down")
+                                if d["data"]["innermost"] and d["data"]["thread"] in expected) == want, 10, "the diagnostics three lines down")
     r = lsp.execute("fp.stack.clear", {})
     assert r["cleared"] == 1
     lsp.wait_for(lambda: not _stack_diags(lsp, uri), 10, "the stack's diagnostics cleared")
