@@ -59,10 +59,12 @@ static void commands_stop(const cJSON *id, const cJSON *arg)
     }
     int watches = lsp_watch_stop(t.path, t.def->qualname);
     int monitors = lsp_monitor_stop(t.path, t.def->qualname);
+    int traces = lsp_trace_stop(t.path, t.def->qualname);
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "function", t.def->qualname);
     cJSON_AddNumberToObject(r, "watches", watches);
     cJSON_AddNumberToObject(r, "monitors", monitors);
+    cJSON_AddNumberToObject(r, "traces", traces);
     lsp_diagnostics_publish(t.doc);
     lsp_lens_changed();
     lsp_status_changed();
@@ -85,6 +87,7 @@ static cJSON *commands_status_model(void)
     }
     cJSON_AddNumberToObject(s, "monitoring", lsp_monitor_count());
     cJSON_AddNumberToObject(s, "watching", lsp_watch_count());
+    cJSON_AddNumberToObject(s, "tracing", lsp_trace_count());
     cJSON_AddBoolToObject(s, "profiling", lsp_profile_running() > 0);
     return s;
 }
@@ -115,6 +118,7 @@ static const struct {
     {"fp.monitor", lsp_monitor_command},
     {"fp.reload", lsp_reload_command},
     {"fp.stop", commands_stop},
+    {"fp.trace", lsp_trace_command},
     {"fp.profile", lsp_profile_command},
     {"fp.profile.stop", lsp_profile_stop_command},
     {"fp.profile.clear", lsp_profile_clear_command},

@@ -1,6 +1,7 @@
 /* textDocument/inlayHint: the figures fp-lsp shows at the end of lines (the profile's hot
- * lines, profile.c), and workspace/inlayHint/refresh when they change, at most every
- * lens_refresh_ms, when the client supports it (else it asks again on its own schedule). */
+ * lines, profile.c; the trace's calling lines, trace.c), and workspace/inlayHint/refresh when they
+ * change, at most every lens_refresh_ms, when the client supports it (else it asks again on its own
+ * schedule). */
 #include "fp_clock.h"
 #include "fp_json.h"
 #include "lsp.h"
@@ -54,5 +55,6 @@ void lsp_hints_request(const cJSON *id, const cJSON *params)
     int from = (int)fp_json_num(fp_json_get(range, "start"), "line", 0);
     int to = (int)fp_json_num(fp_json_get(range, "end"), "line", 1 << 30);
     lsp_profile_hints(doc, from, to, hints);
+    lsp_trace_hints(doc, from, to, hints);
     lsp_rpc_result(id, hints);
 }

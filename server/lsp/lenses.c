@@ -258,6 +258,10 @@ void lsp_lens_request(const cJSON *id, const cJSON *params)
         if (figures)
             cJSON_AddItemToArray(lenses, lens_new(d->def_line, doc->uri, d->qualname, "figures"));
         free(figures);
+        char *traced = lsp_trace_lens(doc->path, d->qualname);
+        if (traced)
+            cJSON_AddItemToArray(lenses, lens_new(d->def_line, doc->uri, d->qualname, "traced"));
+        free(traced);
         if (lens_changed(doc, d->qualname))
             cJSON_AddItemToArray(lenses, lens_new(d->def_line, doc->uri, d->qualname, "changed"));
         static const char *const actions[] = {"watch", "trace", "monitor", "reload"};
@@ -322,6 +326,10 @@ void lsp_lens_resolve(const cJSON *id, const cJSON *params)
         bool running = lsp_profile_running() > 0;
         lens_command(lens, figures ? figures : "fp profile: no samples",
                      running ? "fp.profile.stop" : "fp.profile.clear", uri, NULL, NULL);
+        free(figures);
+    } else if (strcmp(action, "traced") == 0) {
+        char *figures = fn ? lsp_trace_lens(path, fn) : NULL;
+        lens_command(lens, figures ? figures : "fp trace: over", "fp.stop", uri, fn, NULL);
         free(figures);
     } else if (strcmp(action, "changed") == 0) {
         lens_command(lens, "changed since loaded", "fp.reload", uri, fn, NULL);

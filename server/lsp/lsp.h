@@ -3,7 +3,8 @@
  * libuv's thread pool. Modules: rpc.c (the LSP wire), lifecycle.c (initialize, shutdown,
  * settings), documents.c (open documents and their text), pyscan.c (functions in a buffer),
  * procs.c (attached processes and their agents), features: lenses.c, watch.c, monitor.c,
- * reload.c, hover.c, diagnostics.c, commands.c (workspace/executeCommand, fp/status). */
+ * reload.c, profile.c, trace.c, stack.c, hints.c (inlay hints), hover.c, diagnostics.c,
+ * commands.c (workspace/executeCommand, fp/status). */
 #ifndef FP_LSP_H
 #define FP_LSP_H
 
@@ -291,6 +292,15 @@ void lsp_profile_shutdown(void);
 /* The directory fp-lsp writes its files to ($XDG_RUNTIME_DIR/fp, else /tmp/fp-UID), made 0700
  * when missing. 0, or -1 with err. */
 int lsp_runtime_dir(char *buf, size_t size, fp_error *err);
+
+/* trace.c: fp.trace (the agent's trace stream), its hints, lens and hover. */
+void lsp_trace_command(const cJSON *id, const cJSON *arg);
+int lsp_trace_stop(const char *path, const char *qualname);
+void lsp_trace_proc_gone(lsp_proc *p);
+int lsp_trace_count(void);
+void lsp_trace_hints(lsp_doc *doc, int from, int to, cJSON *out);
+char *lsp_trace_lens(const char *path, const char *qualname);
+char *lsp_trace_hover(const char *path, const char *qualname);
 
 /* stack.c: fp.stack (every thread read from outside), its document and diagnostics. */
 void lsp_stack_command(const cJSON *id, const cJSON *arg);

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import FP_BUILD, KINDS, TARGETS, Target
+from conftest import FP_BUILD, KINDS, TARGETS, Target, wait_until
 from lspclient import Lsp
 
 FP_LSP = os.path.join(FP_BUILD, "bin", "fp-lsp")
@@ -279,3 +279,120 @@ def test_stack_while_a_thread_holds_the_gil(spawn, lsp):
         lsp.execute("fp.stack", {})
     assert "fp.stack takes" in str(e.value)
     t.assert_healthy()
+
+
+# ---------------------------------------------------------------------------------------
+# fp.trace
+# ---------------------------------------------------------------------------------------
+
+VIEWS = os.path.join(TARGETS, "lsp_views.py")
+RECORDERS = ["native", "python"]
+
+
+class LspViews(Target):
+    kind = "lsp_views"
+    line_re = re.compile(r"^tick \d+ total=\d+$")
+    progress_re = line_re
+
+    def pristine(self):
+        """What fp installed in the process (0: nothing)."""
+        r = self.json('getglobal fp_agent.instrument _sites -e "len(target)"')
+        return int(r["value"]["repr"])
+
+
+KINDS.setdefault(LspViews.kind, LspViews)
+
+# handle()'s calling lines (0-based) and what each calls.
+CALLS = {"rows = load(n)": ("load", 1), "rows = transform(rows)": ("transform", 3),
+         "time.sleep(0.004)": ("time.sleep", 1), "rows.sort()": ("list.sort", 1),
+         "return summarize(rows)": ("summarize", 1)}
+CALL_LINES = dict((text, _line_of(VIEWS, text)) for text in CALLS)
+TRACE_RE = re.compile(r"^(\d+\.\d)% \u00b7 (\d+) calls? \u00b7 (\d+(\.\d)?) (ms|\u00b5s)$")
+
+
+def _trace_hints(hints):
+    return [h for h in hints if h["data"]["source"] == "fp trace"]
+
+
+@pytest.mark.parametrize("recorder", RECORDERS)
+def test_trace_hints_on_the_calling_lines(spawn, lsp, recorder):
+    t = spawn("lsp_views")
+    lsp.execute("fp.attach", {"pid": t.pid})
+    uri = lsp.open(VIEWS)
+    r = lsp.execute("fp.trace", {"uri": uri, "function": "handle", "interval": 0, "limit": 3,
+                                 "recorder": recorder})
+    assert r["pids"] == [t.pid] and r["function"] == "handle", r
+    hints = _trace_hints(_hints_when(lsp, uri, lambda hs: len(_trace_hints(hs)) >= len(CALLS), 20,
+                                     "a hint on each calling line of handle"))
+    by_line = _by_line(hints)
+    assert sorted(by_line) == sorted(CALL_LINES.values()), hints
+    for text, (callee, calls) in CALLS.items():
+        h = by_line[CALL_LINES[text]]
+        m = TRACE_RE.match(h["label"])
+        assert m and int(m.group(2)) == calls == h["data"]["calls"], (text, h)
+        with open(VIEWS) as f:
+            assert h["position"]["character"] == len(f.read().splitlines()[CALL_LINES[text]]), h
+    sleep = by_line[CALL_LINES["time.sleep(0.004)"]]
+    assert sleep["data"]["cost_ms"] >= 3.5 and sleep["data"] == max((h["data"] for h in hints), key=lambda d: d["pct"])
+    # The hover: the call tree as `fp trace` prints it, each of the root's calls with its line.
+    def_line = _line_of(VIEWS, "def handle(n):")
+    hover = lsp.request("textDocument/hover", {"textDocument": {"uri": uri},
+                                               "position": {"line": def_line, "character": 4}})
+    text = hover["contents"]["value"]
+    assert "**fp trace** handle" in text, text
+    for line_text, (callee, calls) in CALLS.items():
+        want = "%s%s" % (callee, " (%d calls)" % calls if calls > 1 else "")
+        row = [l for l in text.splitlines() if ("] " + want) in l and "from line %d" % (CALL_LINES[line_text] + 1) in l]
+        assert row, (want, text)
+    # The shares add up: what the lines show is the calls' part of the invocation's cost.
+    root_ms = float(re.search(r"\[100\.00%\s+(\d+\.\d+) ms\] handle", text).group(1))
+    pct = sum(h["data"]["pct"] for h in hints)
+    assert pct <= 100.05 and abs(pct - 100.0 * sum(h["data"]["cost_ms"] for h in hints) / root_ms) < 0.05 * len(hints), \
+        (pct, root_ms, hints)
+    # The lens: the invocation's total.
+    lenses = lsp.lenses_when(uri, lambda ls: any(l["data"].get("action") == "traced" for l in ls), 15, "the trace lens")
+    title = [l["command"]["title"] for l in lenses if l["data"].get("action") == "traced"][0]
+    assert re.match(r"^fp trace: \d+(\.\d)? ms \u00b7 invocation [123] of 3", title), title
+    # Three invocations: the trace ends by itself and its probe goes; the figures stay.
+    lsp.wait_for(lambda: [p for m, p in lsp.notifications if m == "fp/status" and p["tracing"] == 0
+                          and p["processes"]], 20, "the trace's end")
+    wait_until(lambda: t.pristine() == 0, 10, "the target without fp's probe")
+    assert _trace_hints(_hints(lsp, uri))
+    r = lsp.execute("fp.stop", {"uri": uri, "function": "handle"})
+    assert r["traces"] == 1, r
+    assert _trace_hints(_hints(lsp, uri)) == []
+    t.assert_healthy()
+
+
+def test_trace_stopped_by_detach_leaves_the_target_clean(spawn, lsp):
+    t = spawn("lsp_views")
+    lsp.execute("fp.attach", {"pid": t.pid})
+    uri = lsp.open(VIEWS)
+    lsp.execute("fp.trace", {"uri": uri, "function": "handle", "limit": 1000000})
+    _hints_when(lsp, uri, lambda hs: _trace_hints(hs), 20, "trace hints")
+    assert t.pristine() > 0
+    lsp.execute("fp.detach", {"pid": t.pid})
+    wait_until(lambda: t.pristine() == 0, 10, "the target without fp's probe")
+    assert _trace_hints(_hints(lsp, uri)) == []
+    with pytest.raises(Exception) as e:
+        lsp.execute("fp.trace", {"uri": uri, "function": "handle", "limit": 0})
+    assert "limit is 1 to 1000000" in str(e.value)
+    t.assert_healthy()
+
+
+@pytest.mark.parametrize("recorder", RECORDERS)
+def test_fp_trace_model_and_output_name_the_calling_line(spawn, recorder):
+    t = spawn("lsp_views")
+    run = t.fp("--json", "--cmd", "trace __main__ handle -n 1 -i 0 --recorder %s" % recorder).ok()
+    events = [r["notification"]["params"] for r in run.records()
+              if "notification" in r and r["notification"]["method"] == "trace/event"]
+    assert len(events) == 1, run.describe()
+    got = sorted((c["function"], c["call_line"], c["count"]) for c in events[0]["tree"]["children"])
+    want = sorted((callee, CALL_LINES[text] + 1, calls) for text, (callee, calls) in CALLS.items())
+    assert got == want, got
+    # Deeper calls carry no line (only the root's calls do).
+    for c in events[0]["tree"]["children"]:
+        assert all("call_line" not in g for g in c["children"]), c
+    run = t.fp("--cmd", "trace __main__ handle -n 1 -i 0 --recorder %s" % recorder).ok()
+    for text, (callee, _) in CALLS.items():
+        assert re.search(r"\] %s.*from line %d$" % (re.escape(callee), CALL_LINES[text] + 1), run.out, re.M), run.out
