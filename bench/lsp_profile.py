@@ -92,6 +92,7 @@ def one_run(fp_lsp, py, rounds, windows, window):
                     os.unlink(p["file"])
                 ratios.append(benchlib.median(prof) / benchlib.median(base))
             editor.done = True
+            editor.join(30)
             if editor.asks == 0:
                 raise benchlib.BenchError("the editor was never asked to refresh its hints")
         finally:

@@ -154,9 +154,10 @@ typedef struct prof_stash {
 typedef struct prof_run {
     struct prof_run *next;
     int pid;
-    fp_exec *x; /* the perf exec while it samples, else NULL */
-    bool busy;  /* a start or stop job has it on the thread pool */
-    bool ended; /* sampling is over (stopped, the process exited, or it failed) */
+    fp_exec *x;    /* the perf exec while it samples, else NULL */
+    bool busy;     /* a start or stop job has it on the thread pool */
+    bool stopping; /* ... the stop job */
+    bool ended;    /* sampling is over (stopped, the process exited, or it failed) */
     prof_agg whole;
     prof_agg ring[PROF_RING];
     int ring_at, ring_n;
@@ -292,7 +293,7 @@ static void prof_stop_after(uv_work_t *w, int status)
     prof_job *j = w->data;
     prof_run *r = j->r;
     prof_stop *s = j->stop;
-    r->busy = false;
+    r->busy = r->stopping = false;
     r->ended = true;
     fp_exec_free(r->x);
     r->x = NULL;
@@ -330,7 +331,7 @@ static void prof_stop_after(uv_work_t *w, int status)
     free(j);
     if (!lsp.exiting) {
         prof_changed();
-        lsp_status_changed();
+        if (!s) lsp_status_changed(); /* a fan's answer sends it */
     }
 }
 
@@ -349,7 +350,7 @@ static bool prof_stop_run(prof_run *r, prof_stop *s, const char *why)
         free(j);
         return false;
     }
-    r->busy = true; /* the job runs on another thread; its end comes on the loop, later */
+    r->busy = r->stopping = true; /* the job runs on another thread; its end comes later */
     if (s) {
         s->pending++;
         lsp_fan_add(s->fan);
@@ -514,15 +515,15 @@ static void prof_start(lsp_fan *fan, int pid, double rate, const char *format)
 {
     prof_run *old = prof_find(pid);
     lsp_fan_add(fan);
-    if (old && !old->ended) { /* already sampling: it goes on */
-        lsp_fan_ok(fan, pid);
-        return;
-    }
-    if (old && old->busy) {
+    if (old && old->stopping) {
         fp_error e;
         fp_error_set(&e, FP_E_USAGE, "try again in a moment",
                      "the profile of process %d is being written", pid);
         lsp_fan_fail(fan, pid, &e);
+        return;
+    }
+    if (old && !old->ended) { /* already sampling (or starting): it goes on */
+        lsp_fan_ok(fan, pid);
         return;
     }
     prof_job *j = calloc(1, sizeof *j);
