@@ -221,8 +221,8 @@ static void prof_recompute(void)
             prof_agg_merge(&shown, &r->whole);
             continue;
         }
-        for (int i = 0; i < r->ring_n; i++)
-            prof_agg_merge(&shown, &r->ring[i]);
+        for (int i = 1; i <= r->ring_n; i++)
+            prof_agg_merge(&shown, &r->ring[(r->ring_at - i + PROF_RING) % PROF_RING]);
     }
 }
 

@@ -144,6 +144,11 @@ def test_profile_hot_line_hints_lens_and_flame_graph(spawn, lsp):
     lenses = lsp.lenses(uri)
     assert any(l["command"]["title"].endswith("\u00b7 stopped") for l in lenses
                if l["data"].get("action") == "profile"), lenses
+    # Two lines typed above everything: the hot line's hint moves down with its function.
+    lsp.change(uri, 2, [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+                         "text": "# one\n# two\n"}])
+    moved = _hints(lsp, uri)
+    assert max(moved, key=lambda h: h["data"]["self_pct"])["position"]["line"] == body + 2, moved
     # Cleared: nothing left.
     r = lsp.execute("fp.profile.clear", {})
     assert r["cleared"] == 1 and r["running"] == 0, r
@@ -179,6 +184,25 @@ def test_profile_while_a_thread_holds_the_gil(spawn, lsp):
         model = json.load(f)
     assert "speedscope" in model["$schema"]
     os.unlink(prof["file"])
+    t.assert_healthy()
+
+
+def test_profile_sliding_window(spawn, lsp):
+    t = spawn("hot")
+    lsp.notify("workspace/didChangeConfiguration", {"settings": {"fp": {"profile": {
+        "window": "sliding", "windowSeconds": 1, "refreshSeconds": 0.5}}}})
+    uri = lsp.open(HOT)
+    lsp.execute("fp.profile", {"pid": t.pid, "rate": 100})
+    body = _line_of(HOT, "x = (x * 31 + i) % 1000003")
+    # Six refreshes (3 s) in, the figures hold the last second only: at 100 Hz, about 100 samples
+    # of the one busy thread, never the whole run's 300.
+    seen = lsp.count("workspace/inlayHint/refresh")
+    lsp.wait_for(lambda: lsp.count("workspace/inlayHint/refresh") >= seen + 6, 30, "six hint refreshes")
+    hints = _by_line(_hints(lsp, uri))
+    assert body in hints and 20 <= hints[body]["data"]["samples"] <= 160, hints.get(body)
+    r = lsp.execute("fp.profile.stop", {})
+    assert r["profiles"][0]["samples"] > hints[body]["data"]["samples"], r  # the file has the whole run
+    os.unlink(r["profiles"][0]["file"])
     t.assert_healthy()
 
 
