@@ -113,7 +113,7 @@ def test_profile_hot_line_hints_lens_and_flame_graph(spawn, lsp):
     # sampling has none.
     top = max(hints, key=lambda h: h["data"]["self_pct"])
     assert top["position"]["line"] == body, hints
-    assert lines[body]["data"]["self_pct"] > 60, lines[body]
+    assert lines[body]["data"]["self_pct"] > 40, hints  # the rest: its `for` line, cold, main
     if cold_body in lines:
         assert lines[cold_body]["data"]["self_pct"] < lines[body]["data"]["self_pct"] / 3, hints
     assert once not in lines, lines[once]
