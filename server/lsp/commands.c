@@ -166,7 +166,9 @@ void lsp_commands_execute(const cJSON *id, const cJSON *params)
 bool lsp_target_fn_from(const cJSON *arg, lsp_target_fn *t, char *err, size_t size)
 {
     memset(t, 0, sizeof *t);
-    const char *uri = fp_json_str(arg, "uri", NULL);
+    /* {uri, line} or LSP's own shape, {textDocument: {uri}, position: {line}} (VS Code's). */
+    const char *uri =
+        fp_json_str(arg, "uri", fp_json_str(fp_json_get(arg, "textDocument"), "uri", NULL));
     if (!uri) {
         snprintf(err, size, "give {\"uri\": ..., \"line\": N} or {\"uri\": ..., \"function\": Q}");
         return false;
@@ -184,6 +186,7 @@ bool lsp_target_fn_from(const cJSON *arg, lsp_target_fn *t, char *err, size_t si
     const lsp_defs *defs = lsp_doc_defs(t->doc);
     const char *fn = fp_json_str(arg, "function", NULL);
     const cJSON *line = fp_json_get(arg, "line");
+    if (!line) line = fp_json_get(fp_json_get(arg, "position"), "line");
     if (fn) {
         t->def = lsp_defs_find(defs, fn);
         if (!t->def) {

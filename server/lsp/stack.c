@@ -25,8 +25,16 @@ typedef struct stack_shot {
 
 static stack_shot *shots;
 
+/* fp.stack without a pid: every attached process, answered once all are read. */
+typedef struct stack_batch {
+    cJSON *id;
+    int pending;
+    cJSON *stacks, *failed;
+} stack_batch;
+
 typedef struct stack_job {
     uv_work_t work;
+    stack_batch *batch; /* NULL: the answer is this process's model */
     cJSON *id;
     int pid;
     cJSON *model; /* set by the sink, on the thread pool */
@@ -151,16 +159,14 @@ static void stack_on_shown(const cJSON *result, const cJSON *error, void *ud)
         lsp_log(2, "fp: the client did not open the stack document");
 }
 
-static void stack_after(uv_work_t *w, int status)
+/* Keeps j's model as its process's latest stack, writes and shows its document. The model
+ * (with "document") is returned for the answer; NULL with err when it could not be read. */
+static cJSON *stack_keep(stack_job *j, fp_error *err)
 {
-    (void)status;
-    stack_job *j = w->data;
-    if (lsp.exiting) goto done;
     if (!j->model) {
-        fp_error e = j->err;
-        if (!j->failed) fp_error_set(&e, FP_E_INTERNAL, NULL, "cannot read process %d", j->pid);
-        lsp_rpc_fp_error(j->id, &e);
-        goto done;
+        *err = j->err;
+        if (!j->failed) fp_error_set(err, FP_E_INTERNAL, NULL, "cannot read process %d", j->pid);
+        return NULL;
     }
     stack_shot *s = stack_find(j->pid);
     if (!s && (s = calloc(1, sizeof *s))) {
@@ -169,8 +175,8 @@ static void stack_after(uv_work_t *w, int status)
         shots = s;
     }
     if (!s) {
-        lsp_rpc_error(j->id, LSP_ERR_INTERNAL, "out of memory");
-        goto done;
+        fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
+        return NULL;
     }
     cJSON_Delete(s->model);
     s->model = j->model;
@@ -191,37 +197,106 @@ static void stack_after(uv_work_t *w, int status)
         s->file[0] = '\0';
         lsp_log(2, "fp: the stack of process %d was not written: %s", s->pid, e.message);
     }
-    lsp_diagnostics_publish_all();
-    lsp_rpc_result(j->id, r);
-done:
+    return r;
+}
+
+static void stack_after(uv_work_t *w, int status)
+{
+    (void)status;
+    stack_job *j = w->data;
+    stack_batch *b = j->batch;
+    if (!lsp.exiting) {
+        fp_error e;
+        cJSON *r = stack_keep(j, &e);
+        lsp_diagnostics_publish_all();
+        if (!b && r) {
+            lsp_rpc_result(j->id, r);
+        } else if (!b) {
+            lsp_rpc_fp_error(j->id, &e);
+        } else if (r) {
+            cJSON_AddItemToArray(b->stacks, r);
+        } else {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddNumberToObject(f, "pid", j->pid);
+            cJSON_AddStringToObject(f, "code", fp_error_code_name(e.code));
+            cJSON_AddStringToObject(f, "message", e.message);
+            if (e.hint[0]) cJSON_AddStringToObject(f, "hint", e.hint);
+            cJSON_AddItemToArray(b->failed, f);
+        }
+    }
+    if (b && --b->pending == 0) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddItemToObject(r, "stacks", b->stacks);
+        cJSON_AddItemToObject(r, "failed", b->failed);
+        lsp_rpc_result(b->id, r);
+        cJSON_Delete(b->id);
+        free(b);
+    }
     cJSON_Delete(j->model);
     cJSON_Delete(j->id);
     free(j);
 }
 
+/* Queues the read of pid; false when it cannot be. */
+static bool stack_queue(const cJSON *id, stack_batch *b, int pid)
+{
+    stack_job *j = calloc(1, sizeof *j);
+    if (!j) return false;
+    j->id = b ? NULL : cJSON_Duplicate(id, 1);
+    j->batch = b;
+    j->pid = pid;
+    j->work.data = j;
+    if (uv_queue_work(lsp.loop, &j->work, stack_work, stack_after) != 0) {
+        cJSON_Delete(j->id);
+        free(j);
+        return false;
+    }
+    if (b) b->pending++;
+    return true;
+}
+
+/* fp.stack without a pid: every attached process; {"stacks": [model], "failed": [...]}. */
+static void stack_attached(const cJSON *id)
+{
+    stack_batch *b = calloc(1, sizeof *b);
+    if (!b) {
+        lsp_rpc_error(id, LSP_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    b->id = cJSON_Duplicate(id, 1);
+    b->stacks = cJSON_CreateArray();
+    b->failed = cJSON_CreateArray();
+    b->pending = 1; /* held while queueing */
+    for (int i = 0; i < lsp_procs_count(); i++) {
+        lsp_proc *p = lsp_proc_at(i);
+        if (!p->closing) stack_queue(id, b, p->pid);
+    }
+    if (--b->pending > 0) return;
+    lsp_rpc_error(id, LSP_ERR_INVALID_PARAMS,
+                  "fp.stack takes {\"pid\": N}: the process whose threads to show (it need not "
+                  "be attached); without one it reads every attached process, and none is");
+    cJSON_Delete(b->stacks);
+    cJSON_Delete(b->failed);
+    cJSON_Delete(b->id);
+    free(b);
+}
+
 void lsp_stack_command(const cJSON *id, const cJSON *arg)
 {
     const cJSON *pid = cJSON_IsNumber(arg) ? arg : fp_json_get(arg, "pid");
+    if (!pid) {
+        stack_attached(id);
+        return;
+    }
     if (!cJSON_IsNumber(pid) || pid->valuedouble < 1 || pid->valuedouble > 1 << 30) {
         lsp_rpc_error(id, LSP_ERR_INVALID_PARAMS,
                       "fp.stack takes {\"pid\": N}: the process whose threads to show (it need "
                       "not be attached)");
         return;
     }
-    stack_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        lsp_rpc_error(id, LSP_ERR_INTERNAL, "out of memory");
-        return;
-    }
-    j->id = cJSON_Duplicate(id, 1);
-    j->pid = (int)pid->valuedouble;
-    j->work.data = j;
-    if (uv_queue_work(lsp.loop, &j->work, stack_work, stack_after) != 0) {
-        cJSON_Delete(j->id);
-        free(j);
+    if (!stack_queue(id, NULL, (int)pid->valuedouble))
         lsp_rpc_error(id, LSP_ERR_INTERNAL, "cannot queue the read of process %d",
                       (int)pid->valuedouble);
-    }
 }
 
 /* fp.stack.clear {pid?}: the stacks shown (of pid, else every one) go. */

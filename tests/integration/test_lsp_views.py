@@ -394,9 +394,18 @@ def test_trace_stopped_by_detach_leaves_the_target_clean(spawn, lsp):
     t = spawn("lsp_views")
     lsp.execute("fp.attach", {"pid": t.pid})
     uri = lsp.open(VIEWS)
-    lsp.execute("fp.trace", {"uri": uri, "function": "handle", "limit": 1000000})
+    # LSP's own shape of a place (what VS Code sends): the function under the cursor.
+    inside = _line_of(VIEWS, "rows.sort()")
+    r = lsp.execute("fp.trace", {"textDocument": {"uri": uri}, "position": {"line": inside, "character": 4},
+                                 "limit": 1000000})
+    assert r["function"] == "handle", r
     _hints_when(lsp, uri, lambda hs: _trace_hints(hs), 20, "trace hints")
     assert t.pristine() > 0
+    # fp.stack without a pid: every attached process (here, with the agent's thread left out).
+    r = lsp.execute("fp.stack", {})
+    assert [s["pid"] for s in r["stacks"]] == [t.pid] and r["failed"] == [], r
+    assert [th["name"] for th in r["stacks"][0]["threads"]] == ["MainThread"], r
+    os.unlink(r["stacks"][0]["document"][len("file://"):])
     lsp.execute("fp.detach", {"pid": t.pid})
     wait_until(lambda: t.pristine() == 0, 10, "the target without fp's probe")
     assert _trace_hints(_hints(lsp, uri)) == []
