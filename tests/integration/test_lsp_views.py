@@ -379,6 +379,10 @@ def test_trace_hints_on_the_calling_lines(spawn, lsp, recorder):
     lenses = lsp.lenses_when(uri, lambda ls: any(l["data"].get("action") == "traced" for l in ls), 15, "the trace lens")
     title = [l["command"]["title"] for l in lenses if l["data"].get("action") == "traced"][0]
     assert re.match(r"^fp trace: \d+(\.\d)? ms \u00b7 invocation [123] of 3", title), title
+    # A line typed above everything: the hints move down with the function.
+    lsp.change(uri, 2, [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+                         "text": "# one more line\n"}])
+    assert sorted(_by_line(_trace_hints(_hints(lsp, uri)))) == sorted(l + 1 for l in CALL_LINES.values())
     # Three invocations: the trace ends by itself and its probe goes; the figures stay.
     lsp.wait_for(lambda: [p for m, p in lsp.notifications if m == "fp/status" and p["tracing"] == 0
                           and p["processes"]], 20, "the trace's end")
