@@ -200,8 +200,8 @@ class _PyRecording(object):
         self.pass_frame = pass_frame
         self.max_depth = max_depth
         self.max_nodes = max_nodes
-        # [parent, kind, key, name, count, total_ns, depth]
-        self.nodes = [[-1, ROOT, None, None, 0, 0, 0]]
+        # [parent, kind, key, name, count, total_ns, depth, call_line]
+        self.nodes = [[-1, ROOT, None, None, 0, 0, 0, 0]]
         self.index = {}
         self.stack = []  # [node, last_child, t0, saved_skip]
         self.active = False
@@ -295,17 +295,20 @@ class _PyRecording(object):
         if parent == NONE:
             stack.append([NONE, NONE, 0, 0])
             return
+        # The root's children are told apart by the root's line that calls them (as trace.c).
+        line = self.root_frame.f_lineno if parent == 0 and self.root_frame is not None else 0
         last = top[1]
         nodes = self.nodes
-        if last != NONE and nodes[last][2] is key and nodes[last][3] == name and nodes[last][1] == kind:
+        if last != NONE and nodes[last][2] is key and nodes[last][3] == name and nodes[last][1] == kind \
+                and nodes[last][7] == line:
             node = last
         else:
-            node = self._child(parent, kind, key, name)
+            node = self._child(parent, kind, key, name, line)
         top[1] = node
         stack.append([node, NONE, _now() if node != NONE else 0, 0])
 
-    def _child(self, parent, kind, key, name):
-        ident = (parent, kind, id(key), name)
+    def _child(self, parent, kind, key, name, line):
+        ident = (parent, kind, id(key), name, line)
         node = self.index.get(ident)
         if node is not None:
             return node
@@ -317,7 +320,7 @@ class _PyRecording(object):
             self.cut |= CUT_NODES
             return NONE
         node = len(nodes)
-        nodes.append([parent, kind, key, name, 0, 0, depth + 1])  # keeps key alive: id() stays unique
+        nodes.append([parent, kind, key, name, 0, 0, depth + 1, line])  # keeps key alive: id() stays unique
         self.index[ident] = node
         return node
 
@@ -374,8 +377,8 @@ class PythonRecorder(object):
         recording.root_frame = recording.pass_frame = None
 
     def tree(self, recording):
-        nodes = [(n[0], n[1], n[2], n[3], n[4], n[5]) for n in recording.nodes]
-        nodes[0] = (-1, ROOT, None, None, 0, recording.active_ns)
+        nodes = [(n[0], n[1], n[2], n[3], n[4], n[5], n[7]) for n in recording.nodes]
+        nodes[0] = (-1, ROOT, None, None, 0, recording.active_ns, 0)
         return (recording.t_start, recording.t_stop, recording.active_ns, recording.activations, recording.cut,
                 nodes)
 
@@ -476,7 +479,8 @@ def build_tree(raw, root_code, interval_ms, depth, is_wrapper=None):
     """The model's `tree` and the invocation's cost (ns) from a recorder's tree.
 
     raw: (t_start, t_stop, active_ns, activations, cut, nodes), nodes as trace.c's tree() gives
-    them, parents before children. Calls that took less than interval_ms in all (per call path)
+    them, parents before children (a node's 7th member, the calling line of the root's children,
+    may be left out: 0). Calls that took less than interval_ms in all (per call path)
     and calls deeper than depth are summed up in their caller's `hidden`. The agent's own frames
     (the probe's) are left out with everything they called; the frames of the probe's wrapper
     (is_wrapper(code), 3.8-3.11) too, but the Python calls they make (the root itself, when it
@@ -490,17 +494,19 @@ def build_tree(raw, root_code, interval_ms, depth, is_wrapper=None):
     limit_depth = MODEL_DEPTH if depth is None else min(depth, MODEL_DEPTH)
     threshold = 0 if depth is not None else interval_ms * 1e6
 
-    # Output nodes: [level, total_ns, count, up, kind, key, name, hidden_count, hidden_ns, dict];
+    # Output nodes: [level, total_ns, count, up, kind, key, name, hidden_count, hidden_ns, dict,
+    # call_line];
     # out[i] is recorder node i's, or None when it is not shown (below the depth limit, or the
     # probe's). Merging: the probe's frames spliced out can make two paths one.
-    top = [0, cost, 1, None, ROOT, root_code, None, 0, 0, None]
+    top = [0, cost, 1, None, ROOT, root_code, None, 0, 0, None, 0]
     out = [None] * len(nodes)
     out[0] = top
     spliced = set()
     merged = {}
     created = []
     for i in range(1, len(nodes)):
-        parent, kind, key, name, count, total = nodes[i]
+        parent, kind, key, name, count, total = nodes[i][:6]
+        call_line = nodes[i][6] if len(nodes[i]) > 6 else 0
         up = out[parent]
         if up is None:
             continue  # inside a call that is not shown: its cost is that call's
@@ -514,7 +520,10 @@ def build_tree(raw, root_code, interval_ms, depth, is_wrapper=None):
                 continue
         elif parent in spliced:
             continue  # a C call of the probe's wrapper (its clock)
-        ident = (id(up), kind, id(key), name)
+        # Spliced out of a wrapper, a call is its caller's; only the root's own calls keep a line.
+        if up is not top:
+            call_line = 0
+        ident = (id(up), kind, id(key), name, call_line)
         node = merged.get(ident)
         if node is not None:
             node[1] += total
@@ -525,7 +534,7 @@ def build_tree(raw, root_code, interval_ms, depth, is_wrapper=None):
             up[7] += count
             up[8] += total
             continue
-        node = [up[0] + 1, total, count, up, kind, key, name, 0, 0, None]
+        node = [up[0] + 1, total, count, up, kind, key, name, 0, 0, None, call_line]
         merged[ident] = node
         out[i] = node
         created.append(node)
@@ -546,6 +555,8 @@ def build_tree(raw, root_code, interval_ms, depth, is_wrapper=None):
             d = _node_dict(_code_info(node[5], is_wrapper), "py", node[2], node[1], cost)
         else:
             d = _node_dict((None, USER, _c_name(node[5], node[6]), None, None), "c", node[2], node[1], cost)
+        if node[10]:
+            d["call_line"] = node[10]
         parent_dict["children"].append(d)
         node[9] = d
     for node in [top] + created:

@@ -45,6 +45,7 @@ static const fp_py_sym fp_py_syms[] = {
     {"PyEval_SetProfile", offsetof(fp_py_api, PyEval_SetProfile), FP_PYG_TRACE},
     {"_PyEval_SetProfile", offsetof(fp_py_api, PyEval_SetProfileTstate), 0},
     {"PyFrame_GetCode", offsetof(fp_py_api, PyFrame_GetCode), 0},
+    {"PyFrame_GetLineNumber", offsetof(fp_py_api, PyFrame_GetLineNumber), 0},
     {"PyFrame_GetVar", offsetof(fp_py_api, PyFrame_GetVar), FP_PYG_MONITOR},
     {"Py_IncRef", offsetof(fp_py_api, Py_IncRef), FP_PYG_TRACE | FP_PYG_MONITOR},
     {"Py_DecRef", offsetof(fp_py_api, Py_DecRef),

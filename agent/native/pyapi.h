@@ -60,7 +60,8 @@ typedef struct fp_py_api {
     void (*PyEval_SetProfile)(fp_py_tracefunc, fp_pyobj *);
     int (*PyEval_SetProfileTstate)(void *, fp_py_tracefunc, fp_pyobj *); /* 3.9+ */
     fp_pyobj *(*PyFrame_GetCode)(fp_pyobj *);                            /* 3.9+, new ref */
-    fp_pyobj *(*PyFrame_GetVar)(fp_pyobj *, fp_pyobj *);                 /* 3.12+ */
+    int (*PyFrame_GetLineNumber)(fp_pyobj *);            /* the frame's current line */
+    fp_pyobj *(*PyFrame_GetVar)(fp_pyobj *, fp_pyobj *); /* 3.12+ */
     /* --- objects */
     void (*Py_IncRef)(fp_pyobj *);
     void (*Py_DecRef)(fp_pyobj *);

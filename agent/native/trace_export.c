@@ -192,8 +192,9 @@ static fp_pyobj *fp_trace_int(long long v)
 }
 
 /* tree(recording) -> (t_start_ns, t_stop_ns, active_ns, activations, cut, nodes), nodes a list
- * of (parent, kind, key, name, count, total_ns), parents before children; key: the code object
- * (kind 1) or the owner (kind 2, or None), name: the C function's name (kind 2) else None. */
+ * of (parent, kind, key, name, count, total_ns, call_line), parents before children; key: the code
+ * object (kind 1) or the owner (kind 2, or None), name: the C function's name (kind 2) else None.
+ */
 static fp_pyobj *fp_trace_py_tree(fp_pyobj *self, fp_pyobj *capsule)
 {
     (void)self;
@@ -223,7 +224,7 @@ static fp_pyobj *fp_trace_py_tree(fp_pyobj *self, fp_pyobj *capsule)
             key = fp_trace_none();
             name = fp_trace_none();
         }
-        fp_pyobj *t = fp_py.PyTuple_New(6);
+        fp_pyobj *t = fp_py.PyTuple_New(7);
         if (!t || !name) {
             fp_py.Py_DecRef(key);
             if (name) fp_py.Py_DecRef(name);
@@ -238,6 +239,7 @@ static fp_pyobj *fp_trace_py_tree(fp_pyobj *self, fp_pyobj *capsule)
         fp_py.PyTuple_SetItem(t, 4, fp_trace_int((long long)n->count));
         fp_py.PyTuple_SetItem(
             t, 5, fp_trace_int((long long)((double)(i ? n->total : r->active) * tick_ns)));
+        fp_py.PyTuple_SetItem(t, 6, fp_trace_int(n->call_line));
         fp_py.PyList_SetItem(list, i, t);
     }
     fp_pyobj *out = fp_py.PyTuple_New(6);

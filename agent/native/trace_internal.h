@@ -61,6 +61,7 @@ typedef struct fp_trace_node {
     uint8_t kind;
     uint32_t first_hint; /* the child called first last time (0: none): loops repeat */
     uint32_t next_hint;  /* the sibling called after this one last time (0: none) */
+    int32_t call_line;   /* children of the root: the root's line that made the call, else 0 */
     uint64_t count;      /* calls that returned (or were still open at the end) */
     int64_t total;       /* inclusive, in ticks (fp_trace_ticks) */
 } fp_trace_node;
@@ -128,7 +129,7 @@ int fp_trace_grow_table(fp_trace_rec *r);
  * (too deep, too many nodes, no memory). Takes no reference: the caller gives one on creation
  * (*created). */
 uint32_t fp_trace_child(fp_trace_rec *r, uint32_t parent, uint8_t kind, const void *key,
-                        fp_pyobj *owner, int *created);
+                        fp_pyobj *owner, int32_t call_line, int *created);
 void fp_trace_mark_stop(fp_trace_rec *r);
 /* Ends a recording that no event will reach any more (see trace_record.c). */
 void fp_trace_finish(fp_trace_rec *r);
@@ -154,10 +155,11 @@ static inline int64_t fp_trace_ticks(void)
     return fp_trace_now();
 }
 
-static inline size_t fp_trace_hash(uint32_t parent, const void *key, const void *owner)
+static inline size_t fp_trace_hash(uint32_t parent, const void *key, const void *owner,
+                                   int32_t call_line)
 {
     uint64_t h = (uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15ull;
-    h ^= ((uint64_t)parent + 1) * 0xC2B2AE3D27D4EB4Full;
+    h ^= ((uint64_t)parent + 1 + ((uint64_t)(uint32_t)call_line << 32)) * 0xC2B2AE3D27D4EB4Full;
     h ^= (uint64_t)(uintptr_t)owner * 0x165667B19E3779F9ull;
     return (size_t)(h ^ (h >> 29));
 }
@@ -179,6 +181,11 @@ static inline int fp_trace_push(fp_trace_rec *r, uint8_t kind, const void *key, 
         e->node = FP_TRACE_NONE;
         return 0;
     }
+    /* The root's children are told apart by the line of the root that calls them (what the
+     * editor shows on each line); deeper calls are not, which keeps their price as it was. */
+    int32_t line = 0;
+    if (top->node == FP_TRACE_ROOT && r->root_frame && fp_py.PyFrame_GetLineNumber)
+        line = fp_py.PyFrame_GetLineNumber(r->root_frame);
     /* Loops call the same functions in the same order: the sibling that followed the last one
      * the previous time is the likely one; then a repeat of the last one; then the table. */
     int created = 0;
@@ -186,13 +193,14 @@ static inline int fp_trace_push(fp_trace_rec *r, uint8_t kind, const void *key, 
     uint32_t prev = top->last_child;
     uint32_t hint = prev == FP_TRACE_NONE ? nodes[top->node].first_hint : nodes[prev].next_hint;
     uint32_t node;
-    if (hint && nodes[hint].key == key && nodes[hint].owner == owner && nodes[hint].kind == kind)
+    if (hint && nodes[hint].key == key && nodes[hint].owner == owner && nodes[hint].kind == kind &&
+        nodes[hint].call_line == line)
         node = hint;
     else if (prev != FP_TRACE_NONE && nodes[prev].key == key && nodes[prev].owner == owner &&
-             nodes[prev].kind == kind)
+             nodes[prev].kind == kind && nodes[prev].call_line == line)
         node = prev;
     else
-        node = fp_trace_child(r, top->node, kind, key, owner, &created);
+        node = fp_trace_child(r, top->node, kind, key, owner, line, &created);
     if (node != FP_TRACE_NONE) {
         nodes = r->nodes; /* fp_trace_child may have moved them */
         if (prev == FP_TRACE_NONE)

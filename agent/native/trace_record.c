@@ -75,7 +75,7 @@ int fp_trace_grow_table(fp_trace_rec *r)
     if (!t) return -1;
     for (uint32_t i = 1; i < r->nnodes; i++) {
         fp_trace_node *n = &r->nodes[i];
-        size_t h = fp_trace_hash(n->parent, n->key, n->owner) & (size - 1);
+        size_t h = fp_trace_hash(n->parent, n->key, n->owner, n->call_line) & (size - 1);
         while (t[h])
             h = (h + 1) & (size - 1);
         t[h] = i;
@@ -87,13 +87,15 @@ int fp_trace_grow_table(fp_trace_rec *r)
 }
 
 uint32_t fp_trace_child(fp_trace_rec *r, uint32_t parent, uint8_t kind, const void *key,
-                        fp_pyobj *owner, int *created)
+                        fp_pyobj *owner, int32_t call_line, int *created)
 {
     *created = 0;
-    size_t h = fp_trace_hash(parent, key, owner) & r->tmask;
+    size_t h = fp_trace_hash(parent, key, owner, call_line) & r->tmask;
     for (uint32_t i; (i = r->table[h]) != 0; h = (h + 1) & r->tmask) {
         fp_trace_node *n = &r->nodes[i];
-        if (n->key == key && n->owner == owner && n->parent == parent && n->kind == kind) return i;
+        if (n->key == key && n->owner == owner && n->parent == parent && n->kind == kind &&
+            n->call_line == call_line)
+            return i;
     }
     if (r->nodes[parent].depth >= r->max_depth) return FP_TRACE_NONE;
     if (r->nnodes >= r->max_nodes) {
@@ -116,7 +118,7 @@ uint32_t fp_trace_child(fp_trace_rec *r, uint32_t parent, uint8_t kind, const vo
             r->cut |= FP_TRACE_CUT_NODES;
             return FP_TRACE_NONE;
         }
-        h = fp_trace_hash(parent, key, owner) & r->tmask;
+        h = fp_trace_hash(parent, key, owner, call_line) & r->tmask;
         while (r->table[h])
             h = (h + 1) & r->tmask;
     }
@@ -125,7 +127,8 @@ uint32_t fp_trace_child(fp_trace_rec *r, uint32_t parent, uint8_t kind, const vo
                                   .owner = owner,
                                   .parent = parent,
                                   .depth = (uint16_t)(r->nodes[parent].depth + 1),
-                                  .kind = kind};
+                                  .kind = kind,
+                                  .call_line = call_line};
     r->table[h] = i;
     *created = 1;
     return i;

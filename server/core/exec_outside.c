@@ -221,6 +221,14 @@ void exec_perf_tick(fp_exec *x)
     }
 }
 
+fp_profile *fp_exec_perf_window(fp_exec *x, bool *ended)
+{
+    if (ended) *ended = false;
+    if (x->kind != EXEC_PERF || !x->sampler) return NULL;
+    if (ended) *ended = fp_sampler_finished(x->sampler, NULL);
+    return fp_sampler_take_window(x->sampler);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * gilstat
  */

@@ -70,6 +70,12 @@ bool fp_exec_uses_channel(const fp_exec *x);
 const fp_cmd_parsed *fp_exec_command(const fp_exec *x);
 void fp_exec_free(fp_exec *x);
 
+/* perf while it samples (the editor's hot lines): the samples taken since the last window, as
+ * a profile of their own (the caller frees it), or NULL when x is not sampling. *ended (may be
+ * NULL) tells whether sampling ended by itself (the process exited): stop x then, to write the
+ * profile. Call from the thread that drives x, never while another thread stops it. */
+struct fp_profile *fp_exec_perf_window(fp_exec *x, bool *ended);
+
 typedef struct fp_exec_wait_opts {
     double until_ms;        /* fp_clock_ms at which to stop it with until_name; -1: never */
     const char *until_name; /* "--timeout" */

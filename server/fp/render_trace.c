@@ -1,68 +1,11 @@
-/* The human renderer of `trace`: each traced invocation as a call tree, one line per call path
- * with its cost, its share of the invocation and where it is defined, the calls cheaper than -i
- * (or deeper than -d) summed up under their caller; then why the trace ended. */
+/* The human renderer of `trace`: each traced invocation as a call tree (fp_trace_text.h, shared
+ * with fp-lsp's hover), then why the trace ended. */
 #include "fp_cli.h"
 #include "fp_json.h"
 #include "fp_notes.h"
+#include "fp_trace_text.h"
 
 #include <string.h>
-
-/* The branches drawn so far: for each level above, whether a line continues below it. */
-#define RENDER_TRACE_MAX_DEPTH 128
-
-typedef struct render_trace_ctx {
-    FILE *out;
-    char more[RENDER_TRACE_MAX_DEPTH];
-} render_trace_ctx;
-
-static void render_trace_prefix(render_trace_ctx *t, int depth, bool last)
-{
-    for (int i = 1; i < depth && i < RENDER_TRACE_MAX_DEPTH; i++)
-        fputs(t->more[i] ? "|   " : "    ", t->out);
-    if (depth > 0) fputs(last ? "`---" : "+---", t->out);
-}
-
-static void render_trace_hidden(render_trace_ctx *t, const cJSON *hidden, int depth)
-{
-    double count = fp_json_num(hidden, "count", 0);
-    if (count <= 0) return;
-    render_trace_prefix(t, depth, true);
-    fprintf(t->out, "(%.0f more call%s, %.3f ms, under -i or below -d)\n", count,
-            count == 1 ? "" : "s", fp_json_num(hidden, "cost_ms", 0));
-}
-
-static void render_trace_node(render_trace_ctx *t, const cJSON *n, int depth, bool last)
-{
-    render_trace_prefix(t, depth, last);
-    if (depth < RENDER_TRACE_MAX_DEPTH) t->more[depth] = !last;
-    const char *kind = fp_json_str(n, "kind", "py");
-    double count = fp_json_num(n, "count", 1);
-    fprintf(t->out, "[%6.2f%% %9.3f ms] ", fp_json_num(n, "pct", 0), fp_json_num(n, "cost_ms", 0));
-    if (strcmp(kind, "suspended") == 0) {
-        fprintf(t->out, "(suspended: awaiting or yielded%s)\n", count > 1 ? ", several times" : "");
-        return;
-    }
-    fputs(fp_json_str(n, "function", "?"), t->out);
-    if (count > 1) fprintf(t->out, " (%.0f calls)", count);
-    const char *file = fp_json_str(n, "file", NULL);
-    if (file)
-        fprintf(t->out, "  %s:%.0f", file, fp_json_num(n, "line", 0));
-    else if (strcmp(kind, "c") == 0)
-        fputs("  [C]", t->out);
-    fputc('\n', t->out);
-
-    const cJSON *children = cJSON_GetObjectItemCaseSensitive(n, "children");
-    const cJSON *hidden = cJSON_GetObjectItemCaseSensitive(n, "hidden");
-    bool has_hidden = fp_json_num(hidden, "count", 0) > 0;
-    int total = cJSON_GetArraySize(children), i = 0;
-    const cJSON *child;
-    cJSON_ArrayForEach(child, children)
-    {
-        i++;
-        render_trace_node(t, child, depth + 1, i == total && !has_hidden);
-    }
-    if (has_hidden) render_trace_hidden(t, hidden, depth + 1);
-}
 
 static void render_trace_event(FILE *out, const cJSON *p)
 {
@@ -73,9 +16,8 @@ static void render_trace_event(FILE *out, const cJSON *p)
     fputs("  cost ", out);
     render_cost(out, fp_json_num(p, "cost_ms", 0));
     fputc('\n', out);
-    render_trace_ctx t = {.out = out};
     const cJSON *tree = cJSON_GetObjectItemCaseSensitive(p, "tree");
-    if (cJSON_IsObject(tree)) render_trace_node(&t, tree, 0, true);
+    if (cJSON_IsObject(tree)) fp_trace_text_tree(out, tree);
     const cJSON *cut = cJSON_GetObjectItemCaseSensitive(tree, "truncated");
     if (cJSON_GetArraySize(cut) > 0) {
         fputs("(the tree is incomplete:", out);

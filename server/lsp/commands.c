@@ -59,10 +59,12 @@ static void commands_stop(const cJSON *id, const cJSON *arg)
     }
     int watches = lsp_watch_stop(t.path, t.def->qualname);
     int monitors = lsp_monitor_stop(t.path, t.def->qualname);
+    int traces = lsp_trace_stop(t.path, t.def->qualname);
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "function", t.def->qualname);
     cJSON_AddNumberToObject(r, "watches", watches);
     cJSON_AddNumberToObject(r, "monitors", monitors);
+    cJSON_AddNumberToObject(r, "traces", traces);
     lsp_diagnostics_publish(t.doc);
     lsp_lens_changed();
     lsp_status_changed();
@@ -85,7 +87,8 @@ static cJSON *commands_status_model(void)
     }
     cJSON_AddNumberToObject(s, "monitoring", lsp_monitor_count());
     cJSON_AddNumberToObject(s, "watching", lsp_watch_count());
-    cJSON_AddBoolToObject(s, "profiling", false);
+    cJSON_AddNumberToObject(s, "tracing", lsp_trace_count());
+    cJSON_AddBoolToObject(s, "profiling", lsp_profile_running() > 0);
     return s;
 }
 
@@ -115,6 +118,12 @@ static const struct {
     {"fp.monitor", lsp_monitor_command},
     {"fp.reload", lsp_reload_command},
     {"fp.stop", commands_stop},
+    {"fp.trace", lsp_trace_command},
+    {"fp.profile", lsp_profile_command},
+    {"fp.profile.stop", lsp_profile_stop_command},
+    {"fp.profile.clear", lsp_profile_clear_command},
+    {"fp.stack", lsp_stack_command},
+    {"fp.stack.clear", lsp_stack_clear_command},
 };
 
 cJSON *lsp_commands_list(void)
@@ -157,7 +166,9 @@ void lsp_commands_execute(const cJSON *id, const cJSON *params)
 bool lsp_target_fn_from(const cJSON *arg, lsp_target_fn *t, char *err, size_t size)
 {
     memset(t, 0, sizeof *t);
-    const char *uri = fp_json_str(arg, "uri", NULL);
+    /* {uri, line} or LSP's own shape, {textDocument: {uri}, position: {line}} (VS Code's). */
+    const char *uri =
+        fp_json_str(arg, "uri", fp_json_str(fp_json_get(arg, "textDocument"), "uri", NULL));
     if (!uri) {
         snprintf(err, size, "give {\"uri\": ..., \"line\": N} or {\"uri\": ..., \"function\": Q}");
         return false;
@@ -175,6 +186,7 @@ bool lsp_target_fn_from(const cJSON *arg, lsp_target_fn *t, char *err, size_t si
     const lsp_defs *defs = lsp_doc_defs(t->doc);
     const char *fn = fp_json_str(arg, "function", NULL);
     const cJSON *line = fp_json_get(arg, "line");
+    if (!line) line = fp_json_get(fp_json_get(arg, "position"), "line");
     if (fn) {
         t->def = lsp_defs_find(defs, fn);
         if (!t->def) {

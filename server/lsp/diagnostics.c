@@ -12,6 +12,7 @@ void lsp_diagnostics_publish(lsp_doc *doc)
     if (doc->path[0]) {
         lsp_watch_diagnostics(doc, list);
         lsp_reload_diagnostics(doc, list);
+        lsp_stack_diagnostics(doc, list);
     }
     cJSON *p = cJSON_CreateObject();
     cJSON_AddStringToObject(p, "uri", doc->uri);

@@ -114,6 +114,27 @@ size_t lsp_doc_offset(const lsp_doc *doc, int line, int character)
     return off;
 }
 
+int lsp_doc_line_end(const lsp_doc *doc, int line)
+{
+    size_t off = lsp_doc_offset(doc, line, 0);
+    int units = 0;
+    while (off < doc->len && doc->text[off] != '\n') {
+        size_t n = documents_seq_len((unsigned char)doc->text[off]);
+        if (off + n > doc->len) n = doc->len - off;
+        units += lsp.utf8 ? (int)n : (n == 4 ? 2 : 1);
+        off += n;
+    }
+    return units;
+}
+
+int lsp_doc_lines(const lsp_doc *doc)
+{
+    int n = 1;
+    for (size_t i = 0; i < doc->len; i++)
+        n += doc->text[i] == '\n';
+    return n;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Changes
  */

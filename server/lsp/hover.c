@@ -1,5 +1,5 @@
-/* textDocument/hover on a function: the full value trees of its latest watched call, and its
- * monitor figures per process. */
+/* textDocument/hover on a function: its monitor figures per process, the call tree of its
+ * latest traced invocation, and the full value trees of its latest watched call. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,19 +20,26 @@ void lsp_hover_request(const cJSON *id, const cJSON *params)
         lsp_rpc_result(id, NULL);
         return;
     }
-    char *watched = lsp_watch_hover(doc, def);
-    char *monitored = lsp_monitor_hover(doc->path, def->qualname);
-    if (!watched && !monitored) {
+    char *parts[3] = {lsp_monitor_hover(doc->path, def->qualname),
+                      lsp_trace_hover(doc->path, def->qualname), lsp_watch_hover(doc, def)};
+    size_t n = 8;
+    for (int i = 0; i < 3; i++)
+        n += parts[i] ? strlen(parts[i]) + 2 : 0;
+    if (n == 8) {
         lsp_rpc_result(id, NULL);
         return;
     }
-    size_t n = (watched ? strlen(watched) : 0) + (monitored ? strlen(monitored) : 0) + 8;
     char *text = malloc(n);
-    if (text)
-        snprintf(text, n, "%s%s%s", monitored ? monitored : "", monitored && watched ? "\n\n" : "",
-                 watched ? watched : "");
-    free(watched);
-    free(monitored);
+    if (text) {
+        text[0] = '\0';
+        for (int i = 0; i < 3; i++) {
+            if (!parts[i]) continue;
+            if (text[0]) strcat(text, "\n\n");
+            strcat(text, parts[i]);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        free(parts[i]);
     cJSON *r = cJSON_CreateObject();
     cJSON *c = cJSON_AddObjectToObject(r, "contents");
     cJSON_AddStringToObject(c, "kind", "markdown");

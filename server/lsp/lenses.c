@@ -206,10 +206,26 @@ static bool lens_loaded(const char *path, const char *qualname, bool *any_map, b
     return found;
 }
 
+/* The profile's per-function totals: on every function it sampled, attached to the process or
+ * not (the sampler needs no agent). */
+static void lens_add_profile(lsp_doc *doc, cJSON *lenses)
+{
+    if (!doc || !doc->path[0]) return;
+    const lsp_defs *defs = lsp_doc_defs(doc);
+    for (int i = 0; i < defs->n; i++) {
+        char *title = lsp_profile_lens(doc, &defs->defs[i]);
+        if (title)
+            cJSON_AddItemToArray(lenses, lens_new(defs->defs[i].def_line, doc->uri,
+                                                  defs->defs[i].qualname, "profile"));
+        free(title);
+    }
+}
+
 void lsp_lens_request(const cJSON *id, const cJSON *params)
 {
     lsp_doc *doc = lsp_doc_find(fp_json_str(fp_json_get(params, "textDocument"), "uri", NULL));
     cJSON *lenses = cJSON_CreateArray();
+    lens_add_profile(doc, lenses);
     int live = 0;
     for (int i = 0; i < lsp_procs_count(); i++)
         live += !lsp_proc_at(i)->closing;
@@ -242,6 +258,10 @@ void lsp_lens_request(const cJSON *id, const cJSON *params)
         if (figures)
             cJSON_AddItemToArray(lenses, lens_new(d->def_line, doc->uri, d->qualname, "figures"));
         free(figures);
+        char *traced = lsp_trace_lens(doc->path, d->qualname);
+        if (traced)
+            cJSON_AddItemToArray(lenses, lens_new(d->def_line, doc->uri, d->qualname, "traced"));
+        free(traced);
         if (lens_changed(doc, d->qualname))
             cJSON_AddItemToArray(lenses, lens_new(d->def_line, doc->uri, d->qualname, "changed"));
         static const char *const actions[] = {"watch", "trace", "monitor", "reload"};
@@ -299,6 +319,17 @@ void lsp_lens_resolve(const cJSON *id, const cJSON *params)
     } else if (strcmp(action, "figures") == 0) {
         char *figures = fn ? lsp_monitor_lens(path, fn) : NULL;
         lens_command(lens, figures ? figures : "fp: monitoring", "fp.monitor", uri, fn, "off");
+        free(figures);
+    } else if (strcmp(action, "profile") == 0) {
+        const lsp_def *def = doc && fn ? lsp_defs_find(lsp_doc_defs(doc), fn) : NULL;
+        char *figures = def ? lsp_profile_lens(doc, def) : NULL;
+        bool running = lsp_profile_running() > 0;
+        lens_command(lens, figures ? figures : "fp profile: no samples",
+                     running ? "fp.profile.stop" : "fp.profile.clear", uri, NULL, NULL);
+        free(figures);
+    } else if (strcmp(action, "traced") == 0) {
+        char *figures = fn ? lsp_trace_lens(path, fn) : NULL;
+        lens_command(lens, figures ? figures : "fp trace: over", "fp.stop", uri, fn, NULL);
         free(figures);
     } else if (strcmp(action, "changed") == 0) {
         lens_command(lens, "changed since loaded", "fp.reload", uri, fn, NULL);

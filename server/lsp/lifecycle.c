@@ -22,6 +22,33 @@ static void lifecycle_settings_defaults(lsp_settings *s)
     s->monitor_interval_s = 1.0;
     s->hot_threshold_pct = 1.0;
     s->lens_refresh_ms = LSP_LENS_REFRESH_MS;
+    s->profile_rate_hz = 100;
+    s->profile_sliding = false;
+    s->profile_window_s = 10;
+    s->profile_refresh_s = 2;
+    snprintf(s->profile_format, sizeof s->profile_format, "svg");
+    snprintf(s->profile_open, sizeof s->profile_open, "ask");
+}
+
+/* The "profile" section: {rate, window: "cumulative"|"sliding", windowSeconds,
+ * refreshSeconds, format: "svg"|"speedscope", open: "ask"|"always"|"never"}. */
+static void lifecycle_profile_settings(const cJSON *p, lsp_settings *d)
+{
+    double rate = fp_json_num(p, "rate", d->profile_rate_hz);
+    if (rate >= 1 && rate <= 1000) d->profile_rate_hz = rate;
+    const char *window = fp_json_str(p, "window", NULL);
+    if (window && strcmp(window, "sliding") == 0) d->profile_sliding = true;
+    if (window && strcmp(window, "cumulative") == 0) d->profile_sliding = false;
+    double ws = fp_json_num(p, "windowSeconds", d->profile_window_s);
+    if (ws >= 1 && ws <= 600) d->profile_window_s = ws;
+    double rs = fp_json_num(p, "refreshSeconds", d->profile_refresh_s);
+    if (rs >= 0.5 && rs <= 60) d->profile_refresh_s = rs;
+    const char *format = fp_json_str(p, "format", "");
+    if (strcmp(format, "svg") == 0 || strcmp(format, "speedscope") == 0)
+        snprintf(d->profile_format, sizeof d->profile_format, "%s", format);
+    const char *open = fp_json_str(p, "open", "");
+    if (strcmp(open, "ask") == 0 || strcmp(open, "always") == 0 || strcmp(open, "never") == 0)
+        snprintf(d->profile_open, sizeof d->profile_open, "%s", open);
 }
 
 /* Settings are {"fp": {...}} (a client's whole configuration) or the fp section itself. */
@@ -46,6 +73,8 @@ static void lifecycle_settings_apply(const cJSON *any)
     if (thr >= 0 && thr <= 100) d->hot_threshold_pct = thr;
     double refresh = fp_json_num(s, "lensRefreshMs", d->lens_refresh_ms);
     if (refresh >= LSP_LENS_REFRESH_MS && refresh <= 60000) d->lens_refresh_ms = (int)refresh;
+    const cJSON *prof = fp_json_get(s, "profile");
+    if (cJSON_IsObject(prof)) lifecycle_profile_settings(prof, d);
 }
 
 static bool lifecycle_client_offers(const cJSON *caps, const char *const *path, int n)
@@ -101,6 +130,7 @@ static void lifecycle_initialize(const cJSON *id, const cJSON *params)
 static void lifecycle_shutdown(const cJSON *id)
 {
     /* Everything installed in every process goes now; the channels close. */
+    lsp_profile_shutdown();
     lsp_procs_detach(0);
     lsp.shut_down = true;
     lsp_rpc_result(id, NULL);
@@ -111,6 +141,7 @@ void lsp_exit(int code)
     if (lsp.exiting) return;
     lsp.exiting = true;
     lsp.exit_code = code;
+    lsp_profile_shutdown();
     lsp_procs_detach(0);
     lsp_rpc_close();
 }
@@ -122,12 +153,6 @@ void lsp_exit(int code)
 typedef void (*lifecycle_request_fn)(const cJSON *id, const cJSON *params);
 typedef void (*lifecycle_note_fn)(const cJSON *params);
 
-static void lifecycle_inlay_hints(const cJSON *id, const cJSON *params)
-{
-    (void)params;
-    lsp_rpc_result(id, cJSON_CreateArray());
-}
-
 static const struct {
     const char *method;
     lifecycle_request_fn fn;
@@ -135,7 +160,7 @@ static const struct {
     {"textDocument/codeLens", lsp_lens_request},
     {"codeLens/resolve", lsp_lens_resolve},
     {"textDocument/hover", lsp_hover_request},
-    {"textDocument/inlayHint", lifecycle_inlay_hints},
+    {"textDocument/inlayHint", lsp_hints_request},
     {"workspace/executeCommand", lsp_commands_execute},
 };
 

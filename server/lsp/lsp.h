@@ -3,7 +3,8 @@
  * libuv's thread pool. Modules: rpc.c (the LSP wire), lifecycle.c (initialize, shutdown,
  * settings), documents.c (open documents and their text), pyscan.c (functions in a buffer),
  * procs.c (attached processes and their agents), features: lenses.c, watch.c, monitor.c,
- * reload.c, hover.c, diagnostics.c, commands.c (workspace/executeCommand, fp/status). */
+ * reload.c, profile.c, trace.c, stack.c, hints.c (inlay hints), hover.c, diagnostics.c,
+ * commands.c (workspace/executeCommand, fp/status). */
 #ifndef FP_LSP_H
 #define FP_LSP_H
 
@@ -81,6 +82,10 @@ lsp_doc *lsp_docs_first(void);
 void lsp_docs_free_all(void);
 /* Byte offset of (line, character) in doc (characters in the negotiated encoding), clamped. */
 size_t lsp_doc_offset(const lsp_doc *doc, int line, int character);
+/* The length of line (0-based) in the negotiated encoding's units: where its end is. */
+int lsp_doc_line_end(const lsp_doc *doc, int line);
+/* How many lines doc has (a last line without a newline counts). */
+int lsp_doc_lines(const lsp_doc *doc);
 /* file:///a/b -> /a/b (percent-decoded) into buf; returns false for other schemes. */
 bool lsp_uri_to_path(const char *uri, char *buf, size_t size);
 /* /a/b -> file:///a/b (caller frees). */
@@ -129,6 +134,13 @@ typedef struct lsp_settings {
     double monitor_interval_s;
     double hot_threshold_pct;
     int lens_refresh_ms;
+    /* fp.profile */
+    double profile_rate_hz;
+    bool profile_sliding; /* a sliding window of profile_window_s, else the whole run */
+    double profile_window_s;
+    double profile_refresh_s; /* hints and lenses refreshed this often while it samples */
+    char profile_format[16];  /* "svg" or "speedscope" */
+    char profile_open[8];     /* "ask", "always", "never": open the flame graph at the stop */
 } lsp_settings;
 
 typedef struct lsp_server {
@@ -264,6 +276,40 @@ void lsp_reload_command(const cJSON *id, const cJSON *arg);
 void lsp_reload_on_save(lsp_doc *doc);
 void lsp_reload_diagnostics(lsp_doc *doc, cJSON *out);
 void lsp_reload_forget(const char *path);
+
+/* profile.c: fp.profile (the sampler, run here), its hints and lenses. */
+void lsp_profile_command(const cJSON *id, const cJSON *arg);
+void lsp_profile_stop_command(const cJSON *id, const cJSON *arg);
+void lsp_profile_clear_command(const cJSON *id, const cJSON *arg);
+/* Processes being sampled now. */
+int lsp_profile_running(void);
+/* The inlay hints of doc's hot lines between lines from and to (0-based, inclusive) into out. */
+void lsp_profile_hints(lsp_doc *doc, int from, int to, cJSON *out);
+/* The lens title of qualname's figures (caller frees), NULL when it has none. */
+char *lsp_profile_lens(lsp_doc *doc, const lsp_def *def);
+/* Stops every sampler at once (the server ends): their files are written, nothing is shown. */
+void lsp_profile_shutdown(void);
+/* The directory fp-lsp writes its files to ($XDG_RUNTIME_DIR/fp, else /tmp/fp-UID), made 0700
+ * when missing. 0, or -1 with err. */
+int lsp_runtime_dir(char *buf, size_t size, fp_error *err);
+
+/* trace.c: fp.trace (the agent's trace stream), its hints, lens and hover. */
+void lsp_trace_command(const cJSON *id, const cJSON *arg);
+int lsp_trace_stop(const char *path, const char *qualname);
+void lsp_trace_proc_gone(lsp_proc *p);
+int lsp_trace_count(void);
+void lsp_trace_hints(lsp_doc *doc, int from, int to, cJSON *out);
+char *lsp_trace_lens(const char *path, const char *qualname);
+char *lsp_trace_hover(const char *path, const char *qualname);
+
+/* stack.c: fp.stack (every thread read from outside), its document and diagnostics. */
+void lsp_stack_command(const cJSON *id, const cJSON *arg);
+void lsp_stack_clear_command(const cJSON *id, const cJSON *arg);
+void lsp_stack_diagnostics(lsp_doc *doc, cJSON *out);
+
+/* hints.c: textDocument/inlayHint (profile and trace figures); asks the client to refresh. */
+void lsp_hints_request(const cJSON *id, const cJSON *params);
+void lsp_hints_changed(void);
 
 /* hover.c */
 void lsp_hover_request(const cJSON *id, const cJSON *params);

@@ -106,6 +106,7 @@ static void procs_gone(procs_entry *e)
     fp_channel_closed_error(e->p.ch, &why);
     lsp_watch_proc_gone(&e->p);
     lsp_monitor_proc_gone(&e->p);
+    lsp_trace_proc_gone(&e->p);
     procs_remove(e);
     lsp_show(2, "fp: %s; its lenses and diagnostics are cleared", why.message);
     lsp_lens_changed();
@@ -386,6 +387,7 @@ void lsp_procs_detach(int pid)
         procs_execs_drop(e); /* before their owners free what the callbacks would use */
         lsp_watch_proc_gone(&e->p);
         lsp_monitor_proc_gone(&e->p);
+        lsp_trace_proc_gone(&e->p);
         /* detach removes what this client installed; a closed socket would too. */
         fp_error err;
         if (fp_channel_request(e->p.ch, "detach", NULL, PROCS_DETACH_MS, procs_on_detached, e,

@@ -76,7 +76,10 @@ class Lsp:
         with self.lock:
             if "method" in msg and "id" in msg:
                 self.server_requests.append((msg["method"], msg.get("params")))
-                self.send({"jsonrpc": "2.0", "id": msg["id"], "result": None})
+                try:
+                    self.send({"jsonrpc": "2.0", "id": msg["id"], "result": None})
+                except (BrokenPipeError, ValueError):
+                    pass  # the server was stopped meanwhile (the test's end)
             elif "method" in msg:
                 self.notifications.append((msg["method"], msg.get("params")))
                 if msg["method"] == "textDocument/publishDiagnostics":
