@@ -10,6 +10,7 @@ compiled, as the first attach ever on a machine does); the others find it filled
 Prints median / p90 / min in ms per interpreter. Goals: first-attach median <= 150 ms; first
 Python answer (getglobal, watch) median <= 20 ms.
 """
+
 import glob
 import os
 import select
@@ -29,8 +30,12 @@ PYTHON_COMMANDS = (("getglobal", "getglobal fptarget EARLY_TOLERANCE_S"), ("watc
 def timed_status(fp, pid):
     """(ms to the first line of output, ms to exit) of one `fp PID --json --cmd status`."""
     t0 = time.perf_counter()
-    p = subprocess.Popen([fp, str(pid), "--json", "--cmd", "status"], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [fp, str(pid), "--json", "--cmd", "status"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     answered = None
     out = b""
     fd = p.stdout.fileno()
@@ -92,8 +97,11 @@ def first_python_answer(fp, pid, command):
 
 def empty_bytecode_cache(python):
     """Remove fp's bytecode cache of the agent for this interpreter (agent/fp_agent/pycache.py)."""
-    tag = subprocess.run([python.path, "-c", "import sys; print(sys.implementation.cache_tag)"],
-                         stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+    tag = subprocess.run(
+        [python.path, "-c", "import sys; print(sys.implementation.cache_tag)"],
+        stdout=subprocess.PIPE,
+        universal_newlines=True,
+    ).stdout.strip()
     for path in glob.glob("/tmp/fp-%d/pycache/%s" % (os.geteuid(), tag)):
         shutil.rmtree(path, ignore_errors=True)
 
@@ -137,19 +145,35 @@ def main():
             continue
         rows.append([py.id, str(args.runs)] + stats(first_answer) + stats(first_exit) + stats(again_exit))
         med = benchlib.median(first_exit)
-        verdicts.append("%s: first-attach median %.1f ms %s the %.0f ms goal"
-                        % (py.id, med, "within" if med <= GOAL_MS else "ABOVE", GOAL_MS))
+        verdicts.append(
+            "%s: first-attach median %.1f ms %s the %.0f ms goal"
+            % (py.id, med, "within" if med <= GOAL_MS else "ABOVE", GOAL_MS)
+        )
         row = [py.id]
         for name, _ in PYTHON_COMMANDS:
             row += ["%.1f" % cold[name]] + stats(python_answer[name])
             med = benchlib.median(python_answer[name])
-            verdicts.append("%s: first %s answer median %.1f ms %s the %.0f ms goal"
-                            % (py.id, name, med, "within" if med <= PYTHON_GOAL_MS else "ABOVE", PYTHON_GOAL_MS))
+            verdicts.append(
+                "%s: first %s answer median %.1f ms %s the %.0f ms goal"
+                % (py.id, name, med, "within" if med <= PYTHON_GOAL_MS else "ABOVE", PYTHON_GOAL_MS)
+            )
         python_rows.append(row)
-    benchlib.table(["python", "n",
-                    "answer.med", "answer.p90", "answer.min",
-                    "exit.med", "exit.p90", "exit.min",
-                    "reuse.med", "reuse.p90", "reuse.min"], rows)
+    benchlib.table(
+        [
+            "python",
+            "n",
+            "answer.med",
+            "answer.p90",
+            "answer.min",
+            "exit.med",
+            "exit.p90",
+            "exit.min",
+            "reuse.med",
+            "reuse.p90",
+            "reuse.min",
+        ],
+        rows,
+    )
     print()
     print("answer: fp started -> status on stdout (injection + agent start + round trip)")
     print("exit:   fp started -> fp exited; reuse: the same, second fp on the same target")

@@ -3,6 +3,7 @@
 The targets are the integration tests' (tests/targets/*.py); the interpreters come from
 tests/integration/pythons.py, so FP_PYTHONS narrows both the same way.
 """
+
 import argparse
 import os
 import select
@@ -26,12 +27,22 @@ class BenchError(Exception):
 
 def parser(description, runs_default):
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--build", default=os.environ.get("FP_BUILD") or os.path.join(REPO, "build"),
-                   help="build directory holding bin/fp (default: $FP_BUILD or ./build)")
-    p.add_argument("--pythons", default=None,
-                   help="comma-separated interpreter ids, e.g. py3.12,system-3.11 (default: $FP_PYTHONS or all)")
-    p.add_argument("--runs", type=int, default=int(os.environ.get("FP_BENCH_RUNS", runs_default)),
-                   help="runs per interpreter (default: $FP_BENCH_RUNS or %d)" % runs_default)
+    p.add_argument(
+        "--build",
+        default=os.environ.get("FP_BUILD") or os.path.join(REPO, "build"),
+        help="build directory holding bin/fp (default: $FP_BUILD or ./build)",
+    )
+    p.add_argument(
+        "--pythons",
+        default=None,
+        help="comma-separated interpreter ids, e.g. py3.12,system-3.11 (default: $FP_PYTHONS or all)",
+    )
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=int(os.environ.get("FP_BENCH_RUNS", runs_default)),
+        help="runs per interpreter (default: $FP_BENCH_RUNS or %d)" % runs_default,
+    )
     return p
 
 
@@ -55,10 +66,13 @@ class Target:
         os.mkfifo(ready)
         rfd = os.open(ready, os.O_RDONLY | os.O_NONBLOCK)
         try:
-            self.proc = subprocess.Popen([python.path, os.path.join(TARGETS, kind + ".py"), ready]
-                                         + [str(a) for a in args],
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, cwd=self.dir)
+            self.proc = subprocess.Popen(
+                [python.path, os.path.join(TARGETS, kind + ".py"), ready] + [str(a) for a in args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                cwd=self.dir,
+            )
             self.pid = self.proc.pid
             got = b""
             deadline = time.monotonic() + 20
@@ -116,8 +130,14 @@ class Target:
 
 def run_fp(fp, pid, command, timeout=30):
     """Runs `fp PID --cmd COMMAND`; raises BenchError when it fails."""
-    p = subprocess.run([fp, str(pid), "--cmd", command], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    p = subprocess.run(
+        [fp, str(pid), "--cmd", command],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=timeout,
+    )
     if p.returncode != 0:
         raise BenchError("fp %s --cmd %s failed (%d): %s" % (pid, command, p.returncode, p.stderr.strip()))
     return p.stdout

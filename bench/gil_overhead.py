@@ -16,6 +16,7 @@ gilstat counted, and the cost per event that the CPU ratio implies (when every b
 cost; otherwise it is within the noise and shown as -). Interpreters where gilstat
 refuses (a stripped static build) are listed with the reason.
 """
+
 import json
 import re
 import signal
@@ -58,8 +59,13 @@ def drain(t):
 
 
 def gilstat_start(fp, pid):
-    p = subprocess.Popen([fp, str(pid), "--json", "--timeout", "86400", "--cmd", "gilstat on -i 3600"], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    p = subprocess.Popen(
+        [fp, str(pid), "--json", "--timeout", "86400", "--cmd", "gilstat on -i 3600"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+    )
     first = p.stdout.readline()
     rec = json.loads(first) if first.strip() else {}
     if rec.get("notification", {}).get("method") != "gilstat/started":
@@ -83,8 +89,14 @@ def gilstat_stop(p):
 def refused(fp, py):
     """The first line of gilstat's refusal for this interpreter, or None."""
     with benchlib.Target(py, "gil_switch", 0.25, 1) as t:
-        p = subprocess.run([fp, str(t.pid), "--cmd", "gilstat on", "--timeout", "1"], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        p = subprocess.run(
+            [fp, str(t.pid), "--cmd", "gilstat on", "--timeout", "1"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            timeout=60,
+        )
         return p.stderr.strip().splitlines()[0] if p.returncode != 0 else None
 
 
@@ -116,8 +128,10 @@ def main():
     args = p.parse_args()
     fp, interpreters = benchlib.setup(args)
     chosen = [w for w in WORKLOADS if w[0] in args.workloads.split(",")]
-    print("gilstat's cost: target throughput with gilstat on / off (1.000 = no cost); %d run(s) x %d "
-          "rounds x %d windows" % (args.runs, args.rounds, args.windows))
+    print(
+        "gilstat's cost: target throughput with gilstat on / off (1.000 = no cost); %d run(s) x %d "
+        "rounds x %d windows" % (args.runs, args.rounds, args.windows)
+    )
     rows = []
     for py in interpreters:
         why = refused(fp, py)
@@ -139,10 +153,18 @@ def main():
             per_event_us = (1 - ratio) * benchlib.median(busy) / rate * 1e6 if rate > 0 else 0
             # Only when every block agrees there is a cost: else it is noise divided by a rate.
             shown = "%.2f" % per_event_us if max(cpu) < 1 else "-"
-            rows.append([py.id, workload[0], "%.3f" % benchlib.median(wall), "%.3f" % ratio,
-                         "%.3f-%.3f" % (min(cpu), max(cpu)), "%.0f" % rate, shown])
-    benchlib.table(["python", "workload", "wall on/off", "cpu on/off", "cpu range", "events/s", "us/event"],
-                   rows)
+            rows.append(
+                [
+                    py.id,
+                    workload[0],
+                    "%.3f" % benchlib.median(wall),
+                    "%.3f" % ratio,
+                    "%.3f-%.3f" % (min(cpu), max(cpu)),
+                    "%.0f" % rate,
+                    shown,
+                ]
+            )
+    benchlib.table(["python", "workload", "wall on/off", "cpu on/off", "cpu range", "events/s", "us/event"], rows)
 
 
 if __name__ == "__main__":

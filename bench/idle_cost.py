@@ -12,6 +12,7 @@ goal is about) and per second of the target's CPU time (all its threads, the age
 disturbed by other processes taking the cores). Printed per interpreter: the median ratio over
 all pairs of all runs and their range, for both. Goal: wall ratio within 1% of 1.0.
 """
+
 import re
 import sys
 import time
@@ -71,8 +72,10 @@ def main():
     ap.add_argument("--window", type=float, default=0.25, help="window length in seconds (default 0.25)")
     args = ap.parse_args()
     fp, interpreters = benchlib.setup(args)
-    print("idle cost: cpu target iterations/s, no agent vs idle agent; %d runs x %d rounds x %d windows of %.2fs"
-          % (args.runs, args.rounds, args.windows, args.window))
+    print(
+        "idle cost: cpu target iterations/s, no agent vs idle agent; %d runs x %d rounds x %d windows of %.2fs"
+        % (args.runs, args.rounds, args.windows, args.window)
+    )
     rows = []
     verdicts = []
     errors = []
@@ -88,14 +91,22 @@ def main():
         wall = [r[0] for r in ratios]
         cpu = [r[1] for r in ratios]
         med = benchlib.median(wall)
-        rows.append([py.id, "%.4f" % med, "%.3f..%.3f" % (min(wall), max(wall)),
-                     "%.4f" % benchlib.median(cpu), "%.3f..%.3f" % (min(cpu), max(cpu))])
-        verdicts.append("%s: with an idle agent the loop runs at %.2f%% of its speed (wall), %s the %.0f%% goal"
-                        % (py.id, med * 100, "within" if abs(med - 1) <= GOAL else "OUTSIDE", GOAL * 100))
+        rows.append(
+            [
+                py.id,
+                "%.4f" % med,
+                "%.3f..%.3f" % (min(wall), max(wall)),
+                "%.4f" % benchlib.median(cpu),
+                "%.3f..%.3f" % (min(cpu), max(cpu)),
+            ]
+        )
+        verdicts.append(
+            "%s: with an idle agent the loop runs at %.2f%% of its speed (wall), %s the %.0f%% goal"
+            % (py.id, med * 100, "within" if abs(med - 1) <= GOAL else "OUTSIDE", GOAL * 100)
+        )
     benchlib.table(["python", "wall ratio", "wall range", "cpu ratio", "cpu range"], rows)
     print()
-    print("ratio = idle-agent / no-agent iterations per second, median over %d block pairs"
-          % (args.runs * args.rounds))
+    print("ratio = idle-agent / no-agent iterations per second, median over %d block pairs" % (args.runs * args.rounds))
     print("(1.0: no cost; below 1: slower). wall: per second of elapsed time; cpu: per second of the")
     print("target's CPU time (immune to other processes on the machine; counts the agent's threads).")
     for v in verdicts:

@@ -26,6 +26,7 @@ rank), memory and CPU. Latencies include the Python client's own JSON work, as a
 include its own. Goals (issue 15): codeLens p95 <= 10 ms; call -> diagnostic p95 <= 200 ms;
 fp-lsp <= 30 MB with 3 processes and 20 functions monitored; CPU while idle 0.
 """
+
 import json
 import os
 import shutil
@@ -47,26 +48,30 @@ def module_text():
     """200 functions of 10 lines each; the last is watched(seq), the one the bench calls."""
     out = []
     for k in range(FUNCTIONS - 1):
-        out += ["def f%03d(x):" % k,
-                '    """Function %d of the generated module."""' % k,
-                "    a = x + %d" % k,
-                "    b = a * 2",
-                "    c = b - 1",
-                "    d = c // 3",
-                "    e = d %% %d" % (k % 7 + 2),
-                "    g = [a, b, c, d, e]",
-                "    return sum(g)",
-                ""]
-    out += ["def watched(seq):",
-            '    """The function the bench watches: called on demand."""',
-            "    a = seq",
-            "    b = a + seq",
-            "    c = b",
-            "    d = c",
-            "    e = d",
-            "    g = e",
-            "    return g",
-            ""]
+        out += [
+            "def f%03d(x):" % k,
+            '    """Function %d of the generated module."""' % k,
+            "    a = x + %d" % k,
+            "    b = a * 2",
+            "    c = b - 1",
+            "    d = c // 3",
+            "    e = d %% %d" % (k % 7 + 2),
+            "    g = [a, b, c, d, e]",
+            "    return sum(g)",
+            "",
+        ]
+    out += [
+        "def watched(seq):",
+        '    """The function the bench watches: called on demand."""',
+        "    a = seq",
+        "    b = a + seq",
+        "    c = b",
+        "    d = c",
+        "    e = d",
+        "    g = e",
+        "    return g",
+        "",
+    ]
     assert len(out) == FUNCTIONS * LINES_PER_FUNCTION
     return "\n".join(out)
 
@@ -113,8 +118,7 @@ def cpu_share(pid, seconds):
 
 
 def function_lenses(lsp, uri, what):
-    return lsp.lenses_when(uri, lambda ls: sum(1 for l in ls if l["data"].get("function")) >= FUNCTIONS * 4, 30,
-                           what)
+    return lsp.lenses_when(uri, lambda ls: sum(1 for l in ls if l["data"].get("function")) >= FUNCTIONS * 4, 30, what)
 
 
 def start_server(fp_lsp, hosts, path):
@@ -137,8 +141,12 @@ def resources(lsp, uri, seconds):
     idle_rss = rss_mb(pid)
     for k in range(20):
         lsp.execute("fp.monitor", {"uri": uri, "function": "f%03d" % k})
-    lsp.lenses_when(uri, lambda ls: any(" call" in l["command"]["title"]
-                                        for l in ls if l["data"].get("function") == "f019"), 30, "f019's figures")
+    lsp.lenses_when(
+        uri,
+        lambda ls: any(" call" in l["command"]["title"] for l in ls if l["data"].get("function") == "f019"),
+        30,
+        "f019's figures",
+    )
     busy_cpu = cpu_share(pid, seconds)
     busy_rss = rss_mb(pid)
     lsp.execute("fp.monitor", {"uri": uri, "scope": "off"})
@@ -148,8 +156,12 @@ def resources(lsp, uri, seconds):
 def lens_latency(lsp, uri, requests):
     """([codeLens ms], [resolve-all ms]) with every function of the file monitored."""
     lsp.execute("fp.monitor", {"uri": uri, "scope": "file"})
-    lsp.lenses_when(uri, lambda ls: sum(1 for l in ls if "calls" in l["command"]["title"]) >= FUNCTIONS - 1, 30,
-                    "figures on every function")
+    lsp.lenses_when(
+        uri,
+        lambda ls: sum(1 for l in ls if "calls" in l["command"]["title"]) >= FUNCTIONS - 1,
+        30,
+        "figures on every function",
+    )
     params = {"textDocument": {"uri": uri}}
     lens_ms = []
     resolve_ms = []
@@ -264,8 +276,10 @@ def main():
     path = os.path.join(tmp, "benchmod.py")
     with open(path, "w") as f:
         f.write(module_text())
-    print("fp-lsp: %d-line module with %d functions, hosts calling each every 20 ms; %d runs; medians of the "
-          "runs' figures" % (FUNCTIONS * LINES_PER_FUNCTION, FUNCTIONS, args.runs))
+    print(
+        "fp-lsp: %d-line module with %d functions, hosts calling each every 20 ms; %d runs; medians of the "
+        "runs' figures" % (FUNCTIONS * LINES_PER_FUNCTION, FUNCTIONS, args.runs)
+    )
     rows = []
     res_rows = []
     try:
@@ -284,21 +298,37 @@ def main():
             def res(n, i):
                 return benchlib.median([r[n][i] for r in runs])
 
-            rows.append([py.id, "%.2f / %.2f" % (med("lens", 50), med("lens", 95)),
-                         "%.2f" % benchlib.median([r["lens_cpu"] for r in runs]),
-                         "%.0f / %.0f" % (med("resolve", 50), med("resolve", 95)),
-                         "%.1f / %.1f" % (med("diag", 50), med("diag", 95)),
-                         "%.1f" % benchlib.median([max(r["diag"]) for r in runs])])
+            rows.append(
+                [
+                    py.id,
+                    "%.2f / %.2f" % (med("lens", 50), med("lens", 95)),
+                    "%.2f" % benchlib.median([r["lens_cpu"] for r in runs]),
+                    "%.0f / %.0f" % (med("resolve", 50), med("resolve", 95)),
+                    "%.1f / %.1f" % (med("diag", 50), med("diag", 95)),
+                    "%.1f" % benchlib.median([max(r["diag"]) for r in runs]),
+                ]
+            )
             for n in ("1", "4"):
-                res_rows.append([py.id, n, "%.1f" % res(n, 0), "%.2f" % res(n, 1), "%.1f" % res(n, 2),
-                                 "%.2f" % res(n, 3)])
+                res_rows.append(
+                    [py.id, n, "%.1f" % res(n, 0), "%.2f" % res(n, 1), "%.1f" % res(n, 2), "%.2f" % res(n, 3)]
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    benchlib.table(["python", "codeLens p50/p95 ms", "fp-lsp CPU ms per codeLens", "resolve all 1000 p50/p95 ms", "call->diag p50/p95 ms",
-                    "call->diag max ms"], rows)
+    benchlib.table(
+        [
+            "python",
+            "codeLens p50/p95 ms",
+            "fp-lsp CPU ms per codeLens",
+            "resolve all 1000 p50/p95 ms",
+            "call->diag p50/p95 ms",
+            "call->diag max ms",
+        ],
+        rows,
+    )
     print()
-    benchlib.table(["python", "processes", "idle RSS MB", "idle CPU %", "RSS MB, 20 monitored",
-                    "CPU %, 20 monitored"], res_rows)
+    benchlib.table(
+        ["python", "processes", "idle RSS MB", "idle CPU %", "RSS MB, 20 monitored", "CPU %, 20 monitored"], res_rows
+    )
 
 
 if __name__ == "__main__":

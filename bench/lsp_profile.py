@@ -11,6 +11,7 @@ block's just before it. fp-lsp's CPU (utime + stime from /proc) is read over eac
 block and over an idle block before any profile (expected 0). Printed per interpreter: medians
 over rounds and runs. Goal: < 1% slowdown at 100 Hz, as fp perf.
 """
+
 import os
 import re
 import sys
@@ -24,9 +25,11 @@ from lspclient import Lsp  # noqa: E402
 
 RATE_LINE = re.compile(r"^round \d+ ips=(\d+) cpu_ips=(\d+)$")
 DOCS = ("hot.py", "lsp_service.py", "traced.py", "known_stacks.py", "lsp_views.py")
-CAPS = {"general": {"positionEncodings": ["utf-16"]},
-        "workspace": {"codeLens": {"refreshSupport": True}, "inlayHint": {"refreshSupport": True}},
-        "window": {"showDocument": {"support": False}}}
+CAPS = {
+    "general": {"positionEncodings": ["utf-16"]},
+    "workspace": {"codeLens": {"refreshSupport": True}, "inlayHint": {"refreshSupport": True}},
+    "window": {"showDocument": {"support": False}},
+}
 
 
 def cpu_s(pid):
@@ -63,8 +66,13 @@ class Editor(threading.Thread):
             if self.done:
                 return
             for uri in self.uris:
-                self.lsp.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
-                    "start": {"line": 0, "character": 0}, "end": {"line": 100000, "character": 0}}})
+                self.lsp.request(
+                    "textDocument/inlayHint",
+                    {
+                        "textDocument": {"uri": uri},
+                        "range": {"start": {"line": 0, "character": 0}, "end": {"line": 100000, "character": 0}},
+                    },
+                )
                 self.lsp.request("textDocument/codeLens", {"textDocument": {"uri": uri}})
             self.asks += 1
 
@@ -108,8 +116,10 @@ def main():
     args = ap.parse_args()
     _, interpreters = benchlib.setup(args)
     fp_lsp = os.path.join(os.path.abspath(args.build), "bin", "fp-lsp")
-    print("fp-lsp profiling hot.py at 100 Hz, 5 open documents; %d run(s) x %d rounds of %d x %.1f s windows"
-          % (args.runs, args.rounds, args.windows, args.window))
+    print(
+        "fp-lsp profiling hot.py at 100 Hz, 5 open documents; %d run(s) x %d rounds of %d x %.1f s windows"
+        % (args.runs, args.rounds, args.windows, args.window)
+    )
     rows = []
     for py in interpreters:
         ratios, cpus, idles = [], [], []
@@ -122,8 +132,14 @@ def main():
         except benchlib.BenchError as e:
             rows.append([py.id, "error: %s" % e, "", ""])
             continue
-        rows.append([py.id, "%.4f" % benchlib.median(ratios), "%.2f%%" % (100 * benchlib.median(cpus)),
-                     "%.2f%%" % (100 * benchlib.median(idles))])
+        rows.append(
+            [
+                py.id,
+                "%.4f" % benchlib.median(ratios),
+                "%.2f%%" % (100 * benchlib.median(cpus)),
+                "%.2f%%" % (100 * benchlib.median(idles)),
+            ]
+        )
     benchlib.table(["python", "target rate profiled / not", "fp-lsp CPU profiling", "fp-lsp CPU idle"], rows)
 
 

@@ -13,8 +13,8 @@ directory at bench time only, and `summary.summarize(muppy.get_objects())` runs 
 fresh target (as the seed runs it), `--pympler-runs` times (default 1: about two minutes each).
 Medians over the runs.
 """
+
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -44,8 +44,14 @@ def measure_fp(fp, pid, command):
     reset_peak(pid)
     before = status(pid)["VmRSS"]
     t0 = time.monotonic()
-    p = subprocess.run([fp, str(pid), "--json", "--timeout", "900", "--cmd", command], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=1000)
+    p = subprocess.run(
+        [fp, str(pid), "--json", "--timeout", "900", "--cmd", command],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=1000,
+    )
     wall = time.monotonic() - t0
     if p.returncode != 0:
         raise benchlib.BenchError("fp --cmd %r failed: %s" % (command, p.stderr.strip()))
@@ -55,8 +61,12 @@ def measure_fp(fp, pid, command):
 
 def install_pympler():
     target = tempfile.mkdtemp(prefix="fp-bench-pympler-")
-    p = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", target,
-                        "pympler==1.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", target, "pympler==1.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        universal_newlines=True,
+    )
     if p.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         return None, "pip install pympler failed: %s" % p.stdout.strip()[-300:]
@@ -93,8 +103,11 @@ def main():
             for _ in range(args.runs):
                 # A fresh target for each: memory a first summary freed stays in the process (its
                 # RSS), and a second one would reuse it without raising the peak.
-                for key, command in (("budget", "mem summary"), ("all_tracked", "mem summary --budget 600"),
-                                     ("with_untracked", "mem summary --all --budget 600")):
+                for key, command in (
+                    ("budget", "mem summary"),
+                    ("all_tracked", "mem summary --budget 600"),
+                    ("with_untracked", "mem summary --all --budget 600"),
+                ):
                     with benchlib.Target(py, "mem_big", args.objects) as t:
                         built = wait_for(t, "built", 300)
                         objects = int(built["objects"])
@@ -114,16 +127,26 @@ def main():
             def med(key, i):
                 return benchlib.median([r[i] for r in fp_runs[key]])
 
-            row = [py.id, "%.2fM" % (objects / 1e6),
-                   "%.2f s" % med("budget", 0), "%.0f%%" % (100 * benchlib.median(covered)),
-                   "%.0f MB" % (med("budget", 2) / MB),
-                   "%.2f s" % med("all_tracked", 0), "%.0f MB" % (med("all_tracked", 2) / MB),
-                   "%.2f s" % med("with_untracked", 0), "%.0f MB" % (med("with_untracked", 2) / MB)]
+            row = [
+                py.id,
+                "%.2fM" % (objects / 1e6),
+                "%.2f s" % med("budget", 0),
+                "%.0f%%" % (100 * benchlib.median(covered)),
+                "%.0f MB" % (med("budget", 2) / MB),
+                "%.2f s" % med("all_tracked", 0),
+                "%.0f MB" % (med("all_tracked", 2) / MB),
+                "%.2f s" % med("with_untracked", 0),
+                "%.0f MB" % (med("with_untracked", 2) / MB),
+            ]
             if pymp:
                 pt = benchlib.median([x[0] for x in pymp])
                 pm = benchlib.median([x[1] for x in pymp])
-                row += ["%.1f s" % pt, "%.0f MB" % (pm / MB), "%.0fx" % (pt / med("with_untracked", 1)),
-                        "%.0fx" % (pm / max(med("with_untracked", 2), 1))]
+                row += [
+                    "%.1f s" % pt,
+                    "%.0f MB" % (pm / MB),
+                    "%.0fx" % (pt / med("with_untracked", 1)),
+                    "%.0fx" % (pm / max(med("with_untracked", 2), 1)),
+                ]
             else:
                 row += ["-", "-", "-", "-"]
             rows.append(row)
@@ -131,10 +154,28 @@ def main():
     finally:
         if pympler_dir:
             shutil.rmtree(pympler_dir, ignore_errors=True)
-    print("mem summary on a target holding %d tracked objects (fp: median of %d runs; pympler: %d)"
-          % (args.objects, args.runs, args.pympler_runs if pympler_dir else 0))
-    benchlib.table(["python", "objects", "fp 5s-budget", "covered", "+peak", "fp all", "+peak", "fp --all", "+peak",
-                    "pympler", "+peak", "pympler/fp time", "pympler/fp peak"], rows)
+    print(
+        "mem summary on a target holding %d tracked objects (fp: median of %d runs; pympler: %d)"
+        % (args.objects, args.runs, args.pympler_runs if pympler_dir else 0)
+    )
+    benchlib.table(
+        [
+            "python",
+            "objects",
+            "fp 5s-budget",
+            "covered",
+            "+peak",
+            "fp all",
+            "+peak",
+            "fp --all",
+            "+peak",
+            "pympler",
+            "+peak",
+            "pympler/fp time",
+            "pympler/fp peak",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

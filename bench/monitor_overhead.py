@@ -21,6 +21,7 @@ Printed per interpreter: the median over --rounds pairs (default 4) of --runs ta
 2), CPU ns first (not inflated when other processes take the cores), then wall ns; the probe's
 own ns per call; the engine. Goals (issue 15): <= 500 ns per call on 3.12+, <= 1000 ns before.
 """
+
 import os
 import re
 import subprocess
@@ -83,8 +84,14 @@ if hasattr(sys, "monitoring"):
 
 def probe_cost(py, build):
     env = dict(os.environ, PYTHONPATH=os.path.join(os.path.abspath(build), "lib", "fp", "python"))
-    p = subprocess.run([py.path, "-c", PROBE_TIMING], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       universal_newlines=True, env=env, timeout=120)
+    p = subprocess.run(
+        [py.path, "-c", PROBE_TIMING],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        universal_newlines=True,
+        env=env,
+        timeout=120,
+    )
     ns = re.search(r"probe_ns ([\d.]+)", p.stdout)
     engine = re.search(r"engine (\S+)", p.stdout)
     floor = re.search(r"floor_ns ([\d.]+)", p.stdout)
@@ -94,8 +101,9 @@ def probe_cost(py, build):
 
 
 def fp_monitor(fp, pid):
-    return watch_overhead.Watcher([fp, str(pid), "--timeout", "86400", "--cmd", "monitor __main__ handle -c 1"],
-                                  re.compile(r"^monitoring "))
+    return watch_overhead.Watcher(
+        [fp, str(pid), "--timeout", "86400", "--cmd", "monitor __main__ handle -c 1"], re.compile(r"^monitoring ")
+    )
 
 
 def main():
@@ -105,29 +113,56 @@ def main():
     ap.add_argument("--window", type=float, default=0.25, help="window length in seconds (default 0.25)")
     args = ap.parse_args()
     fp, interpreters = benchlib.setup(args)
-    print("monitor overhead: added ns per call of handle(); %d runs x %d pairs x %d windows of %.2fs; median over "
-          "pairs (CPU ns first)" % (args.runs, args.rounds, args.windows, args.window))
+    print(
+        "monitor overhead: added ns per call of handle(); %d runs x %d pairs x %d windows of %.2fs; median over "
+        "pairs (CPU ns first)" % (args.runs, args.rounds, args.windows, args.window)
+    )
     rows = []
     verdicts = []
     for py in interpreters:
         try:
             got = []
             for _ in range(args.runs):
-                got += watch_overhead.pairs(py, lambda pid: fp_monitor(fp, pid), args.rounds, args.windows,
-                                            args.window, warm=lambda pid: benchlib.run_fp(fp, pid, "status"))
+                got += watch_overhead.pairs(
+                    py,
+                    lambda pid: fp_monitor(fp, pid),
+                    args.rounds,
+                    args.windows,
+                    args.window,
+                    warm=lambda pid: benchlib.run_fp(fp, pid, "status"),
+                )
             cpu = benchlib.median([g[1] for g in got])
             wall = benchlib.median([g[0] for g in got])
             probe, engine, floor = probe_cost(py, args.build)
         except benchlib.BenchError as e:
             rows.append([py.id, "error: %s" % e, "", "", "", ""])
             continue
-        rows.append([py.id, "%.0f / %.0f" % (cpu, wall), "%.0f" % probe, "%.0f" % max(0.0, cpu - probe),
-                     "%.0f" % floor if floor is not None else "-", engine])
+        rows.append(
+            [
+                py.id,
+                "%.0f / %.0f" % (cpu, wall),
+                "%.0f" % probe,
+                "%.0f" % max(0.0, cpu - probe),
+                "%.0f" % floor if floor is not None else "-",
+                engine,
+            ]
+        )
         goal = GOALS[py.version >= (3, 12)]
-        verdicts.append("%s: %.0f ns added per call (goal <= %.0f ns: %s); the monitor's own Python code %.0f ns "
-                        "of it" % (py.id, cpu, goal, "met" if cpu <= goal else "NOT met", probe))
-    benchlib.table(["python", "added cpu/wall ns", "probe enter+exit ns", "engine and the rest ns",
-                    "no-op Python hooks ns", "engine"], rows)
+        verdicts.append(
+            "%s: %.0f ns added per call (goal <= %.0f ns: %s); the monitor's own Python code %.0f ns "
+            "of it" % (py.id, cpu, goal, "met" if cpu <= goal else "NOT met", probe)
+        )
+    benchlib.table(
+        [
+            "python",
+            "added cpu/wall ns",
+            "probe enter+exit ns",
+            "engine and the rest ns",
+            "no-op Python hooks ns",
+            "engine",
+        ],
+        rows,
+    )
     print()
     for v in verdicts:
         print(v)

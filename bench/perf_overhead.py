@@ -14,6 +14,7 @@ summary: ticks per second of the run). Goals: fp at 100 Hz costs < 1%; 1000 Hz h
 py-spy is installed with pip into a throwaway virtual environment under /tmp at bench time only
 (--no-py-spy skips it); if it cannot be installed, that is printed and fp is measured alone.
 """
+
 import json
 import os
 import re
@@ -64,11 +65,20 @@ def install_py_spy():
     """Path of a py-spy binary in a throwaway venv, or (None, why)."""
     venv = tempfile.mkdtemp(prefix="fp-bench-pyspy-")
     try:
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, timeout=120)
-        p = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "py-spy"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                           timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "venv", venv],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+        p = subprocess.run(
+            [os.path.join(venv, "bin", "pip"), "install", "-q", "py-spy"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            universal_newlines=True,
+            timeout=300,
+        )
         exe = os.path.join(venv, "bin", "py-spy")
         if p.returncode != 0 or not os.access(exe, os.X_OK):
             shutil.rmtree(venv, ignore_errors=True)
@@ -86,8 +96,9 @@ class Profiler:
     def __init__(self, argv, outfile):
         self.outfile = outfile
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, universal_newlines=True)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True
+        )
 
     def stop(self):
         """Its stdout; sets self.cpu: the profiler's CPU seconds per second of its life."""
@@ -103,7 +114,9 @@ class Profiler:
         used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         self.cpu = used / max(time.monotonic() - self.started, 1e-6)
         if self.proc.returncode != 0:
-            raise benchlib.BenchError("%s failed (%s): %s" % (self.proc.args[0], self.proc.returncode, err.strip()[-300:]))
+            raise benchlib.BenchError(
+                "%s failed (%s): %s" % (self.proc.args[0], self.proc.returncode, err.strip()[-300:])
+            )
         return out
 
 
@@ -127,11 +140,12 @@ def one_run(fp, spy, py, rounds, windows, window):
             tools = [("fp", r) for r in RATES] + ([("py-spy", r) for r in RATES] if spy else [])
             for n in range(rounds):
                 # Each round starts with another profiler, so none always runs first.
-                for tool, rate in tools[n % len(tools):] + tools[:n % len(tools)]:
+                for tool, rate in tools[n % len(tools) :] + tools[: n % len(tools)]:
                     drain(t, window)
                     base = medians(collect(t, windows, window))
-                    prof = (fp_profiler(fp, t.pid, rate, outdir) if tool == "fp"
-                            else spy_profiler(spy, t.pid, rate, outdir))
+                    prof = (
+                        fp_profiler(fp, t.pid, rate, outdir) if tool == "fp" else spy_profiler(spy, t.pid, rate, outdir)
+                    )
                     time.sleep(window)  # its start-up (reading the process) lands in a dropped window
                     drain(t, window)
                     busy = medians(collect(t, windows, window))
@@ -154,11 +168,17 @@ def main():
     args = ap.parse_args()
     fp, interpreters = benchlib.setup(args)
     spy, venv, spy_note = (None, None, "not measured (--no-py-spy)") if args.no_py_spy else install_py_spy()
-    print("perf overhead: hot target iterations/s profiled / un-profiled; %d runs x %d rounds x %d windows of %.2fs"
-          % (args.runs, args.rounds, args.windows, args.window))
+    print(
+        "perf overhead: hot target iterations/s profiled / un-profiled; %d runs x %d rounds x %d windows of %.2fs"
+        % (args.runs, args.rounds, args.windows, args.window)
+    )
     print("py-spy: %s" % (spy_note if spy_note else "?"))
-    headers = ["python"] + ["fp %d Hz" % r for r in RATES] + ["py-spy %d Hz" % r for r in RATES] + \
-        ["fp achieved %d Hz" % r for r in RATES]
+    headers = (
+        ["python"]
+        + ["fp %d Hz" % r for r in RATES]
+        + ["py-spy %d Hz" % r for r in RATES]
+        + ["fp achieved %d Hz" % r for r in RATES]
+    )
     rows, cpu_rows = [], []
     try:
         for py in interpreters:
@@ -177,8 +197,11 @@ def main():
             for tool in ("fp", "py-spy"):
                 for rate in RATES:
                     v = ratios.get((tool, rate))
-                    row.append("%.3f / %.3f" % (benchlib.median([x[0] for x in v]), benchlib.median([x[1] for x in v]))
-                               if v else "-")
+                    row.append(
+                        "%.3f / %.3f" % (benchlib.median([x[0] for x in v]), benchlib.median([x[1] for x in v]))
+                        if v
+                        else "-"
+                    )
             for rate in RATES:
                 v = achieved.get(rate)
                 row.append("%.1f" % benchlib.median(v) if v else "-")

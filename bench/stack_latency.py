@@ -8,6 +8,7 @@ under /tmp (never a dependency of fp); a tool that does not install is reported 
 Prints medians over --runs runs (default 10) per interpreter and thread count, in ms, and the
 ratios anchor / fp (above 1: fp is faster).
 """
+
 import json
 import os
 import shutil
@@ -30,20 +31,32 @@ def install_anchors(skip):
     venv = tempfile.mkdtemp(prefix="fp-bench-anchors-", dir="/tmp")
     tools = {}
     try:
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "venv", venv],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
     except (OSError, subprocess.SubprocessError) as e:
         print("anchors: cannot create a venv in %s (%s): no anchors" % (venv, e))
         return {}, venv
     for name in ANCHORS:
-        p = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", name], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+        p = subprocess.run(
+            [os.path.join(venv, "bin", "pip"), "install", "-q", name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            universal_newlines=True,
+            timeout=600,
+        )
         exe = os.path.join(venv, "bin", name)
         if p.returncode == 0 and os.access(exe, os.X_OK):
             tools[name] = exe
         else:
-            print("anchors: %s did not install (pip exit %d): %s" % (name, p.returncode,
-                                                                     p.stdout.strip().splitlines()[-1:]))
+            print(
+                "anchors: %s did not install (pip exit %d): %s"
+                % (name, p.returncode, p.stdout.strip().splitlines()[-1:])
+            )
     print("anchors: %s (throwaway venv %s)" % (", ".join(sorted(tools)) or "none", venv))
     return tools, venv
 
@@ -51,8 +64,14 @@ def install_anchors(skip):
 def timed(argv, timeout=60):
     """(ms, stdout) of one run; raises BenchError when it fails."""
     t0 = time.perf_counter()
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       universal_newlines=True, timeout=timeout)
+    p = subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=timeout,
+    )
     ms = (time.perf_counter() - t0) * 1000.0
     if p.returncode != 0:
         raise benchlib.BenchError("%s failed (%d): %s" % (" ".join(argv[:3]), p.returncode, p.stderr.strip()[-300:]))
@@ -96,8 +115,7 @@ def main():
     fp, interpreters = benchlib.setup(args)
     tools, venv = install_anchors(args.no_anchors)
     names = sorted(tools)
-    print("stack latency: `fp PID --json --cmd stack`, %d runs per interpreter and target (ms, medians)"
-          % args.runs)
+    print("stack latency: `fp PID --json --cmd stack`, %d runs per interpreter and target (ms, medians)" % args.runs)
     rows, notes = [], []
     try:
         for py in interpreters:
@@ -108,8 +126,7 @@ def main():
                     rows.append([py.id, str(nthreads), "error: %s" % e] + [""] * (3 + 2 * len(names)))
                     continue
                 fp_med = benchlib.median(walls)
-                row = [py.id, str(nthreads), "%.1f" % fp_med, "%.3f" % benchlib.median(pauses),
-                       "%.3f" % max(pauses)]
+                row = [py.id, str(nthreads), "%.1f" % fp_med, "%.3f" % benchlib.median(pauses), "%.3f" % max(pauses)]
                 for name in names:
                     if name in errors:
                         row += ["failed", "-"]
@@ -130,8 +147,10 @@ def main():
     print("       the threads, reading them, the model with source lines, the JSON on stdout)")
     print("pause: how long fp kept the target's threads stopped (pause_ms of the model)")
     for name in names:
-        print("%s.ms: wall time of `%s %s PID`; %s/fp: how many times longer than fp"
-              % (name, name, " ".join(ANCHORS[name]), name))
+        print(
+            "%s.ms: wall time of `%s %s PID`; %s/fp: how many times longer than fp"
+            % (name, name, " ".join(ANCHORS[name]), name)
+        )
     for n in notes:
         print("note: " + n)
 

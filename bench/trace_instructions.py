@@ -14,6 +14,7 @@ the profile function's dispatch (3.8-3.11) or sys.monitoring's (3.12+).
 
 Needs valgrind (callgrind and callgrind_annotate); slow (about two minutes per interpreter).
 """
+
 import os
 import re
 import subprocess
@@ -26,10 +27,17 @@ EXTRA_CALLS = 4
 
 def run(py, library, mode, calls, out_file="/dev/null"):
     """Instructions of one run (all threads)."""
-    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out_file, py.path,
-            os.path.join(benchlib.TARGETS, "trace_inprocess.py"), library, mode, str(calls)]
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                          timeout=1800)
+    argv = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=%s" % out_file,
+        py.path,
+        os.path.join(benchlib.TARGETS, "trace_inprocess.py"),
+        library,
+        mode,
+        str(calls),
+    ]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=1800)
     found = COLLECTED.search(proc.stderr)
     if proc.returncode != 0 or not found:
         raise benchlib.BenchError("%s %s failed: %s%s" % (py.id, mode, proc.stdout[-300:], proc.stderr[-600:]))
@@ -38,8 +46,9 @@ def run(py, library, mode, calls, out_file="/dev/null"):
 
 def fp_share(out_file, library):
     """Instructions spent in the library's own functions (self cost), from callgrind_annotate."""
-    text = subprocess.run(["callgrind_annotate", "--threshold=100", out_file], stdout=subprocess.PIPE,
-                          universal_newlines=True, check=True).stdout
+    text = subprocess.run(
+        ["callgrind_annotate", "--threshold=100", out_file], stdout=subprocess.PIPE, universal_newlines=True, check=True
+    ).stdout
     total = 0
     for line in text.splitlines():
         if line.rstrip().endswith("[%s]" % library):
@@ -57,8 +66,10 @@ def main():
         if subprocess.run(["sh", "-c", "command -v %s" % tool], stdout=subprocess.DEVNULL).returncode != 0:
             print("trace instructions: skipped, %s is missing (apt-get install valgrind)" % tool)
             return
-    print("trace instructions: traced_bench.serve under callgrind, plain and recorded; per call, "
-          "from runs of %d and %d calls" % (args.calls, args.calls + EXTRA_CALLS))
+    print(
+        "trace instructions: traced_bench.serve under callgrind, plain and recorded; per call, "
+        "from runs of %d and %d calls" % (args.calls, args.calls + EXTRA_CALLS)
+    )
     rows = []
     out_file = "/tmp/fp-bench-callgrind.%d" % os.getpid()
     for py in interpreters:
@@ -71,9 +82,16 @@ def main():
             run(py, library, "rec", args.calls, out_file)
             own = fp_share(out_file, library) / float(args.calls)
             extra = per_call["rec"] - per_call["base"]
-            rows.append([py.id, "%.1fM" % (per_call["base"] / 1e6), "%.1fM" % (per_call["rec"] / 1e6),
-                         "+%.2f%%" % (100.0 * extra / per_call["base"]), "%.2fM" % (own / 1e6),
-                         "%.0f%%" % (100.0 * own / extra if extra > 0 else 0)])
+            rows.append(
+                [
+                    py.id,
+                    "%.1fM" % (per_call["base"] / 1e6),
+                    "%.1fM" % (per_call["rec"] / 1e6),
+                    "+%.2f%%" % (100.0 * extra / per_call["base"]),
+                    "%.2fM" % (own / 1e6),
+                    "%.0f%%" % (100.0 * own / extra if extra > 0 else 0),
+                ]
+            )
         except (benchlib.BenchError, subprocess.SubprocessError, OSError) as e:
             rows.append([py.id, "error: %s" % e, "", "", "", ""])
         finally:

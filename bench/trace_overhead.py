@@ -27,6 +27,7 @@ bench/README.md.
 Goal: the service workload's CPU-time slowdown <= 5% (the seed documents 5%-20%).
 The figures need a quiet machine: other processes on the same cores move them by several %.
 """
+
 import os
 import signal
 import subprocess
@@ -68,8 +69,7 @@ class Tracer:
 
     def __init__(self, argv, ready_marker, stop_signal=signal.SIGINT):
         self.stop_signal = stop_signal
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines = []
         ready = threading.Event()
 
@@ -101,7 +101,15 @@ class Tracer:
 
 def fp_tracer(fp, pid, func, options=""):
     # Ctrl-C: fp stops the trace and detaches; the function is restored.
-    argv = [fp, str(pid), "--json", "--timeout", "86400", "--cmd", "trace traced_bench %s -n 1000000 %s" % (func, options)]
+    argv = [
+        fp,
+        str(pid),
+        "--json",
+        "--timeout",
+        "86400",
+        "--cmd",
+        "trace traced_bench %s -n 1000000 %s" % (func, options),
+    ]
     return Tracer(argv, b'"trace/event"' if "-et" not in options else b'"result"')
 
 
@@ -193,8 +201,13 @@ best = min((lambda c: (f(arg), time.thread_time() - c)[1])(time.thread_time()) f
 print("%.2f" % (n[0] / (best * 1e6)))
 """
     try:
-        p = subprocess.run([py.path, "-c", code, benchlib.TARGETS, workload], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, universal_newlines=True, timeout=120)
+        p = subprocess.run(
+            [py.path, "-c", code, benchlib.TARGETS, workload],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            universal_newlines=True,
+            timeout=120,
+        )
         return p.stdout.strip() or "?"
     except (OSError, subprocess.TimeoutExpired):
         return "?"
@@ -209,10 +222,20 @@ def seed_python(py):
     if not os.access(tool, os.X_OK):
         try:
             if not os.access(python, os.X_OK):
-                subprocess.run([py.path, "-m", "venv", venv], check=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, timeout=300)
-            subprocess.run([python, "-m", "pip", "install", "-q", "flight-profiler"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+                subprocess.run(
+                    [py.path, "-m", "venv", venv],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    timeout=300,
+                )
+            subprocess.run(
+                [python, "-m", "pip", "install", "-q", "flight-profiler"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=600,
+            )
         except subprocess.CalledProcessError as e:
             last = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or ["?"]
             return None, "not installed (%s)" % last[0][:80]
@@ -225,9 +248,15 @@ def summarize(rows, label, per_round, goal=None):
     cpu = [r[0] for r in per_round]
     wall = [r[1] for r in per_round]
     med = benchlib.median(cpu)
-    rows.append([label, "%.2f" % benchlib.median([r[2] for r in per_round]), "%+.1f%%" % ((med - 1) * 100),
-                 "%+.1f..%+.1f%%" % ((min(cpu) - 1) * 100, (max(cpu) - 1) * 100),
-                 "%+.1f%%" % ((benchlib.median(wall) - 1) * 100)])
+    rows.append(
+        [
+            label,
+            "%.2f" % benchlib.median([r[2] for r in per_round]),
+            "%+.1f%%" % ((med - 1) * 100),
+            "%+.1f..%+.1f%%" % ((min(cpu) - 1) * 100, (max(cpu) - 1) * 100),
+            "%+.1f%%" % ((benchlib.median(wall) - 1) * 100),
+        ]
+    )
     return med
 
 
@@ -238,12 +267,20 @@ def main():
     ap.add_argument("--window", type=float, default=0.5, help="window length in seconds (default 0.5)")
     ap.add_argument("--workloads", default="service,dense", help="service,dense (default both)")
     ap.add_argument("--no-seed", action="store_true", help="do not measure PyFlightProfiler")
-    ap.add_argument("--fp-options", default="", help="more trace options for fp, e.g. '-et 1000' to record every "
-                    "call but report none (the recording's own cost)")
-    ap.add_argument("--method", choices=("blocks", "alternate"), default="blocks",
-                    help="blocks: untraced and traced blocks of windows in turn (default); alternate: "
-                    "traced and untraced calls in turn by blocks of 5 calls, in every window (-f on "
-                    "the call's second argument), steadier where the machine drifts")
+    ap.add_argument(
+        "--fp-options",
+        default="",
+        help="more trace options for fp, e.g. '-et 1000' to record every "
+        "call but report none (the recording's own cost)",
+    )
+    ap.add_argument(
+        "--method",
+        choices=("blocks", "alternate"),
+        default="blocks",
+        help="blocks: untraced and traced blocks of windows in turn (default); alternate: "
+        "traced and untraced calls in turn by blocks of 5 calls, in every window (-f on "
+        "the call's second argument), steadier where the machine drifts",
+    )
     args = ap.parse_args()
     fp, interpreters = benchlib.setup(args)
     if args.method == "alternate":
@@ -252,8 +289,10 @@ def main():
     for w in workloads:
         if w not in FUNCS:
             sys.exit("unknown workload %r (service, dense)" % w)
-    print("trace overhead: slowdown of the traced call, trace at the default -i 0.1 vs untraced, same process; "
-          "%d run(s) x %d rounds x %d windows of %.1fs" % (args.runs, args.rounds, args.windows, args.window))
+    print(
+        "trace overhead: slowdown of the traced call, trace at the default -i 0.1 vs untraced, same process; "
+        "%d run(s) x %d rounds x %d windows of %.1fs" % (args.runs, args.rounds, args.windows, args.window)
+    )
     rows, verdicts = [], []
     for py in interpreters:
         seed = None if args.no_seed else seed_python(py)
@@ -263,13 +302,21 @@ def main():
             try:
                 per_round = []
                 for _ in range(args.runs):
-                    per_round += one_run(py, workload, args.rounds, args.windows, args.window,
-                                         lambda pid, func: fp_tracer(fp, pid, func, args.fp_options), False)
+                    per_round += one_run(
+                        py,
+                        workload,
+                        args.rounds,
+                        args.windows,
+                        args.window,
+                        lambda pid, func: fp_tracer(fp, pid, func, args.fp_options),
+                        False,
+                    )
                 med = summarize(rows, label + " fp", per_round)
                 if workload == "service":
-                    verdicts.append("%s: fp trace slows the service call by %+.1f%% (CPU), %s the %.0f%% goal"
-                                    % (py.id, (med - 1) * 100, "within" if med - 1 <= GOAL else "OUTSIDE",
-                                       GOAL * 100))
+                    verdicts.append(
+                        "%s: fp trace slows the service call by %+.1f%% (CPU), %s the %.0f%% goal"
+                        % (py.id, (med - 1) * 100, "within" if med - 1 <= GOAL else "OUTSIDE", GOAL * 100)
+                    )
             except benchlib.BenchError as e:
                 rows.append([label + " fp", "error: %s" % e, "", "", ""])
             if seed is None:
@@ -281,13 +328,19 @@ def main():
             try:
                 per_round = []
                 for _ in range(args.runs):
-                    per_round += one_run(seed_py, workload, args.rounds, args.windows, args.window,
-                                         lambda pid, func: seed_tracer(tool, pid, func), True)
+                    per_round += one_run(
+                        seed_py,
+                        workload,
+                        args.rounds,
+                        args.windows,
+                        args.window,
+                        lambda pid, func: seed_tracer(tool, pid, func),
+                        True,
+                    )
                 summarize(rows, label + " PyFlightProfiler", per_round)
             except benchlib.BenchError as e:
                 rows.append([label + " PyFlightProfiler", "error: %s" % e, "", "", ""])
-    benchlib.table(["python workload tracer", "untraced CPU ms", "CPU slowdown", "pair range", "wall slowdown"],
-                   rows)
+    benchlib.table(["python workload tracer", "untraced CPU ms", "CPU slowdown", "pair range", "wall slowdown"], rows)
     print()
     print("slowdown = median(traced) / median(untraced) - 1 per call; CPU = the traced thread's CPU time")
     for v in verdicts:
@@ -296,8 +349,10 @@ def main():
 
 def main_alternate(args, fp, interpreters):
     windows = args.windows * args.rounds
-    print("trace overhead, alternating calls: traced (-f \"args[1]\") and untraced calls of one process in "
-          "turn, by blocks of 5; %d windows of %.1fs per interpreter and workload" % (windows, args.window))
+    print(
+        'trace overhead, alternating calls: traced (-f "args[1]") and untraced calls of one process in '
+        "turn, by blocks of 5; %d windows of %.1fs per interpreter and workload" % (windows, args.window)
+    )
     rows, verdicts = [], []
     for py in interpreters:
         seed = None if args.no_seed else seed_python(py)
@@ -305,10 +360,23 @@ def main_alternate(args, fp, interpreters):
             tools = [("fp", py, lambda pid, func: fp_tracer(fp, pid, func, '-f "args[1]" ' + args.fp_options))]
             if seed is not None and seed[0] is not None:
                 tool = seed[1]
-                tools.append(("PyFlightProfiler", seed[0],
-                              lambda pid, func: Tracer([tool, str(pid), "--no-color", "--cmd",
-                                                        'trace traced_bench %s -n 1000000 -f "args[1]"' % func],
-                                                       b"cost=", signal.SIGKILL)))
+                tools.append(
+                    (
+                        "PyFlightProfiler",
+                        seed[0],
+                        lambda pid, func: Tracer(
+                            [
+                                tool,
+                                str(pid),
+                                "--no-color",
+                                "--cmd",
+                                'trace traced_bench %s -n 1000000 -f "args[1]"' % func,
+                            ],
+                            b"cost=",
+                            signal.SIGKILL,
+                        ),
+                    )
+                )
             for name, tpy, start_tracer in tools:
                 label = "%s %s %s" % (py.id, workload, name)
                 try:
@@ -317,17 +385,25 @@ def main_alternate(args, fp, interpreters):
                     rows.append([label, "error: %s" % e, "", ""])
                     continue
                 med = benchlib.median(traced)
-                rows.append([label, "%+.1f%%" % ((med - 1) * 100),
-                             "%+.1f..%+.1f%%" % ((min(traced) - 1) * 100, (max(traced) - 1) * 100),
-                             "%+.1f%%" % ((benchlib.median(null) - 1) * 100)])
+                rows.append(
+                    [
+                        label,
+                        "%+.1f%%" % ((med - 1) * 100),
+                        "%+.1f..%+.1f%%" % ((min(traced) - 1) * 100, (max(traced) - 1) * 100),
+                        "%+.1f%%" % ((benchlib.median(null) - 1) * 100),
+                    ]
+                )
                 if name == "fp" and workload == "service":
-                    verdicts.append("%s: fp trace slows the service call by %+.1f%% (CPU), %s the %.0f%% goal"
-                                    % (py.id, (med - 1) * 100, "within" if med - 1 <= GOAL else "OUTSIDE",
-                                       GOAL * 100))
+                    verdicts.append(
+                        "%s: fp trace slows the service call by %+.1f%% (CPU), %s the %.0f%% goal"
+                        % (py.id, (med - 1) * 100, "within" if med - 1 <= GOAL else "OUTSIDE", GOAL * 100)
+                    )
     benchlib.table(["python workload tracer", "CPU slowdown", "window range", "without tracer"], rows)
     print()
-    print("slowdown = median over windows of median(traced calls) / median(untraced calls) - 1, thread CPU "
-          "time; 'without tracer': the same ratio before the tracer started (the method's own bias)")
+    print(
+        "slowdown = median over windows of median(traced calls) / median(untraced calls) - 1, thread CPU "
+        "time; 'without tracer': the same ratio before the tracer started (the method's own bias)"
+    )
     for v in verdicts:
         print(v)
 

@@ -26,11 +26,11 @@ says so.
 
 Goals: <= 500 ns per call on 3.12+, <= 1000 ns on 3.8-3.11, and below PyFlightProfiler's.
 """
+
 import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -70,8 +70,14 @@ class Watcher(object):
     """A background watch by fp or by PyFlightProfiler's CLI, until stop()."""
 
     def __init__(self, argv, ready_re, env=None):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     universal_newlines=True, env=env)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            universal_newlines=True,
+            env=env,
+        )
         deadline = time.monotonic() + 30
         seen = []
         while True:
@@ -96,13 +102,18 @@ class Watcher(object):
 
 
 def fp_watch(fp, pid, command, cond):
-    return Watcher([fp, str(pid), "--timeout", "86400", "--cmd", "%s __main__ handle -n 1000000 -f '%s'" % (command, cond)],
-                   re.compile(r"^(watching|tracing) "))
+    return Watcher(
+        [fp, str(pid), "--timeout", "86400", "--cmd", "%s __main__ handle -n 1000000 -f '%s'" % (command, cond)],
+        re.compile(r"^(watching|tracing) "),
+    )
 
 
 def seed_watch(seed_cli, pid, cond):
-    return Watcher([seed_cli, str(pid), "--no-color", "--cmd", "watch __main__ handle -n 1000000 -f %s" % cond.replace(" ", "")],
-                   re.compile(r"successfully added"), env=dict(os.environ, NO_COLOR="1"))
+    return Watcher(
+        [seed_cli, str(pid), "--no-color", "--cmd", "watch __main__ handle -n 1000000 -f %s" % cond.replace(" ", "")],
+        re.compile(r"successfully added"),
+        env=dict(os.environ, NO_COLOR="1"),
+    )
 
 
 def pairs(py, start_watch, rounds, windows, window, warm=None):
@@ -136,12 +147,18 @@ def seed_install(py, root):
     """(venv python, flight_profiler CLI) or (None, reason)."""
     venv = os.path.join(root, "seed-" + py.id)
     if not os.path.exists(os.path.join(venv, "bin", "flight_profiler")):
-        r = subprocess.run([py.path, "-m", "venv", venv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True)
+        r = subprocess.run(
+            [py.path, "-m", "venv", venv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True
+        )
         if r.returncode != 0:
             return None, "no venv: %s" % r.stdout.strip().splitlines()[-1:]
-        r = subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "flight-profiler"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+        r = subprocess.run(
+            [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "flight-profiler"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            universal_newlines=True,
+            timeout=600,
+        )
         if r.returncode != 0:
             last = [l for l in r.stdout.strip().splitlines() if l.strip()][-1:] or ["?"]
             return None, "does not install: %s" % last[0][:100]
@@ -154,13 +171,17 @@ def main():
     ap.add_argument("--windows", type=int, default=4, help="windows per block (default 4)")
     ap.add_argument("--window", type=float, default=0.25, help="window length in seconds (default 0.25)")
     ap.add_argument("--no-seed", action="store_true", help="do not measure PyFlightProfiler")
-    ap.add_argument("--seed-dir", default=os.path.join(tempfile.gettempdir(), "fp-bench-seed"),
-                    help="where the throwaway PyFlightProfiler venvs go (default /tmp/fp-bench-seed)")
+    ap.add_argument(
+        "--seed-dir",
+        default=os.path.join(tempfile.gettempdir(), "fp-bench-seed"),
+        help="where the throwaway PyFlightProfiler venvs go (default /tmp/fp-bench-seed)",
+    )
     args = ap.parse_args()
     fp, interpreters = benchlib.setup(args)
-    print("watch overhead: added ns per call of handle() with a filter that never matches; %d runs x %d pairs "
-          "x %d windows of %.2fs; median over pairs (CPU ns first)" % (args.runs, args.rounds, args.windows,
-                                                                      args.window))
+    print(
+        "watch overhead: added ns per call of handle() with a filter that never matches; %d runs x %d pairs "
+        "x %d windows of %.2fs; median over pairs (CPU ns first)" % (args.runs, args.rounds, args.windows, args.window)
+    )
     rows = []
     verdicts = []
     for py in interpreters:
@@ -170,9 +191,14 @@ def main():
             try:
                 got = []
                 for _ in range(args.runs):
-                    got += pairs(py, lambda pid: fp_watch(fp, pid, command, cond), args.rounds, args.windows,
-                                 args.window,
-                                 warm=lambda pid: benchlib.run_fp(fp, pid, "status"))
+                    got += pairs(
+                        py,
+                        lambda pid: fp_watch(fp, pid, command, cond),
+                        args.rounds,
+                        args.windows,
+                        args.window,
+                        warm=lambda pid: benchlib.run_fp(fp, pid, "status"),
+                    )
                 cpu = benchlib.median([g[1] for g in got])
                 wall = benchlib.median([g[0] for g in got])
                 fp_figures[name] = cpu
@@ -193,8 +219,9 @@ def main():
                 # attached to did not take effect here (no added cost at all).
                 for _ in range(args.runs * args.rounds):
                     try:
-                        got += pairs(venv_py, lambda pid: seed_watch(cli, pid, FILTERS[0][2]), 1,
-                                     args.windows, args.window)
+                        got += pairs(
+                            venv_py, lambda pid: seed_watch(cli, pid, FILTERS[0][2]), 1, args.windows, args.window
+                        )
                     except benchlib.BenchError as e:
                         failed.append(str(e))
                 if got:
@@ -210,12 +237,24 @@ def main():
         if "args" in fp_figures:
             goal = GOALS[py.version >= (3, 12)]
             text = "%s: %.0f ns added per call (goal <= %.0f ns: %s)" % (
-                py.id, fp_figures["args"], goal, "met" if fp_figures["args"] <= goal else "NOT met")
+                py.id,
+                fp_figures["args"],
+                goal,
+                "met" if fp_figures["args"] <= goal else "NOT met",
+            )
             if "seed" in fp_figures:
                 text += "; PyFlightProfiler %.0f ns" % fp_figures["seed"]
             verdicts.append(text)
-    benchlib.table(["python", "fp -f args (cpu/wall ns)", "fp -f cost (cpu/wall ns)", "fp trace -f args",
-                    "PyFlightProfiler -f args"], rows)
+    benchlib.table(
+        [
+            "python",
+            "fp -f args (cpu/wall ns)",
+            "fp -f cost (cpu/wall ns)",
+            "fp trace -f args",
+            "PyFlightProfiler -f args",
+        ],
+        rows,
+    )
     print()
     for v in verdicts:
         print(v)

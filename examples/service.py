@@ -8,6 +8,7 @@ background thread that keeps ordering from it so there is always something to lo
 
 Port: $FP_DEMO_PORT or 8765 (0 picks a free one). Prints "pid=PID port=PORT" once it serves.
 """
+
 import json
 import os
 import random
@@ -64,7 +65,14 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
             left = inventory.Warehouse.reserve(body["sku"], int(body.get("qty", 1)))
             STATS["orders"] += 1
-            self._send(200, {"ok": True, "stock_left": left, "quote": pricing.PriceBook.quote(body["sku"], int(body.get("qty", 1)))})
+            self._send(
+                200,
+                {
+                    "ok": True,
+                    "stock_left": left,
+                    "quote": pricing.PriceBook.quote(body["sku"], int(body.get("qty", 1))),
+                },
+            )
         except (KeyError, ValueError, inventory.OutOfStock) as e:
             STATS["errors"] += 1
             self._send(409, {"ok": False, "error": str(e)})
@@ -80,9 +88,12 @@ def traffic(base_url, stop):
             if rng.random() < 0.5:
                 urllib.request.urlopen("%s/quote?sku=%s&qty=%d" % (base_url, sku, rng.randint(1, 5)), timeout=5).read()
             else:
-                req = urllib.request.Request(base_url + "/order", method="POST",
-                                             data=json.dumps({"sku": sku, "qty": rng.randint(1, 3)}).encode(),
-                                             headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    base_url + "/order",
+                    method="POST",
+                    data=json.dumps({"sku": sku, "qty": rng.randint(1, 3)}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
                 urllib.request.urlopen(req, timeout=5).read()
         except urllib.error.HTTPError:
             pass  # 4xx answers are part of the traffic

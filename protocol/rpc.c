@@ -184,7 +184,10 @@ size_t fp_rpc_utf8_invalid_at(const char *text, size_t len)
             i++;
             continue;
         }
-        size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        size_t n = c >= 0xc2 && c <= 0xdf   ? 2
+                   : c >= 0xe0 && c <= 0xef ? 3
+                   : c >= 0xf0 && c <= 0xf4 ? 4
+                                            : 0;
         if (n == 0 || i + n > len) return i;
         unsigned char b = p[i + 1];
         /* No overlong forms, no surrogates, nothing above U+10FFFF. */

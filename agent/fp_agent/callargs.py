@@ -33,8 +33,7 @@ class CallArgs(object):
     `args` given to the methods is the engines' (the target left out), `kw` their keyword-only
     parameters merged with **extra (a dict, or None when the function has neither)."""
 
-    __slots__ = ("names", "posonly", "kwonly", "kwonly_set", "varargs", "varkw", "function", "first_default",
-                 "skip")
+    __slots__ = ("names", "posonly", "kwonly", "kwonly_set", "varargs", "varkw", "function", "first_default", "skip")
 
     def __init__(self, located):
         code = located.code

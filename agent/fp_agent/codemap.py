@@ -28,19 +28,24 @@ def code_map(client_id, params):
     try:
         found = modules.module_of_file(client_id, {"path": path})
     except AgentError:
-        return {"path": os.path.realpath(os.path.abspath(path)), "loaded": False, "module": None,
-                "functions": []}
+        return {"path": os.path.realpath(os.path.abspath(path)), "loaded": False, "module": None, "functions": []}
     real = found["path"]
     module = sys.modules.get(found["module"])
     entries = _entries(module, found["module"], real)
-    result = {"path": real, "loaded": True, "module": found["module"], "others": found["others"],
-              "functions": sorted(entries.values(), key=lambda e: (e["first_line"], e["qualname"]))}
+    result = {
+        "path": real,
+        "loaded": True,
+        "module": found["module"],
+        "others": found["others"],
+        "functions": sorted(entries.values(), key=lambda e: (e["first_line"], e["qualname"])),
+    }
     if source is not None:
         _compare(result, entries, source, real)
     return result
 
 
 # --- what the process runs ------------------------------------------------------------------
+
 
 def _same_file(code, real):
     return code.co_filename == real or _real(code.co_filename) == real
@@ -100,13 +105,20 @@ def _innermost(func):
 def _entry(code, qualname, module, kind, cls, method, nested, decorated):
     async_ = bool(code.co_flags & 0x80 or code.co_flags & 0x200)  # coroutine, async generator
     generator = bool(code.co_flags & 0x20 or code.co_flags & 0x200)
-    e = {"qualname": qualname, "name": code.co_name, "kind": kind, "module": module,
-         "first_line": code.co_firstlineno, "last_line": _last_line(code), "async": async_,
-         "generator": generator, "decorated": decorated,
-         # How watch, trace and monitor name it (module [class] method [-nm nested]); None when
-         # the locator cannot reach it (a function nested two levels deep).
-         "locate": None if method is None else {"module": module, "class": cls, "method": method,
-                                                "nested": nested}}
+    e = {
+        "qualname": qualname,
+        "name": code.co_name,
+        "kind": kind,
+        "module": module,
+        "first_line": code.co_firstlineno,
+        "last_line": _last_line(code),
+        "async": async_,
+        "generator": generator,
+        "decorated": decorated,
+        # How watch, trace and monitor name it (module [class] method [-nm nested]); None when
+        # the locator cannot reach it (a function nested two levels deep).
+        "locate": None if method is None else {"module": module, "class": cls, "method": method, "nested": nested},
+    }
     return e
 
 
@@ -119,8 +131,9 @@ def _nested(code, parent_qualname, module, cls, method, entries, real, depth):
         qualname = _qualname(const, "%s.<locals>.%s" % (parent_qualname, const.co_name))
         if qualname not in entries:
             locate_method = method if depth == 0 else None
-            entries[qualname] = _entry(const, qualname, module, "nested", cls, locate_method,
-                                       const.co_name if depth == 0 else None, False)
+            entries[qualname] = _entry(
+                const, qualname, module, "nested", cls, locate_method, const.co_name if depth == 0 else None, False
+            )
         _nested(const, qualname, module, cls, method, entries, real, depth + 1)
 
 
@@ -171,10 +184,18 @@ def _add_class(cls, qualname, module, entries, real, seen, depth):
     first = getattr(cls, "__firstlineno__", None)  # 3.13+
     if not lines and first is None:
         return  # nothing of it runs from this file that fp can tell
-    entries[qualname] = {"qualname": qualname, "name": cls.__name__, "kind": "class", "module": module,
-                         "first_line": first if first is not None else min(lines) - 1,
-                         "last_line": max([l for l in lines] + [first or 0]), "async": False,
-                         "generator": False, "decorated": False, "locate": None}
+    entries[qualname] = {
+        "qualname": qualname,
+        "name": cls.__name__,
+        "kind": "class",
+        "module": module,
+        "first_line": first if first is not None else min(lines) - 1,
+        "last_line": max([l for l in lines] + [first or 0]),
+        "async": False,
+        "generator": False,
+        "decorated": False,
+        "locate": None,
+    }
 
 
 def _entries(module, name, real):
@@ -200,12 +221,23 @@ def _entries(module, name, real):
 
 # --- the editor's text against it -----------------------------------------------------------
 
+
 def _code_key(code):
     """What a function's compiled code is, without where it is (line numbers, file)."""
-    consts = tuple(_code_key(c) if isinstance(c, types.CodeType) else (type(c).__name__, repr(c))
-                   for c in code.co_consts)
-    return (code.co_code, consts, code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
-            code.co_argcount, code.co_kwonlyargcount, code.co_flags)
+    consts = tuple(
+        _code_key(c) if isinstance(c, types.CodeType) else (type(c).__name__, repr(c)) for c in code.co_consts
+    )
+    return (
+        code.co_code,
+        consts,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+        code.co_argcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+    )
 
 
 def _source_codes(code, prefix, out, in_class):

@@ -20,8 +20,10 @@ def complete(client_id, params):
     if words is None:
         words = []
     if not isinstance(words, list) or not all(isinstance(w, str) for w in words) or len(words) > 2:
-        raise invalid_param("words", "parameter 'words' must be a list of at most two strings: the module, "
-                            "then the class, already typed")
+        raise invalid_param(
+            "words",
+            "parameter 'words' must be a list of at most two strings: the module, then the class, already typed",
+        )
     text = get_str(params, "text") or ""
     kind = get_str(params, "kind") or "function"
     if kind not in KINDS:
@@ -40,8 +42,7 @@ def complete(client_id, params):
             cls = _class(module, words[1])
             found = [] if cls is None or kind == "class" else _in_class(cls, text, kind)
     found.sort(key=lambda m: m["name"])
-    return {"words": words, "text": text, "kind": kind, "matches": found[:limit],
-            "more": max(0, len(found) - limit)}
+    return {"words": words, "text": text, "kind": kind, "matches": found[:limit], "more": max(0, len(found) - limit)}
 
 
 def _hidden(name, text):
@@ -117,8 +118,10 @@ def _in_class(cls, text, kind):
                 continue
             if isinstance(value, type):
                 out[name] = "class"
-            elif isinstance(value, (types.FunctionType, staticmethod, classmethod, property)) or \
-                    type(value).__name__ == "cached_property":
+            elif (
+                isinstance(value, (types.FunctionType, staticmethod, classmethod, property))
+                or type(value).__name__ == "cached_property"
+            ):
                 out[name] = "method"
             elif kind == "global":
                 out[name] = "attribute"

@@ -50,7 +50,6 @@ _METHODS = {
     "vmtool.gc": ("objects", "force_gc"),
     "reload": ("reload", "reload"),
     "reload.undo": ("reload", "undo"),
-
     "torch.profile.start": ("torchprof", "profile_start"),
     "torch.memory.snapshot": ("torchprof", "memory_snapshot"),
     "torch.memory.record": ("torchprof", "memory_record"),

@@ -34,9 +34,7 @@ class AgentError(Exception):
 
 def not_found(missing, name, message, suggestions=()):
     """A -32001 error; `missing` names the part that was not found (module, class, ...)."""
-    return AgentError(
-        NOT_FOUND, message, {"missing": missing, "name": name, "suggestions": list(suggestions)}
-    )
+    return AgentError(NOT_FOUND, message, {"missing": missing, "name": name, "suggestions": list(suggestions)})
 
 
 def invalid_param(param, message):

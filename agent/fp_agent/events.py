@@ -10,8 +10,8 @@ one ends it, and how to stop it.
 """
 
 import _thread
-from _collections import deque  # collections.deque, without importing collections
 import sys
+from _collections import deque  # collections.deque, without importing collections
 
 from . import jsontext
 

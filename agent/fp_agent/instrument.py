@@ -414,7 +414,7 @@ def use_python_callbacks(flag=True):
 
 
 def callbacks_in_use():
-    """"native", "python", or None when no tool id is held (3.8-3.11: always None)."""
+    """ "native", "python", or None when no tool id is held (3.8-3.11: always None)."""
     if _Tool.id is None:
         return None
     return "native" if _Tool.native else "python"
@@ -814,6 +814,7 @@ def _handled_traceback():
         _handled_tb.append(functions.get("handled_traceback") if isinstance(functions, dict) else None)
     return _handled_tb[0]
 
+
 _CONFLICT = (
     "on Python < 3.12 fp cannot observe %s and a function nested in it (or the function it is "
     "nested in) at the same time; stop the other watch/trace/tt first"
@@ -860,8 +861,11 @@ class _NestedSite(_SwapSite):
                 nested = c
                 break
         if nested is None:
-            raise AgentError(NOT_SUPPORTED, "the new code of %s no longer defines %s, which fp observes; stop "
-                             "the watch/trace/tt on it first" % (self.function.__qualname__, old_nested.co_name))
+            raise AgentError(
+                NOT_SUPPORTED,
+                "the new code of %s no longer defines %s, which fp observes; stop "
+                "the watch/trace/tt on it first" % (self.function.__qualname__, old_nested.co_name),
+            )
         wrapper = _build_wrapper(nested, self, nested=True)
         patched = outer_code.replace(co_consts=tuple(wrapper if c is nested else c for c in outer_code.co_consts))
         _wrapper_codes[wrapper] = self
@@ -986,16 +990,20 @@ def _build_wrapper(code, site, nested):
         "        %s.strip(%s)" % (s, exc),
         "        raise",
     ]
-    body = ["%s = %s.gate(%s, %s)" % (tok, s, args_expr, kwargs_expr)] + fast + [
-        "%s = %s.clock()" % (t0, s),
-        "try:",
-        "    %s = %s" % (res, call),
-        "except BaseException as %s:" % exc,
-        "    %s.fail(%s, %s, %s.clock() - %s)" % (s, tok, exc, s, t0),
-        "    raise",
-        "%s.done(%s, %s, %s.clock() - %s)" % (s, tok, res, s, t0),
-        "return " + res,
-    ]
+    body = (
+        ["%s = %s.gate(%s, %s)" % (tok, s, args_expr, kwargs_expr)]
+        + fast
+        + [
+            "%s = %s.clock()" % (t0, s),
+            "try:",
+            "    %s = %s" % (res, call),
+            "except BaseException as %s:" % exc,
+            "    %s.fail(%s, %s, %s.clock() - %s)" % (s, tok, exc, s, t0),
+            "    raise",
+            "%s.done(%s, %s, %s.clock() - %s)" % (s, tok, res, s, t0),
+            "return " + res,
+        ]
+    )
     freevars = code.co_freevars
     lines = []
     indent = ""

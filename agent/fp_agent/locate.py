@@ -185,8 +185,20 @@ class FunctionLocation(object):
     thing: two clients naming it through different aliases share one instrumentation.
     """
 
-    __slots__ = ("module_name", "class_name", "method", "nested", "kind", "function", "outer", "code", "bind",
-                 "notes", "key", "label")
+    __slots__ = (
+        "module_name",
+        "class_name",
+        "method",
+        "nested",
+        "kind",
+        "function",
+        "outer",
+        "code",
+        "bind",
+        "notes",
+        "key",
+        "label",
+    )
 
     def __init__(self, module_name, class_name, method, nested):
         self.module_name = module_name
@@ -209,7 +221,7 @@ class FunctionLocation(object):
         return "; ".join(self.notes) or None
 
     def method_key(self):
-        """"module.class.method" as tt -m takes it (class is None for plain functions)."""
+        """ "module.class.method" as tt -m takes it (class is None for plain functions)."""
         return "%s.%s.%s" % (self.module_name, self.class_name or "None", self.method)
 
     def to_json(self):
@@ -293,8 +305,8 @@ def locate_function(module_name, class_name, method, nested=None, verb="observe"
         decorator = getattr(value.__code__, "co_qualname", None) or value.__code__.co_name
         loc.notes.append(
             "instrumented the wrapped function %s.%s (functools.wraps' __wrapped__); its decorator's "
-            "wrapper (%s) is left alone" % (getattr(inner, "__module__", "?"), getattr(inner, "__qualname__", "?"),
-                                           decorator)
+            "wrapper (%s) is left alone"
+            % (getattr(inner, "__module__", "?"), getattr(inner, "__qualname__", "?"), decorator)
         )
         value = inner
 
@@ -303,8 +315,10 @@ def locate_function(module_name, class_name, method, nested=None, verb="observe"
     if nested is None:
         defined = getattr(value, "__module__", None)
         if not class_name and defined not in (None, module_name):
-            loc.notes.append("%s is %s.%s, imported into %s: observing it for every caller"
-                             % (label, defined, getattr(value, "__qualname__", method), module_name))
+            loc.notes.append(
+                "%s is %s.%s, imported into %s: observing it for every caller"
+                % (label, defined, getattr(value, "__qualname__", method), module_name)
+            )
 
     loc.kind = kind
     loc.bind = bind
@@ -352,17 +366,32 @@ def _own_attribute(function, name):
 def _not_python_function(label, value, verb="observe"):
     import types
 
-    if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType, types.WrapperDescriptorType,
-                          types.MethodDescriptorType, types.ClassMethodDescriptorType,
-                          types.MethodWrapperType)):
-        return ("%s is a builtin (implemented in C: %s); fp can only %s functions written in Python"
-                % (label, type(value).__name__, verb))
+    if isinstance(
+        value,
+        (
+            types.BuiltinFunctionType,
+            types.BuiltinMethodType,
+            types.WrapperDescriptorType,
+            types.MethodDescriptorType,
+            types.ClassMethodDescriptorType,
+            types.MethodWrapperType,
+        ),
+    ):
+        return "%s is a builtin (implemented in C: %s); fp can only %s functions written in Python" % (
+            label,
+            type(value).__name__,
+            verb,
+        )
     if isinstance(value, type):
         return "%s is a class, not a function; name one of its methods: module class method" % label
     if type(value).__name__ == "partial" and hasattr(value, "func"):
-        return ("%s is a functools.partial of %r; name the function it wraps instead"
-                % (label, getattr(value.func, "__qualname__", value.func)))
+        return "%s is a functools.partial of %r; name the function it wraps instead" % (
+            label,
+            getattr(value.func, "__qualname__", value.func),
+        )
     if callable(value):
-        return ("%s is a callable %s object, not a function; name its class and __call__ instead "
-                "(module class __call__)" % (label, type(value).__name__))
+        return (
+            "%s is a callable %s object, not a function; name its class and __call__ instead "
+            "(module class __call__)" % (label, type(value).__name__)
+        )
     return "%s is %s, not a function" % (label, _kind(value))

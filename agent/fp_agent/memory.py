@@ -66,9 +66,15 @@ def diff(client_id, params):
     traceback_n = get_int(params, "traceback", DEFAULT_TRACEBACK, 1, 100)
     d = _Diff(client_id, interval, limit, descending, budget, untracked, traces, traceback_n)
     first = d.first()
-    result = {"diff_id": d.id, "stream": events.stream("diff_id", d.id, END, "mem.stop"), "interval_s": interval,
-              "traces": traces, "limit": limit, "order": "descending" if descending else "ascending",
-              "first": first}
+    result = {
+        "diff_id": d.id,
+        "stream": events.stream("diff_id", d.id, END, "mem.stop"),
+        "interval_s": interval,
+        "traces": traces,
+        "limit": limit,
+        "order": "descending" if descending else "ascending",
+        "first": first,
+    }
     return events.Started(result, d.arm)
 
 
@@ -93,14 +99,27 @@ def top(client_id, params):
     rows = []
     for stat in by_line[:limit]:
         frame = stat.traceback[0]
-        rows.append({"file": frame.filename, "line": frame.lineno, "source": _line(frame.filename, frame.lineno),
-                     "size": stat.size, "count": stat.count,
-                     "traceback": _frames(tracebacks.get((frame.filename, frame.lineno)), traceback_n)})
+        rows.append(
+            {
+                "file": frame.filename,
+                "line": frame.lineno,
+                "source": _line(frame.filename, frame.lineno),
+                "size": stat.size,
+                "count": stat.count,
+                "traceback": _frames(tracebacks.get((frame.filename, frame.lineno)), traceback_n),
+            }
+        )
     current, peak = tracemalloc.get_traced_memory()
-    return {"tracemalloc": tracing, "limit": limit, "top": rows, "lines": len(by_line),
-            "total": {"size": total_size, "count": total_count},
-            "traced_bytes": current, "traced_peak_bytes": peak,
-            "tracemalloc_overhead_bytes": tracemalloc.get_tracemalloc_memory()}
+    return {
+        "tracemalloc": tracing,
+        "limit": limit,
+        "top": rows,
+        "lines": len(by_line),
+        "total": {"size": total_size, "count": total_count},
+        "traced_bytes": current,
+        "traced_peak_bytes": peak,
+        "tracemalloc_overhead_bytes": tracemalloc.get_tracemalloc_memory(),
+    }
 
 
 def off(client_id, params):
@@ -114,12 +133,15 @@ def off(client_id, params):
         registry.remove(installation.id)
     tracing = tracemalloc.is_tracing()
     if not mine:
-        message = ("fp had not started tracemalloc for this client; it is %s" %
-                   ("running (started by %s)" % ("fp for another client" if _Tracing.users else "the program")
-                    if tracing else "not running"))
+        message = "fp had not started tracemalloc for this client; it is %s" % (
+            "running (started by %s)" % ("fp for another client" if _Tracing.users else "the program")
+            if tracing
+            else "not running"
+        )
     elif tracing:
-        message = ("tracemalloc keeps running: %s" % ("another fp client uses it" if _Tracing.users else
-                                                      "the program started it"))
+        message = "tracemalloc keeps running: %s" % (
+            "another fp client uses it" if _Tracing.users else "the program started it"
+        )
     else:
         message = "tracemalloc stopped; its traces and their memory are freed"
     return {"stopped": bool(mine) and not tracing, "tracing": tracing, "message": message}
@@ -133,7 +155,7 @@ def _summary_params(params):
     limit = get_int(params, "limit", DEFAULT_LIMIT, 1, 100000)
     order = get_str(params, "order") or "descending"
     if order not in ("descending", "ascending"):
-        raise invalid_param("order", "parameter 'order' must be \"descending\" or \"ascending\", not %r" % order)
+        raise invalid_param("order", 'parameter \'order\' must be "descending" or "ascending", not %r' % order)
     budget = _get_number(params, "budget_s", DEFAULT_BUDGET_S, 0.05, 3600.0)
     return limit, order == "descending", budget, get_bool(params, "untracked")
 
@@ -166,9 +188,15 @@ class _Counted(object):
         return self.covered / float(self.objects) if self.objects else 1.0
 
     def meta(self):
-        meta = {"objects": self.objects, "covered": self.covered, "share": round(self.share(), 4),
-                "complete": self.covered == self.objects, "seconds": round(self.seconds, 3),
-                "budget_s": self.budget, "types": len(self.types)}
+        meta = {
+            "objects": self.objects,
+            "covered": self.covered,
+            "share": round(self.share(), 4),
+            "complete": self.covered == self.objects,
+            "seconds": round(self.seconds, 3),
+            "budget_s": self.budget,
+            "types": len(self.types),
+        }
         if self.untracked is not None:
             meta["untracked_objects"] = self.untracked
             meta["untracked_complete"] = self.untracked_complete
@@ -178,10 +206,14 @@ class _Counted(object):
         rows = sorted(self.types.items(), key=lambda kv: (kv[1][1], kv[1][0], kv[0]), reverse=descending)
         total_count = sum(r[0] for r in self.types.values())
         total_size = sum(r[1] for r in self.types.values())
-        result = {"rows": [{"type": name, "count": r[0], "size": r[1]} for name, r in rows[:limit]],
-                  "total": {"count": total_count, "size": total_size},
-                  "limit": limit, "order": "descending" if descending else "ascending",
-                  "sizes": "shallow", "untracked": self.untracked is not None}
+        result = {
+            "rows": [{"type": name, "count": r[0], "size": r[1]} for name, r in rows[:limit]],
+            "total": {"count": total_count, "size": total_size},
+            "limit": limit,
+            "order": "descending" if descending else "ascending",
+            "sizes": "shallow",
+            "untracked": self.untracked is not None,
+        }
         result.update(self.meta())
         return result
 
@@ -323,7 +355,7 @@ def _count_untracked(part, counted, seen, pending, deadline):
                 pending.append(True)
                 queue = []
                 break
-            refs = get_referents(*source[start:start + chunk])
+            refs = get_referents(*source[start : start + chunk])
             containers = []
             for obj in itertools.filterfalse(is_tracked, refs):
                 address = id(obj)
@@ -374,18 +406,28 @@ def _diff_model(before, after, limit, descending):
         if dc or ds:
             rows.append({"type": name, "count": dc, "size": ds, "count_after": c1, "size_after": s1})
     rows.sort(key=lambda r: (r["size"], r["count"], r["type"]), reverse=descending)
-    return {"rows": rows[:limit], "changed_types": len(rows), "estimated": estimated,
-            "total": {"count": sum(r["count"] for r in rows), "size": sum(r["size"] for r in rows)}}
+    return {
+        "rows": rows[:limit],
+        "changed_types": len(rows),
+        "estimated": estimated,
+        "total": {"count": sum(r["count"] for r in rows), "size": sum(r["size"] for r in rows)},
+    }
 
 
 def _process_figures():
     import gc
 
     figures = {"process": _proc_status()}
-    interpreter = {"allocated_blocks": sys.getallocatedblocks(), "gc": {
-        "enabled": gc.isenabled(), "counts": list(gc.get_count()), "thresholds": list(gc.get_threshold()),
-        "generations": [dict(s, generation=i) for i, s in enumerate(gc.get_stats())],
-        "garbage": len(gc.garbage)}}
+    interpreter = {
+        "allocated_blocks": sys.getallocatedblocks(),
+        "gc": {
+            "enabled": gc.isenabled(),
+            "counts": list(gc.get_count()),
+            "thresholds": list(gc.get_threshold()),
+            "generations": [dict(s, generation=i) for i, s in enumerate(gc.get_stats())],
+            "garbage": len(gc.garbage),
+        },
+    }
     figures["interpreter"] = interpreter
     return figures
 
@@ -468,9 +510,16 @@ class _Diff(streams.Stream):
             self._finish()
             return
         self.reports += 1
-        events.notify(self.client_id, PROGRESS, {"diff_id": self.id, "elapsed_s": round(elapsed, 3),
-                                                 "interval_s": self.interval,
-                                                 "left_s": round(self.interval - elapsed, 3)})
+        events.notify(
+            self.client_id,
+            PROGRESS,
+            {
+                "diff_id": self.id,
+                "elapsed_s": round(elapsed, 3),
+                "interval_s": self.interval,
+                "left_s": round(self.interval - elapsed, 3),
+            },
+        )
         self._schedule()
 
     def _finish(self):
@@ -504,8 +553,14 @@ class _Diff(streams.Stream):
         return out
 
     def summary(self, reason):
-        return {"diff_id": self.id, "reason": reason, "interval_s": self.interval, "traces": self.traces,
-                "limit": self.limit, "order": "descending" if self.descending else "ascending"}
+        return {
+            "diff_id": self.id,
+            "reason": reason,
+            "interval_s": self.interval,
+            "traces": self.traces,
+            "limit": self.limit,
+            "order": "descending" if self.descending else "ascending",
+        }
 
     def forget(self):
         streams.Stream.forget(self)
@@ -535,12 +590,18 @@ def tracing_for(client_id, traceback_n):
     if _Tracing.started_by_fp and client_id not in _Tracing.users:
         _Tracing.users[client_id] = registry.add(client_id, "tracemalloc", lambda: _release(client_id), "tracemalloc")
     limit = tracemalloc.get_traceback_limit()
-    info = {"started_now": started_now, "started_by": "fp" if _Tracing.started_by_fp else "the program",
-            "since": _Tracing.since if _Tracing.started_by_fp else None, "traceback_limit": limit,
-            "note": _tracing_note(started_now)}
+    info = {
+        "started_now": started_now,
+        "started_by": "fp" if _Tracing.started_by_fp else "the program",
+        "since": _Tracing.since if _Tracing.started_by_fp else None,
+        "traceback_limit": limit,
+        "note": _tracing_note(started_now),
+    }
     if traceback_n > limit:
-        info["traceback_note"] = ("tracemalloc keeps %d frame%s per allocation (set when it started), fewer than the %d "
-                                  "asked for" % (limit, "s" if limit != 1 else "", traceback_n))
+        info["traceback_note"] = (
+            "tracemalloc keeps %d frame%s per allocation (set when it started), fewer than the %d "
+            "asked for" % (limit, "s" if limit != 1 else "", traceback_n)
+        )
     return info
 
 
@@ -548,11 +609,14 @@ def _tracing_note(started_now):
     if not _Tracing.started_by_fp:
         return "tracemalloc was started by the program; fp leaves it running"
     if started_now:
-        return ("fp started tracemalloc just now: only what is allocated from now on is seen (memory allocated "
-                "before is not in these figures); ask again later in this session, or use mem diff --traces "
-                "--interval S")
-    return ("fp started tracemalloc at %s: memory allocated before that is not seen" %
-            time.strftime("%H:%M:%S", time.localtime(_Tracing.since)))
+        return (
+            "fp started tracemalloc just now: only what is allocated from now on is seen (memory allocated "
+            "before is not in these figures); ask again later in this session, or use mem diff --traces "
+            "--interval S"
+        )
+    return "fp started tracemalloc at %s: memory allocated before that is not seen" % time.strftime(
+        "%H:%M:%S", time.localtime(_Tracing.since)
+    )
 
 
 def _release(client_id):
@@ -574,8 +638,12 @@ def _snapshot():
 
     here = os.path.dirname(os.path.abspath(__file__))
     snapshot = tracemalloc.take_snapshot()
-    return snapshot.filter_traces((tracemalloc.Filter(False, os.path.join(here, "*"), all_frames=True),
-                                   tracemalloc.Filter(False, tracemalloc.__file__)))
+    return snapshot.filter_traces(
+        (
+            tracemalloc.Filter(False, os.path.join(here, "*"), all_frames=True),
+            tracemalloc.Filter(False, tracemalloc.__file__),
+        )
+    )
 
 
 def _tracebacks(snapshot, stats):
@@ -618,12 +686,23 @@ def _trace_diff(before, after, limit, descending, traceback_n):
     rows = []
     for stat in shown:
         frame = stat.traceback[0]
-        rows.append({"file": frame.filename, "line": frame.lineno, "source": _line(frame.filename, frame.lineno),
-                     "size": stat.size_diff, "count": stat.count_diff, "size_after": stat.size,
-                     "count_after": stat.count,
-                     "traceback": _frames(tracebacks.get((frame.filename, frame.lineno)), traceback_n)})
-    return {"rows": rows, "changed_lines": len(changed),
-            "total": {"size": sum(s.size_diff for s in changed), "count": sum(s.count_diff for s in changed)}}
+        rows.append(
+            {
+                "file": frame.filename,
+                "line": frame.lineno,
+                "source": _line(frame.filename, frame.lineno),
+                "size": stat.size_diff,
+                "count": stat.count_diff,
+                "size_after": stat.size,
+                "count_after": stat.count,
+                "traceback": _frames(tracebacks.get((frame.filename, frame.lineno)), traceback_n),
+            }
+        )
+    return {
+        "rows": rows,
+        "changed_lines": len(changed),
+        "total": {"size": sum(s.size_diff for s in changed), "count": sum(s.count_diff for s in changed)},
+    }
 
 
 def _get_number(params, name, default, low, high, required=False):
@@ -637,4 +716,3 @@ def _get_number(params, name, default, low, high, required=False):
     if value < low or value > high:
         raise invalid_param(name, "parameter %r must be between %s and %s, not %s" % (name, low, high, value))
     return float(value)
-

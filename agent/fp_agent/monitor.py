@@ -194,8 +194,9 @@ class _Monitor(streams.Stream):
             self.table.pop(self.id, None)
             raise
         self.figures = [f for f in self.figures if f.install_id is not None]
-        self.cleanup_id = registry.add(self.client_id, "monitor", self._gone,
-                                               "monitor of %d function(s)" % len(self.figures))
+        self.cleanup_id = registry.add(
+            self.client_id, "monitor", self._gone, "monitor of %d function(s)" % len(self.figures)
+        )
         return refused
 
     def _uninstall(self):
@@ -239,9 +240,14 @@ class _Monitor(streams.Stream):
             self.last_report = now
             self.next_report = now + self.interval_s
             self.reports += 1
-            params = {"monitor_id": self.id, "seq": self.reports, "t": time.time(),
-                      "interval_s": interval, "since_start_s": now - self.started_at,
-                      "functions": models}
+            params = {
+                "monitor_id": self.id,
+                "seq": self.reports,
+                "t": time.time(),
+                "interval_s": interval,
+                "since_start_s": now - self.started_at,
+                "functions": models,
+            }
             if self.dropped:
                 params["dropped"] = self.dropped
             if not events.notify(self.client_id, REPORT, params):
@@ -256,8 +262,13 @@ class _Monitor(streams.Stream):
             self._schedule()
 
     def summary(self, reason):
-        return {"monitor_id": self.id, "reason": reason, "reports": self.reports, "dropped": self.dropped,
-                "functions": [{"key": f.key, "calls": f.calls, "errors": f.errors} for f in self.figures]}
+        return {
+            "monitor_id": self.id,
+            "reason": reason,
+            "reports": self.reports,
+            "dropped": self.dropped,
+            "functions": [{"key": f.key, "calls": f.calls, "errors": f.errors} for f in self.figures],
+        }
 
 
 START_PARAMS = ("functions", "interval_s", "limit")
@@ -268,8 +279,11 @@ def start(client_id, params):
     check_names(params, START_PARAMS)
     functions = params.get("functions")
     if not isinstance(functions, list) or not functions or len(functions) > MAX_FUNCTIONS:
-        raise AgentError(-32602, "functions must be a list of 1 to %d {module, class, method, nested}"
-                         % MAX_FUNCTIONS, {"param": "functions"})
+        raise AgentError(
+            -32602,
+            "functions must be a list of 1 to %d {module, class, method, nested}" % MAX_FUNCTIONS,
+            {"param": "functions"},
+        )
     interval = params.get("interval_s", DEFAULT_INTERVAL_S)
     if interval is None:
         interval = DEFAULT_INTERVAL_S
@@ -282,12 +296,14 @@ def start(client_id, params):
     seen = set()
     for key, spec in enumerate(functions):
         if not isinstance(spec, dict):
-            raise AgentError(-32602, "functions[%d] must be an object {module, class, method, nested}" % key,
-                             {"param": "functions"})
+            raise AgentError(
+                -32602, "functions[%d] must be an object {module, class, method, nested}" % key, {"param": "functions"}
+            )
         check_names(spec, FUNCTION_PARAMS)
         try:
-            located = locate.locate_function(spec.get("module"), spec.get("class") or None,
-                                             spec.get("method"), spec.get("nested") or None)
+            located = locate.locate_function(
+                spec.get("module"), spec.get("class") or None, spec.get("method"), spec.get("nested") or None
+            )
         except AgentError as exc:
             first_error = first_error or exc
             results.append({"key": key, "error": exc.to_json()})

@@ -88,8 +88,10 @@ def instances(client_id, params):
     note = None
     untracked = [c for c in wanted if not type.__getattribute__(c, "__flags__") & _GC_FLAG]
     if untracked:
-        note = ("instances of %s are not tracked by the garbage collector (no __dict__, __slots__ = () on an "
-                "immutable base), so fp cannot find them" % ", ".join(render.type_name(c) for c in untracked))
+        note = (
+            "instances of %s are not tracked by the garbage collector (no __dict__, __slots__ = () on an "
+            "immutable base), so fp cannot find them" % ", ".join(render.type_name(c) for c in untracked)
+        )
     found = _find_instances(gc, wanted)
     by_class = {}
     for obj in found:
@@ -102,7 +104,9 @@ def instances(client_id, params):
         "subclasses": subclasses,
         "classes": [render.type_name(c) for c in wanted],
         "total": len(found),
-        "by_class": [{"class": name, "count": n} for name, n in sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "by_class": [
+            {"class": name, "count": n} for name, n in sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
         "limit": limit,
         "shown": len(shown),
         "expr": expr,
@@ -111,9 +115,14 @@ def instances(client_id, params):
     if code is not None:
         result["value"] = render.render(evaluate(code, {"instances": shown}), depth=depth, verbose=verbose, raw=raw)
     else:
-        result["instances"] = [{"index": i, "class": render.type_name(type(obj)),
-                                "value": render.render(obj, depth=depth, verbose=verbose, raw=raw)}
-                               for i, obj in enumerate(shown)]
+        result["instances"] = [
+            {
+                "index": i,
+                "class": render.type_name(type(obj)),
+                "value": render.render(obj, depth=depth, verbose=verbose, raw=raw),
+            }
+            for i, obj in enumerate(shown)
+        ]
     del found, shown
     return result
 
@@ -165,8 +174,9 @@ def force_gc(client_id, params):
     for generation in (0, 1, 2):
         t = time.perf_counter()
         found = gc.collect(generation)
-        generations.append({"generation": generation, "unreachable": found,
-                            "ms": round((time.perf_counter() - t) * 1000.0, 3)})
+        generations.append(
+            {"generation": generation, "unreachable": found, "ms": round((time.perf_counter() - t) * 1000.0, 3)}
+        )
     total_ms = (time.perf_counter() - t0) * 1000.0
     after = gc.get_stats()
     for g, (b, a) in enumerate(zip(before, after)):
@@ -179,8 +189,9 @@ def force_gc(client_id, params):
         "unreachable": sum(g["unreachable"] for g in generations),
         "uncollectable": sum(g["uncollectable"] for g in generations),
         "garbage": len(gc.garbage),
-        "garbage_new": [{"type": render.type_name(type(o)), "repr": render.safe_repr(o, 120)[0]}
-                        for o in new_garbage[:20]],
+        "garbage_new": [
+            {"type": render.type_name(type(o)), "repr": render.safe_repr(o, 120)[0]} for o in new_garbage[:20]
+        ],
         "ms": round(total_ms, 3),
         "tracked_before": tracked_before,
         "tracked_after": len(gc.get_objects()),

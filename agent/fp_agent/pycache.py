@@ -59,8 +59,11 @@ class _Loader(_bootstrap_external.SourceFileLoader):
             st = os.stat(self.path)
         except OSError:
             return _bootstrap_external.SourceFileLoader.get_code(self, fullname)
-        header = (_bootstrap_external.MAGIC_NUMBER + st.st_mtime_ns.to_bytes(8, "little", signed=True)
-                  + st.st_size.to_bytes(8, "little"))
+        header = (
+            _bootstrap_external.MAGIC_NUMBER
+            + st.st_mtime_ns.to_bytes(8, "little", signed=True)
+            + st.st_size.to_bytes(8, "little")
+        )
         cached = os.path.join(self.cache, os.path.basename(self.path) + "c") if self.cache else None
         if cached is not None:
             code = _read(cached, header)

@@ -44,9 +44,26 @@ class _Version(object):
     """What `owner` was before one reload, exactly (the objects themselves), and what the reload
     installed."""
 
-    __slots__ = ("owner", "label", "nested", "code", "defaults", "kwdefaults", "doc", "annotations", "installed",
-                 "old_text", "old_line", "old_decorators", "new_text", "new_line", "new_decorators", "filename",
-                 "origin_file", "time")
+    __slots__ = (
+        "owner",
+        "label",
+        "nested",
+        "code",
+        "defaults",
+        "kwdefaults",
+        "doc",
+        "annotations",
+        "installed",
+        "old_text",
+        "old_line",
+        "old_decorators",
+        "new_text",
+        "new_line",
+        "new_decorators",
+        "filename",
+        "origin_file",
+        "time",
+    )
 
 
 class _Target(object):
@@ -166,14 +183,20 @@ def _reload(target, source, filename, verbose, dry_run):
         filename = filename or target.origin_file
         source_from = "text"
     new = _compile_new(target, text, filename, warnings)
-    changed = {"code": not _same_code(target.old, new.code), "defaults": False, "docstring": False,
-               "signature": None, "decorators": None}
+    changed = {
+        "code": not _same_code(target.old, new.code),
+        "defaults": False,
+        "docstring": False,
+        "signature": None,
+        "decorators": None,
+    }
     old_text, old_line, old_from, old_decorators = _old_source(target)
 
     f = target.owner
     if target.nested is None:
-        changed["defaults"] = not (_same_value(f.__defaults__, new.defaults)
-                                   and _same_value(f.__kwdefaults__, new.kwdefaults))
+        changed["defaults"] = not (
+            _same_value(f.__defaults__, new.defaults) and _same_value(f.__kwdefaults__, new.kwdefaults)
+        )
         changed["docstring"] = f.__doc__ != new.doc
         old_sig = _signature_text(target.old, f.__defaults__, f.__kwdefaults__)
         new_sig = _signature_text(new.code, new.defaults, new.kwdefaults)
@@ -193,8 +216,13 @@ def _reload(target, source, filename, verbose, dry_run):
         "dry_run": dry_run,
         "unchanged": unchanged,
         "applied": False,
-        "source": {"from": source_from, "filename": filename, "line": new.line, "end_line": new.end_line,
-                   "column": new.column},
+        "source": {
+            "from": source_from,
+            "filename": filename,
+            "line": new.line,
+            "end_line": new.end_line,
+            "column": new.column,
+        },
         "old_source": {"from": old_from, "line": old_line},
         "changed": changed,
     }
@@ -234,9 +262,16 @@ def _reload(target, source, filename, verbose, dry_run):
         version.installed = owner_code
         moved = _replace_nested(f, owner_code, target.old, new.code)
         if moved:
-            warnings.append({"kind": "closures", "count": moved, "message": (
-                "%d function%s made from %s before (closures kept by the program) now run%s the new code too"
-                % (moved, "s" if moved != 1 else "", target.qualname, "" if moved != 1 else "s"))})
+            warnings.append(
+                {
+                    "kind": "closures",
+                    "count": moved,
+                    "message": (
+                        "%d function%s made from %s before (closures kept by the program) now run%s the new code too"
+                        % (moved, "s" if moved != 1 else "", target.qualname, "" if moved != 1 else "s")
+                    ),
+                }
+            )
     stack = _history.setdefault(id(f), [])
     stack.append(version)
     del stack[:-MAX_VERSIONS]
@@ -250,8 +285,20 @@ class _New(object):
     """The new function, compiled from the new text: its code, text, position and what its
     `def` statement evaluates (defaults, annotations), not yet applied."""
 
-    __slots__ = ("code", "text", "line", "end_line", "column", "node", "defaults", "kwdefaults", "doc",
-                 "annotations", "decorators", "source")
+    __slots__ = (
+        "code",
+        "text",
+        "line",
+        "end_line",
+        "column",
+        "node",
+        "defaults",
+        "kwdefaults",
+        "doc",
+        "annotations",
+        "decorators",
+        "source",
+    )
 
 
 def _compile_new(target, text, filename, warnings):
@@ -272,8 +319,9 @@ def _compile_new(target, text, filename, warnings):
     node = nodes[-1]
     code = _find_code(module_code, nodes)
     if code is None:
-        raise AgentError(NOT_SUPPORTED, "fp could not find the code of %s in the compiled source of %s"
-                         % (target.qualname, filename))
+        raise AgentError(
+            NOT_SUPPORTED, "fp could not find the code of %s in the compiled source of %s" % (target.qualname, filename)
+        )
     # @types.coroutine marks the code at run time; decorators are not applied again, so the mark
     # is carried over (the function stays awaitable).
     code = code.replace(co_flags=code.co_flags | (target.old.co_flags & _CO_ITERABLE_COROUTINE))
@@ -285,7 +333,7 @@ def _compile_new(target, text, filename, warnings):
     new.end_line = getattr(node, "end_lineno", None) or node.lineno
     new.column = node.col_offset
     lines = text.splitlines()
-    new.text = "\n".join(lines[new.line - 1:new.end_line]) + "\n"
+    new.text = "\n".join(lines[new.line - 1 : new.end_line]) + "\n"
     new.decorators = [_segment(text, d) for d in node.decorator_list]
     _check_compatible(target, code, node, filename)
     if target.nested is not None:
@@ -296,9 +344,15 @@ def _compile_new(target, text, filename, warnings):
         f = target.owner
         new.defaults, new.kwdefaults, new.annotations = f.__defaults__, f.__kwdefaults__, f.__annotations__
         new.doc = types.FunctionType(new.code, {}).__doc__
-        warnings.append({"kind": "defaults_kept", "message": (
-            "%s was made inside %s: its defaults and annotations are kept as they were (fp cannot evaluate them among "
-            "that function's locals)" % (target.qualname, target.qualname.rsplit(".<locals>.", 1)[0]))})
+        warnings.append(
+            {
+                "kind": "defaults_kept",
+                "message": (
+                    "%s was made inside %s: its defaults and annotations are kept as they were (fp cannot evaluate them among "
+                    "that function's locals)" % (target.qualname, target.qualname.rsplit(".<locals>.", 1)[0])
+                ),
+            }
+        )
     else:
         _evaluate_def(target, new, module_code, filename)
     return new
@@ -337,16 +391,23 @@ def _syntax_refusal(target, filename, exc):
 
 def _read_source(target, filename):
     if not filename or (filename.startswith("<") and filename.endswith(">")):
-        raise _missing("file", filename or "?", "%s was not loaded from a file (%s): give its new source with "
-                       "--source FILE" % (target.label, filename))
+        raise _missing(
+            "file",
+            filename or "?",
+            "%s was not loaded from a file (%s): give its new source with --source FILE" % (target.label, filename),
+        )
     import tokenize
 
     try:
         with tokenize.open(filename) as f:  # honours the file's encoding declaration
             return f.read()
     except (OSError, SyntaxError, UnicodeDecodeError) as exc:
-        raise _missing("file", filename, "cannot read the source of %s from %s: %s (give it with --source FILE)"
-                       % (target.label, filename, exception_text(exc)))
+        raise _missing(
+            "file",
+            filename,
+            "cannot read the source of %s from %s: %s (give it with --source FILE)"
+            % (target.label, filename, exception_text(exc)),
+        )
 
 
 def _missing(what, name, message, suggestions=()):
@@ -370,15 +431,27 @@ def _find_def(tree, target):
         last = i == len(parts) - 1
         function = last or parts[i + 1] == "<locals>"
         if name.startswith("<"):
-            raise AgentError(NOT_SUPPORTED, "%s is defined inside a %s, which cannot be found by name in a source "
-                             "text; fp reloads functions defined with def" % (target.label, name))
+            raise AgentError(
+                NOT_SUPPORTED,
+                "%s is defined inside a %s, which cannot be found by name in a source "
+                "text; fp reloads functions defined with def" % (target.label, name),
+            )
         kinds = (ast.FunctionDef, ast.AsyncFunctionDef) if function else (ast.ClassDef,)
         found = [n for n in _defs(body) if n.name == name and isinstance(n, kinds)]
         if not found:
             near = _near_names(tree, target.qualname)
-            raise _missing("function", target.qualname, "the new source of %s has no %s %s%s; nothing was changed" % (
-                target.located.module_name, "function" if function else "class", ".".join(parts[:i + 1]),
-                " (near: %s)" % ", ".join(near) if near else ""), near)
+            raise _missing(
+                "function",
+                target.qualname,
+                "the new source of %s has no %s %s%s; nothing was changed"
+                % (
+                    target.located.module_name,
+                    "function" if function else "class",
+                    ".".join(parts[: i + 1]),
+                    " (near: %s)" % ", ".join(near) if near else "",
+                ),
+                near,
+            )
         node = _choose(found, target) if last else found[-1]
         path.append(node)
         body = node.body
@@ -421,7 +494,7 @@ def _choose(found, target):
         real = [n for n, names in decorated if not any(d.split(".")[-1] == "overload" for d in names)]
         found = real or found
     if len(found) > 1:
-        arguments = target.old.co_varnames[:_arg_count(target.old)]
+        arguments = target.old.co_varnames[: _arg_count(target.old)]
         same = [n for n in found if tuple(_node_arguments(n)) == tuple(arguments)]
         found = same or found
     return found[-1]  # the one defined last is the one the name is bound to
@@ -526,9 +599,15 @@ def _check_compatible(target, code, node, filename):
     old = target.old
     where = {"file": filename, "line": node.lineno, "column": node.col_offset + 1}
     if old.co_flags & _KIND_FLAGS != code.co_flags & _KIND_FLAGS:
-        raise _refusal("kind", "%s was %s and the new source makes it %s: calls already made expect the old "
-                       "kind (fp cannot swap the code of a function for a different kind); nothing was changed"
-                       % (target.qualname, _kind(old), _kind(code)), where, old=_kind(old), new=_kind(code))
+        raise _refusal(
+            "kind",
+            "%s was %s and the new source makes it %s: calls already made expect the old "
+            "kind (fp cannot swap the code of a function for a different kind); nothing was changed"
+            % (target.qualname, _kind(old), _kind(code)),
+            where,
+            old=_kind(old),
+            new=_kind(code),
+        )
     for attr, what in (("co_freevars", "free variables"), ("co_cellvars", "cell variables")):
         a, b = getattr(old, attr), getattr(code, attr)
         if a != b:
@@ -544,10 +623,16 @@ def _check_compatible(target, code, node, filename):
                 hint = " (super() or __class__ in a method needs a cell the function was not made with)"
             elif attr == "co_freevars":
                 hint = " (the function's closure holds exactly the old ones)"
-            raise _refusal("closure", "closure mismatch: the %s of %s differ: %s%s; restart the program for this "
-                           "change; nothing was changed" % (what, target.qualname, " and ".join(detail) or
-                                                            "their order changed", hint),
-                           where, variables=attr[3:], added=added, removed=removed)
+            raise _refusal(
+                "closure",
+                "closure mismatch: the %s of %s differ: %s%s; restart the program for this "
+                "change; nothing was changed"
+                % (what, target.qualname, " and ".join(detail) or "their order changed", hint),
+                where,
+                variables=attr[3:],
+                added=added,
+                removed=removed,
+            )
 
 
 def _refusal(reason, message, where, **data):
@@ -571,6 +656,7 @@ def _evaluate_def(target, new, module_code, filename):
     """Defaults, keyword defaults and annotations, evaluated as the `def` statement would: in the
     module's globals (and, for a method, its class's namespace), decorators left out."""
     import __future__
+
     import ast
     import copy
 
@@ -595,10 +681,22 @@ def _evaluate_def(target, new, module_code, filename):
         exec(code, f.__globals__, namespace)
     except BaseException as exc:
         message = "evaluating the defaults and annotations of %s raised %s; nothing was changed" % (
-            target.qualname, exception_text(exc))
-        raise AgentError(EXPRESSION_FAILED, message, {
-            "reason": "default", "stage": "eval", "exception": exception_text(exc),
-            "traceback": user_traceback(exc), "file": filename, "line": node.lineno, "column": node.col_offset + 1})
+            target.qualname,
+            exception_text(exc),
+        )
+        raise AgentError(
+            EXPRESSION_FAILED,
+            message,
+            {
+                "reason": "default",
+                "stage": "eval",
+                "exception": exception_text(exc),
+                "traceback": user_traceback(exc),
+                "file": filename,
+                "line": node.lineno,
+                "column": node.col_offset + 1,
+            },
+        )
     made = namespace.get(node.name)
     if not isinstance(made, types.FunctionType):
         raise AgentError(NOT_SUPPORTED, "fp could not evaluate the def statement of %s" % target.qualname)
@@ -629,21 +727,33 @@ def _check_nested(target, new, module_code, nodes, warnings, filename):
     """A nested function's defaults and decorators are evaluated by the outer function each time
     it runs, from the outer's own code, which stays: its signature must not change."""
     old, code = target.old, new.code
-    same_signature = (code.co_argcount == old.co_argcount and code.co_kwonlyargcount == old.co_kwonlyargcount
-                      and getattr(code, "co_posonlyargcount", 0) == getattr(old, "co_posonlyargcount", 0)
-                      and code.co_varnames[:_arg_count(code)] == old.co_varnames[:_arg_count(old)]
-                      and (code.co_flags & 0x0C) == (old.co_flags & 0x0C))
+    same_signature = (
+        code.co_argcount == old.co_argcount
+        and code.co_kwonlyargcount == old.co_kwonlyargcount
+        and getattr(code, "co_posonlyargcount", 0) == getattr(old, "co_posonlyargcount", 0)
+        and code.co_varnames[: _arg_count(code)] == old.co_varnames[: _arg_count(old)]
+        and (code.co_flags & 0x0C) == (old.co_flags & 0x0C)
+    )
     outer = _find_code(module_code, nodes[:-1])
     if not same_signature:
-        raise _refusal("nested_signature", "the signature of %s changed; its defaults are made by %s each time it "
-                       "runs, from the outer function's current code: reload %s itself instead (without -nm); "
-                       "nothing was changed" % (target.qualname, target.located.method, target.located.method),
-                       {"file": filename, "line": new.node.lineno, "column": new.node.col_offset + 1})
+        raise _refusal(
+            "nested_signature",
+            "the signature of %s changed; its defaults are made by %s each time it "
+            "runs, from the outer function's current code: reload %s itself instead (without -nm); "
+            "nothing was changed" % (target.qualname, target.located.method, target.located.method),
+            {"file": filename, "line": new.node.lineno, "column": new.node.col_offset + 1},
+        )
     if outer is not None and not _same_code(target.owner_code, outer, skip=target.nested):
-        warnings.append({"kind": "outer_differs", "message": (
-            "the new source of %s differs outside %s too (another statement, or the defaults or decorators of the "
-            "nested def): only %s was reloaded; reload %s (without -nm) to take the rest"
-            % (target.located.method, target.nested, target.nested, target.located.method))})
+        warnings.append(
+            {
+                "kind": "outer_differs",
+                "message": (
+                    "the new source of %s differs outside %s too (another statement, or the defaults or decorators of the "
+                    "nested def): only %s was reloaded; reload %s (without -nm) to take the rest"
+                    % (target.located.method, target.nested, target.nested, target.located.method)
+                ),
+            }
+        )
 
 
 def _with_nested(owner_code, old_nested, new_nested):
@@ -683,8 +793,17 @@ def _same_code(a, b, skip=None):
     someone edits above the function). `skip`: a nested function's name left out."""
     if a is b:
         return True
-    attrs = ("co_code", "co_argcount", "co_kwonlyargcount", "co_names", "co_varnames", "co_freevars",
-             "co_cellvars", "co_posonlyargcount", "co_exceptiontable")
+    attrs = (
+        "co_code",
+        "co_argcount",
+        "co_kwonlyargcount",
+        "co_names",
+        "co_varnames",
+        "co_freevars",
+        "co_cellvars",
+        "co_posonlyargcount",
+        "co_exceptiontable",
+    )
     for attr in attrs:
         if getattr(a, attr, None) != getattr(b, attr, None):
             return False
@@ -742,7 +861,7 @@ def _signature_text(code, defaults, kwdefaults):
         i += 1
     elif kwonly:
         parts.append("*")
-    for name in names[argc:argc + kwonly]:
+    for name in names[argc : argc + kwonly]:
         if kwdefaults and name in kwdefaults:
             name += "=" + _short_repr(kwdefaults[name])
         parts.append(name)
@@ -809,7 +928,7 @@ def _function_text(text, filename, target):
         return None  # the same body with another default: the text of another version
     first = _first_line(node)
     lines = text.splitlines()
-    text_of = "\n".join(lines[first - 1:getattr(node, "end_lineno", node.lineno)]) + "\n"
+    text_of = "\n".join(lines[first - 1 : getattr(node, "end_lineno", node.lineno)]) + "\n"
     return text_of, first, [_segment(text, d) for d in node.decorator_list]
 
 
@@ -843,12 +962,20 @@ def _diff(old_text, old_line, new_text, new_line, target, filename, labels=("run
     import difflib
 
     if old_text is None:
-        return {"diff": None, "diff_note": (
-            "the source of the code running now is not available (its file changed since it was loaded, and "
-            "Python's line cache does not hold the old text), so there is no diff; later reloads have one")}
-    diff = difflib.unified_diff(old_text.splitlines(), new_text.splitlines(),
-                                "%s:%s (%s)" % (target.old.co_filename, old_line, labels[0]),
-                                "%s:%s (%s)" % (filename, new_line, labels[1]), lineterm="")
+        return {
+            "diff": None,
+            "diff_note": (
+                "the source of the code running now is not available (its file changed since it was loaded, and "
+                "Python's line cache does not hold the old text), so there is no diff; later reloads have one"
+            ),
+        }
+    diff = difflib.unified_diff(
+        old_text.splitlines(),
+        new_text.splitlines(),
+        "%s:%s (%s)" % (target.old.co_filename, old_line, labels[0]),
+        "%s:%s (%s)" % (filename, new_line, labels[1]),
+        lineterm="",
+    )
     text = "\n".join(diff)
     return {"diff": text + "\n" if text else "", "diff_note": None}
 
@@ -863,40 +990,100 @@ def _warnings_for(target, new, changed, old_decorators):
     if running:
         total = sum(t["calls"] for t in running)
         names = ", ".join(_thread_label(t) for t in running)
-        warnings.append({"kind": "running", "threads": running, "message": (
-            "%d call%s of %s %s running now (thread%s %s): %s with the old code; calls from now on run the new one"
-            % (total, "s" if total != 1 else "", target.qualname, "are" if total != 1 else "is",
-               "s" if len(running) != 1 else "", names, "they finish" if total != 1 else "it finishes"))})
+        warnings.append(
+            {
+                "kind": "running",
+                "threads": running,
+                "message": (
+                    "%d call%s of %s %s running now (thread%s %s): %s with the old code; calls from now on run the new one"
+                    % (
+                        total,
+                        "s" if total != 1 else "",
+                        target.qualname,
+                        "are" if total != 1 else "is",
+                        "s" if len(running) != 1 else "",
+                        names,
+                        "they finish" if total != 1 else "it finishes",
+                    )
+                ),
+            }
+        )
     if target.old.co_flags & _KIND_FLAGS:
         suspended = _suspended(target.old)
         if suspended:
-            what = ("coroutine" if target.old.co_flags & _CO_COROUTINE else "async generator"
-                    if target.old.co_flags & _CO_ASYNC_GENERATOR else "generator")
-            warnings.append({"kind": "suspended", "count": suspended, "message": (
-                "%d suspended %s%s of %s %s running the old code until %s" % (
-                    suspended, what, "s" if suspended != 1 else "", target.qualname,
-                    "keep" if suspended != 1 else "keeps", "they finish" if suspended != 1 else "it finishes"))})
+            what = (
+                "coroutine"
+                if target.old.co_flags & _CO_COROUTINE
+                else "async generator"
+                if target.old.co_flags & _CO_ASYNC_GENERATOR
+                else "generator"
+            )
+            warnings.append(
+                {
+                    "kind": "suspended",
+                    "count": suspended,
+                    "message": (
+                        "%d suspended %s%s of %s %s running the old code until %s"
+                        % (
+                            suspended,
+                            what,
+                            "s" if suspended != 1 else "",
+                            target.qualname,
+                            "keep" if suspended != 1 else "keeps",
+                            "they finish" if suspended != 1 else "it finishes",
+                        )
+                    ),
+                }
+            )
     wrapped = "__wrapped__" in (target.located.note or "")
     if new.decorators or wrapped:
         shown = ", ".join("@" + d for d in new.decorators) if new.decorators else "its decorator"
-        warnings.append({"kind": "decorators", "decorators": new.decorators, "message": (
-            "decorators are not applied again: %s stay%s as made when the module was loaded (fp replaced the code "
-            "of the function inside)" % (shown, "" if len(new.decorators) > 1 else "s"))})
+        warnings.append(
+            {
+                "kind": "decorators",
+                "decorators": new.decorators,
+                "message": (
+                    "decorators are not applied again: %s stay%s as made when the module was loaded (fp replaced the code "
+                    "of the function inside)" % (shown, "" if len(new.decorators) > 1 else "s")
+                ),
+            }
+        )
     if changed["decorators"] is not None and old_decorators is not None:
-        warnings.append({"kind": "decorators_changed", "message": (
-            "the decorators changed (%s -> %s) but are not applied: restart the program for that change"
-            % (", ".join("@" + d for d in old_decorators) or "none", ", ".join("@" + d for d in new.decorators)
-               or "none"))})
+        warnings.append(
+            {
+                "kind": "decorators_changed",
+                "message": (
+                    "the decorators changed (%s -> %s) but are not applied: restart the program for that change"
+                    % (
+                        ", ".join("@" + d for d in old_decorators) or "none",
+                        ", ".join("@" + d for d in new.decorators) or "none",
+                    )
+                ),
+            }
+        )
     if _signature_text(target.old, None, None) != _signature_text(new.code, None, None):
-        warnings.append({"kind": "signature", "message": (
-            "the parameters changed %s -> %s: callers that pass the old arguments may now fail"
-            % (changed["signature"]["old"], changed["signature"]["new"]))})
+        warnings.append(
+            {
+                "kind": "signature",
+                "message": (
+                    "the parameters changed %s -> %s: callers that pass the old arguments may now fail"
+                    % (changed["signature"]["old"], changed["signature"]["new"])
+                ),
+            }
+        )
     missing = _undefined_globals(new.code, target.owner.__globals__)
     if missing:
-        warnings.append({"kind": "undefined_names", "names": missing, "message": (
-            "the new code uses name%s the module does not define: %s (a NameError when it runs); an import added "
-            "at the top of the file is not run by reload: import inside the function, or import it with the console"
-            % ("s" if len(missing) != 1 else "", ", ".join(missing)))})
+        warnings.append(
+            {
+                "kind": "undefined_names",
+                "names": missing,
+                "message": (
+                    "the new code uses name%s the module does not define: %s (a NameError when it runs); an import added "
+                    "at the top of the file is not run by reload: import inside the function, or import it with the console"
+                    % ("s" if len(missing) != 1 else "", ", ".join(missing))
+                ),
+            }
+        )
     return warnings
 
 
@@ -982,16 +1169,25 @@ def _versions(owner):
 def _undo(target, verbose):
     stack = _versions(target.owner)
     if not stack:
-        raise _missing("version", target.label, "%s has not been reloaded by fp in this process: there is no earlier "
-                       "version to go back to" % target.label)
+        raise _missing(
+            "version",
+            target.label,
+            "%s has not been reloaded by fp in this process: there is no earlier version to go back to" % target.label,
+        )
     last = stack[-1]
     if last.label != target.label:
-        raise AgentError(NOT_SUPPORTED, "the last reload of %s's code was of %s: undo that one first" % (
-            target.owner.__qualname__, last.label), {"reason": "order", "last": last.label})
+        raise AgentError(
+            NOT_SUPPORTED,
+            "the last reload of %s's code was of %s: undo that one first" % (target.owner.__qualname__, last.label),
+            {"reason": "order", "last": last.label},
+        )
     if instrument.real_code(target.owner) is not last.installed:
-        raise AgentError(NOT_SUPPORTED, "the code of %s was replaced since fp reloaded it (by something other than "
-                         "fp), so fp cannot put the earlier version back exactly; nothing was changed" % target.label,
-                         {"reason": "replaced"})
+        raise AgentError(
+            NOT_SUPPORTED,
+            "the code of %s was replaced since fp reloaded it (by something other than "
+            "fp), so fp cannot put the earlier version back exactly; nothing was changed" % target.label,
+            {"reason": "replaced"},
+        )
     f = target.owner
     current = target.old
     warnings = []
@@ -1006,19 +1202,38 @@ def _undo(target, verbose):
         restored = _nested_const(last.code, target.nested)
         moved = _replace_nested(f, last.code, current, restored)
         if moved:
-            warnings.append({"kind": "closures", "count": moved, "message": (
-                "%d function%s made from %s (closures kept by the program) went back too"
-                % (moved, "s" if moved != 1 else "", target.qualname))})
+            warnings.append(
+                {
+                    "kind": "closures",
+                    "count": moved,
+                    "message": (
+                        "%d function%s made from %s (closures kept by the program) went back too"
+                        % (moved, "s" if moved != 1 else "", target.qualname)
+                    ),
+                }
+            )
     stack.pop()
     if not stack:
         _history.pop(id(f), None)
     running = _running_calls(current)
     if running:
         total = sum(t["calls"] for t in running)
-        warnings.append({"kind": "running", "threads": running, "message": (
-            "%d call%s of the undone code %s running now (%s): %s with it" % (
-                total, "s" if total != 1 else "", "are" if total != 1 else "is",
-                ", ".join(_thread_label(t) for t in running), "they finish" if total != 1 else "it finishes"))})
+        warnings.append(
+            {
+                "kind": "running",
+                "threads": running,
+                "message": (
+                    "%d call%s of the undone code %s running now (%s): %s with it"
+                    % (
+                        total,
+                        "s" if total != 1 else "",
+                        "are" if total != 1 else "is",
+                        ", ".join(_thread_label(t) for t in running),
+                        "they finish" if total != 1 else "it finishes",
+                    )
+                ),
+            }
+        )
     result = {
         "action": "undo",
         "located": target.located.to_json(),
@@ -1028,11 +1243,24 @@ def _undo(target, verbose):
         "warnings": warnings,
         "versions": len(stack),
     }
-    result.update(_diff(last.new_text, last.new_line, last.old_text, last.old_line, target, restored.co_filename,
-                        ("undone", "restored"))
-                  if last.old_text is not None else {"diff": None, "diff_note": (
-                      "the source of the version put back was not available when it was replaced, so there is no "
-                      "diff")})
+    result.update(
+        _diff(
+            last.new_text,
+            last.new_line,
+            last.old_text,
+            last.old_line,
+            target,
+            restored.co_filename,
+            ("undone", "restored"),
+        )
+        if last.old_text is not None
+        else {
+            "diff": None,
+            "diff_note": (
+                "the source of the version put back was not available when it was replaced, so there is no diff"
+            ),
+        }
+    )
     if verbose:
         result["new_source"] = last.old_text
     return result

@@ -87,17 +87,28 @@ class _Renderer(object):
 # ---------------------------------------------------------------------------------------------
 # Parts of a value: items of containers, attributes of other objects
 
-_NO_PARTS = (str, bytes, bytearray, int, float, complex, range, memoryview, type(None), types.FunctionType,
-             types.BuiltinFunctionType, types.MethodType, types.CodeType)
+_NO_PARTS = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    complex,
+    range,
+    memoryview,
+    type(None),
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CodeType,
+)
 
 
 def _parts(value):
     """(count, take): how many parts the value has, and take(limit) -> [(name, part)]."""
     if isinstance(value, dict):
         items = _dict_items(value)
-        return dict.__len__(value), lambda limit: [
-            (safe_repr(k, REPR_LIMIT)[0], v) for k, v in _take(items, limit)
-        ]
+        return dict.__len__(value), lambda limit: [(safe_repr(k, REPR_LIMIT)[0], v) for k, v in _take(items, limit)]
     for base in (list, tuple):
         if isinstance(value, base):
             # One slice is one C call: a consistent snapshot even if other threads append.
@@ -260,8 +271,13 @@ def _write(value, out, active):
         items = _take(dict.items(value), out.left)
     else:
         items = _take(iter(value), out.left)
-    opening, closing = {list: ("[", "]"), tuple: ("(", ")"), dict: ("{", "}"), set: ("{", "}"),
-                        frozenset: ("frozenset({", "})")}[kind]
+    opening, closing = {
+        list: ("[", "]"),
+        tuple: ("(", ")"),
+        dict: ("{", "}"),
+        set: ("{", "}"),
+        frozenset: ("frozenset({", "})"),
+    }[kind]
     active.add(id(value))
     try:
         out.emit(opening)

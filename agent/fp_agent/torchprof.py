@@ -63,12 +63,20 @@ def _torch():
     """The process's torch module (never imported here), complete enough to use."""
     torch = sys.modules.get("torch")
     if torch is None:
-        raise AgentError(NOT_SUPPORTED, "torch is not imported by this process: there is nothing to profile. fp never "
-                         "imports torch into a process (it would change the process); attach to the process that "
-                         "runs the model", {"reason": "no-torch"})
+        raise AgentError(
+            NOT_SUPPORTED,
+            "torch is not imported by this process: there is nothing to profile. fp never "
+            "imports torch into a process (it would change the process); attach to the process that "
+            "runs the model",
+            {"reason": "no-torch"},
+        )
     if sys.modules.get("torch.autograd.profiler") is None or getattr(torch, "_C", None) is None:
-        raise AgentError(NOT_SUPPORTED, "torch is still being imported in this process (torch.autograd.profiler is "
-                         "not loaded yet); try again in a moment", {"reason": "no-torch"})
+        raise AgentError(
+            NOT_SUPPORTED,
+            "torch is still being imported in this process (torch.autograd.profiler is "
+            "not loaded yet); try again in a moment",
+            {"reason": "no-torch"},
+        )
     return torch
 
 
@@ -96,11 +104,18 @@ def _require_cuda(torch, what, needs="the CUDA caching allocator"):
     if cuda_in_use():
         return _cuda_module()
     build = getattr(getattr(torch, "version", None), "cuda", None)
-    why = ("this torch is a CPU-only build" if not build else
-           "this process has not initialised CUDA (torch.cuda.is_initialized() is False)")
-    raise AgentError(NOT_SUPPORTED, "CUDA unavailable for a CUDA-only request: %s needs %s, and %s. fp does not "
-                     "initialise CUDA in a process (that would take GPU memory and change the process); torch "
-                     "profile works on the CPU" % (what, needs, why), {"reason": "no-cuda"})
+    why = (
+        "this torch is a CPU-only build"
+        if not build
+        else "this process has not initialised CUDA (torch.cuda.is_initialized() is False)"
+    )
+    raise AgentError(
+        NOT_SUPPORTED,
+        "CUDA unavailable for a CUDA-only request: %s needs %s, and %s. fp does not "
+        "initialise CUDA in a process (that would take GPU memory and change the process); torch "
+        "profile works on the CPU" % (what, needs, why),
+        {"reason": "no-cuda"},
+    )
 
 
 def _program_profiler(torch, on_this_thread):
@@ -230,18 +245,26 @@ def output_path(params, default):
     directory = os.path.dirname(path) or "/"
     who = "this process (uid %d)" % os.geteuid()
     if os.path.isdir(path):
-        raise invalid_param("file", "cannot write %s: it is a directory; give a file name (-f %s)"
-                            % (path, os.path.join(path, os.path.basename(default))))
+        raise invalid_param(
+            "file",
+            "cannot write %s: it is a directory; give a file name (-f %s)"
+            % (path, os.path.join(path, os.path.basename(default))),
+        )
     if not os.path.isdir(directory):
-        raise invalid_param("file", "cannot write %s: the directory %s does not exist (the file is written by %s, "
-                            "in its view of the file system)" % (path, directory, who))
+        raise invalid_param(
+            "file",
+            "cannot write %s: the directory %s does not exist (the file is written by %s, "
+            "in its view of the file system)" % (path, directory, who),
+        )
     try:
         scratch = _private_dir(directory)
         os.rmdir(scratch)
     except OSError as exc:
-        raise invalid_param("file", "cannot write %s: %s cannot create files in %s (%s); give -f a path it may "
-                            "write to, e.g. /tmp/%s" % (path, who, directory, exc.strerror or exc,
-                                                          os.path.basename(path)))
+        raise invalid_param(
+            "file",
+            "cannot write %s: %s cannot create files in %s (%s); give -f a path it may "
+            "write to, e.g. /tmp/%s" % (path, who, directory, exc.strerror or exc, os.path.basename(path)),
+        )
     return path
 
 
@@ -313,8 +336,20 @@ def nth_path(path, index, limit):
 class _Run(object):
     """One profiled (or recorded) call."""
 
-    __slots__ = ("ident", "started", "profiler", "cuda", "error", "before", "after", "snapshot", "cancelled",
-                 "cost_ns", "raised", "c10_quiet")
+    __slots__ = (
+        "ident",
+        "started",
+        "profiler",
+        "cuda",
+        "error",
+        "before",
+        "after",
+        "snapshot",
+        "cancelled",
+        "cost_ns",
+        "raised",
+        "c10_quiet",
+    )
 
     def __init__(self, ident):
         self.ident = ident
@@ -452,8 +487,9 @@ class _TorchStream(streams.Stream, instrument.Probe):
             if reason in self.reasons:
                 return
             self.reasons.add(reason)
-        events.notify(self.client_id, SKIPPED, {"torch_id": self.id, "thread": events.thread_info(ident),
-                                                "reason": reason})
+        events.notify(
+            self.client_id, SKIPPED, {"torch_id": self.id, "thread": events.thread_info(ident), "reason": reason}
+        )
 
     # -- reports, on the client's worker thread ----------------------------------------------
     def _report(self, run):
@@ -461,8 +497,14 @@ class _TorchStream(streams.Stream, instrument.Probe):
             return
         with self.lock:
             index = self.count + 1
-        event = {"torch_id": self.id, "index": index, "time": run.started,
-                 "thread": events.thread_info(run.ident), "cost_ms": run.cost_ns / 1e6, "raised": run.raised}
+        event = {
+            "torch_id": self.id,
+            "index": index,
+            "time": run.started,
+            "thread": events.thread_info(run.ident),
+            "cost_ms": run.cost_ns / 1e6,
+            "raised": run.raised,
+        }
         try:
             with capture.warnings_to(_drop):
                 self.describe(run, index, event)
@@ -491,12 +533,25 @@ class _TorchStream(streams.Stream, instrument.Probe):
             event["error"] = "cannot write %s: %s" % (path, exception_text(exc))
 
     def summary(self, reason):
-        return {"torch_id": self.id, "kind": self.kind, "reason": reason, "count": self.count,
-                "skipped": self.skipped, "pending": self.inflight is not None}
+        return {
+            "torch_id": self.id,
+            "kind": self.kind,
+            "reason": reason,
+            "count": self.count,
+            "skipped": self.skipped,
+            "pending": self.inflight is not None,
+        }
 
     def start_fields(self, torch, fields):
-        result = {"kind": self.kind, "file": self.path, "limit": self.limit, "top": self.top,
-                  "torch_version": _version(torch), "cuda": cuda_in_use(), "busy": _busy_text()}
+        result = {
+            "kind": self.kind,
+            "file": self.path,
+            "limit": self.limit,
+            "top": self.top,
+            "torch_version": _version(torch),
+            "cuda": cuda_in_use(),
+            "busy": _busy_text(),
+        }
         result.update(fields)
         return self.started("torch_id", "torch.stop", self.located, result)
 
@@ -508,7 +563,10 @@ def _busy_text():
         return None
     state = "of a command that has ended (its call has not returned yet)" if other.done else "of another fp client"
     return "a %s run %s is in flight, on %s: calls that begin before it ends are not profiled" % (
-        other.kind, state, other.located.label)
+        other.kind,
+        state,
+        other.located.label,
+    )
 
 
 class _Profile(_TorchStream):
@@ -529,13 +587,19 @@ class _Profile(_TorchStream):
             return None
         running = _program_profiler(torch, True)
         if running is not None:
-            self._skip(ident, "%s; fp does not take over a profiler it did not start, so this call is not "
-                       "profiled" % running)
+            self._skip(
+                ident, "%s; fp does not take over a profiler it did not start, so this call is not profiled" % running
+            )
             return None
         run = _Run(ident)
         run.cuda = self.device == "cuda" or (self.device == "auto" and cuda_in_use())
-        profiler = ap.profile(use_kineto=True, use_device="cuda" if run.cuda else None,
-                              record_shapes=self.record_shapes, profile_memory=True, with_stack=self.with_stack)
+        profiler = ap.profile(
+            use_kineto=True,
+            use_device="cuda" if run.cuda else None,
+            record_shapes=self.record_shapes,
+            profile_memory=True,
+            with_stack=self.with_stack,
+        )
         _profiling[0] = True
         run.c10_quiet = _C10_LOG.hold(torch)
         try:
@@ -628,8 +692,11 @@ class _Record(_TorchStream):
         if torch is None or cuda is None or not cuda_in_use():
             return None
         if _history_enabled(torch):
-            self._skip(ident, "the program records the CUDA allocator's history itself; fp does not take it over, "
-                       "so this call is not recorded (torch memory -s snapshots what it records)")
+            self._skip(
+                ident,
+                "the program records the CUDA allocator's history itself; fp does not take it over, "
+                "so this call is not recorded (torch memory -s snapshots what it records)",
+            )
             return None
         run = _Run(ident)
         run.before = _device_memory(cuda)
@@ -713,16 +780,18 @@ def profile_summary(profiler, top, cuda):
     averages = list(profiler.key_averages())
     rows = []
     for a in averages:
-        rows.append({
-            "name": str(a.key),
-            "count": int(getattr(a, "count", 0)),
-            "self_cpu_ms": float(_first_attr(a, "self_cpu_time_total")) / 1000.0,
-            "cpu_ms": float(_first_attr(a, "cpu_time_total")) / 1000.0,
-            "self_cuda_ms": float(_first_attr(a, "self_device_time_total", "self_cuda_time_total")) / 1000.0,
-            "cuda_ms": float(_first_attr(a, "device_time_total", "cuda_time_total")) / 1000.0,
-            "self_cpu_memory_bytes": int(_first_attr(a, "self_cpu_memory_usage")),
-            "self_cuda_memory_bytes": int(_first_attr(a, "self_device_memory_usage", "self_cuda_memory_usage")),
-        })
+        rows.append(
+            {
+                "name": str(a.key),
+                "count": int(getattr(a, "count", 0)),
+                "self_cpu_ms": float(_first_attr(a, "self_cpu_time_total")) / 1000.0,
+                "cpu_ms": float(_first_attr(a, "cpu_time_total")) / 1000.0,
+                "self_cuda_ms": float(_first_attr(a, "self_device_time_total", "self_cuda_time_total")) / 1000.0,
+                "cuda_ms": float(_first_attr(a, "device_time_total", "cuda_time_total")) / 1000.0,
+                "self_cpu_memory_bytes": int(_first_attr(a, "self_cpu_memory_usage")),
+                "self_cuda_memory_bytes": int(_first_attr(a, "self_device_memory_usage", "self_cuda_memory_usage")),
+            }
+        )
     by_cpu = sorted((r for r in rows if r["self_cpu_ms"] > 0), key=lambda r: -r["self_cpu_ms"])
     summary = {
         "ops": by_cpu[:top],
@@ -758,8 +827,9 @@ def memory_during(profiler):
     changes.sort(key=lambda c: c[0])
     devices = {}
     for _when, device, nbytes in changes:
-        d = devices.setdefault(device, {"device": device, "peak_bytes": 0, "end_bytes": 0, "allocations": 0,
-                                        "allocated_bytes": 0})
+        d = devices.setdefault(
+            device, {"device": device, "peak_bytes": 0, "end_bytes": 0, "allocations": 0, "allocated_bytes": 0}
+        )
         d["end_bytes"] += nbytes
         if nbytes > 0:
             d["allocations"] += 1
@@ -803,8 +873,9 @@ def _segments_state(snapshot):
     """{device: {"reserved", "allocated", "segments", "blocks"}} from the snapshot's segments."""
     state = {}
     for seg in snapshot.get("segments", ()):
-        d = state.setdefault(int(seg.get("device", 0)), {"reserved_bytes": 0, "allocated_bytes": 0, "segments": 0,
-                                                         "blocks": 0})
+        d = state.setdefault(
+            int(seg.get("device", 0)), {"reserved_bytes": 0, "allocated_bytes": 0, "segments": 0, "blocks": 0}
+        )
         d["segments"] += 1
         d["reserved_bytes"] += int(seg.get("total_size", 0))
         d["allocated_bytes"] += int(seg.get("allocated_size", 0))
@@ -819,8 +890,10 @@ def _largest_blocks(snapshot, top, torch_dir):
             if b.get("state") == "active_allocated":
                 blocks.append((int(b.get("size", 0)), int(seg.get("device", 0)), b.get("frames")))
     blocks.sort(key=lambda b: -b[0])
-    return [{"size": size, "device": device, "origin": _origin(frames, torch_dir), "frames": _frames(frames)}
-            for size, device, frames in blocks[:top]]
+    return [
+        {"size": size, "device": device, "origin": _origin(frames, torch_dir), "frames": _frames(frames)}
+        for size, device, frames in blocks[:top]
+    ]
 
 
 def snapshot_summary(snapshot, top):
@@ -835,8 +908,11 @@ def snapshot_summary(snapshot, top):
         d.update(state.get(device, {"reserved_bytes": 0, "allocated_bytes": 0, "segments": 0, "blocks": 0}))
         d["history_entries"] = len(traces[device]) if device < len(traces) else 0
         devices.append(d)
-    return {"devices": devices, "largest": _largest_blocks(snapshot, top, torch_dir),
-            "history": any(d["history_entries"] for d in devices)}
+    return {
+        "devices": devices,
+        "largest": _largest_blocks(snapshot, top, torch_dir),
+        "history": any(d["history_entries"] for d in devices),
+    }
 
 
 def memory_summary(snapshot, before, after, top, started):
@@ -879,23 +955,47 @@ def memory_summary(snapshot, before, after, top, started):
             peak_alloc = max(peak_alloc, alloc)
             peak_reserved = max(peak_reserved, reserved)
         end_alloc, end_reserved = (after or {}).get(device, (start_alloc + alloc, start_reserved + reserved))
-        devices.append({"device": device, "entries": len(entries), "start_allocated_bytes": start_alloc,
-                        "start_reserved_bytes": start_reserved, "peak_allocated_bytes": start_alloc + peak_alloc,
-                        "peak_reserved_bytes": start_reserved + peak_reserved, "end_allocated_bytes": end_alloc,
-                        "end_reserved_bytes": end_reserved, "counts": counts})
+        devices.append(
+            {
+                "device": device,
+                "entries": len(entries),
+                "start_allocated_bytes": start_alloc,
+                "start_reserved_bytes": start_reserved,
+                "peak_allocated_bytes": start_alloc + peak_alloc,
+                "peak_reserved_bytes": start_reserved + peak_reserved,
+                "end_allocated_bytes": end_alloc,
+                "end_reserved_bytes": end_reserved,
+                "counts": counts,
+            }
+        )
     allocations.sort(key=lambda a: -a[0])
-    largest = [{"size": size, "device": device, "origin": _origin(frames, torch_dir), "frames": _frames(frames)}
-               for size, device, frames in allocations[:top]]
-    return {"devices": devices, "largest": largest,
-            "not_seen": "memory allocated before the call began is counted in start_allocated_bytes and shown in "
-                        "the snapshot's segments, without its history or stacks"}
+    largest = [
+        {"size": size, "device": device, "origin": _origin(frames, torch_dir), "frames": _frames(frames)}
+        for size, device, frames in allocations[:top]
+    ]
+    return {
+        "devices": devices,
+        "largest": largest,
+        "not_seen": "memory allocated before the call began is counted in start_allocated_bytes and shown in "
+        "the snapshot's segments, without its history or stacks",
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # Requests
 
-PROFILE_PARAMS = ("module", "class", "method", "nested", "file", "limit", "device", "top", "record_shapes",
-                  "with_stack")
+PROFILE_PARAMS = (
+    "module",
+    "class",
+    "method",
+    "nested",
+    "file",
+    "limit",
+    "device",
+    "top",
+    "record_shapes",
+    "with_stack",
+)
 RECORD_PARAMS = ("module", "class", "method", "nested", "file", "top", "max_entries")
 SNAPSHOT_PARAMS = ("file", "top")
 
@@ -908,11 +1008,17 @@ def _locate(params):
     located = locate.locate_function(module, class_name, method, nested)
     flags = located.code.co_flags
     if flags & (0x20 | 0x80 | 0x100 | 0x200):  # generator, coroutine, iterable coroutine, async generator
-        raise AgentError(NOT_SUPPORTED, "%s is a %s: torch's profiler belongs to the thread that starts it, and a %s "
-                         "hands that thread to other code at every suspension; name the plain function it calls "
-                         "(the model's forward, one training step)"
-                         % (located.label, "coroutine" if flags & 0x180 else "generator",
-                            "coroutine" if flags & 0x180 else "generator"))
+        raise AgentError(
+            NOT_SUPPORTED,
+            "%s is a %s: torch's profiler belongs to the thread that starts it, and a %s "
+            "hands that thread to other code at every suspension; name the plain function it calls "
+            "(the model's forward, one training step)"
+            % (
+                located.label,
+                "coroutine" if flags & 0x180 else "generator",
+                "coroutine" if flags & 0x180 else "generator",
+            ),
+        )
     return located
 
 
@@ -923,7 +1029,7 @@ def profile_start(client_id, params):
     top = get_int(params, "top", default=DEFAULT_TOP, low=1, high=1000)
     device = get_str(params, "device") or "auto"
     if device not in ("auto", "cpu", "cuda"):
-        raise invalid_param("device", "parameter 'device' must be \"auto\", \"cpu\" or \"cuda\", not %r" % device)
+        raise invalid_param("device", 'parameter \'device\' must be "auto", "cpu" or "cuda", not %r' % device)
     record_shapes = get_bool(params, "record_shapes", default=True)
     with_stack = get_bool(params, "with_stack")
     get_str(params, "file")
@@ -932,16 +1038,26 @@ def profile_start(client_id, params):
         _require_cuda(torch, "torch profile --cuda", "CUDA activities")
     running = _program_profiler(torch, False)
     if running is not None:
-        raise AgentError(BUSY, "%s; fp does not take over a profiler it did not start. Try again once it has "
-                         "stopped" % running, {"reason": "profiler-running"})
+        raise AgentError(
+            BUSY,
+            "%s; fp does not take over a profiler it did not start. Try again once it has stopped" % running,
+            {"reason": "profiler-running"},
+        )
     located = _locate(params)
     path = output_path(params, DEFAULT_TRACE)
     stream = _Profile(client_id, located, path, limit, top, device, record_shapes, with_stack)
     stream.install(located, "torch")
     activities = ["cpu", "cuda"] if device == "cuda" or (device == "auto" and cuda_in_use()) else ["cpu"]
-    return stream.start_fields(torch, {"device": device, "activities": activities, "record_shapes": record_shapes,
-                                       "with_stack": with_stack,
-                                       "files": [nth_path(path, i, limit) for i in range(1, min(limit, 3) + 1)]})
+    return stream.start_fields(
+        torch,
+        {
+            "device": device,
+            "activities": activities,
+            "record_shapes": record_shapes,
+            "with_stack": with_stack,
+            "files": [nth_path(path, i, limit) for i in range(1, min(limit, 3) + 1)],
+        },
+    )
 
 
 def memory_record(client_id, params):
@@ -953,9 +1069,13 @@ def memory_record(client_id, params):
     torch = _torch()
     _require_cuda(torch, "torch memory -r")
     if _history_enabled(torch):
-        raise AgentError(BUSY, "the program records the CUDA allocator's history itself "
-                         "(torch.cuda.memory._record_memory_history); fp does not take it over. torch memory -s "
-                         "snapshots what it records", {"reason": "history-recording"})
+        raise AgentError(
+            BUSY,
+            "the program records the CUDA allocator's history itself "
+            "(torch.cuda.memory._record_memory_history); fp does not take it over. torch memory -s "
+            "snapshots what it records",
+            {"reason": "history-recording"},
+        )
     located = _locate(params)
     path = output_path(params, DEFAULT_SNAPSHOT)
     stream = _Record(client_id, located, path, top, max_entries)

@@ -111,9 +111,17 @@ def _acquire_trace_tool(functions):
     return None
 
 
-_TOOL_CALLBACKS = (("PY_START", "ev_start"), ("PY_RESUME", "ev_start"), ("PY_THROW", "ev_start"),
-                   ("PY_RETURN", "ev_return"), ("PY_YIELD", "ev_return"), ("PY_UNWIND", "ev_return"),
-                   ("CALL", "ev_call"), ("C_RETURN", "ev_c_return"), ("C_RAISE", "ev_c_return"))
+_TOOL_CALLBACKS = (
+    ("PY_START", "ev_start"),
+    ("PY_RESUME", "ev_start"),
+    ("PY_THROW", "ev_start"),
+    ("PY_RETURN", "ev_return"),
+    ("PY_YIELD", "ev_return"),
+    ("PY_UNWIND", "ev_return"),
+    ("CALL", "ev_call"),
+    ("C_RETURN", "ev_c_return"),
+    ("C_RAISE", "ev_c_return"),
+)
 
 
 def _release_trace_tool():
@@ -188,9 +196,27 @@ def _c_owner(func):
 
 
 class _PyRecording(object):
-    __slots__ = ("root_code", "root_frame", "pass_frame", "max_depth", "max_nodes", "nodes", "index", "stack",
-                 "active", "skip", "cut", "cancelled", "installed", "activations", "active_ns", "t_start",
-                 "t_stop", "ident", "__weakref__")
+    __slots__ = (
+        "root_code",
+        "root_frame",
+        "pass_frame",
+        "max_depth",
+        "max_nodes",
+        "nodes",
+        "index",
+        "stack",
+        "active",
+        "skip",
+        "cut",
+        "cancelled",
+        "installed",
+        "activations",
+        "active_ns",
+        "t_start",
+        "t_stop",
+        "ident",
+        "__weakref__",
+    )
 
     def __init__(self, root_code, root_frame, pass_frame, max_depth, max_nodes):
         self.root_code = root_code
@@ -299,8 +325,13 @@ class _PyRecording(object):
         line = self.root_frame.f_lineno if parent == 0 and self.root_frame is not None else 0
         last = top[1]
         nodes = self.nodes
-        if last != NONE and nodes[last][2] is key and nodes[last][3] == name and nodes[last][1] == kind \
-                and nodes[last][7] == line:
+        if (
+            last != NONE
+            and nodes[last][2] is key
+            and nodes[last][3] == name
+            and nodes[last][1] == kind
+            and nodes[last][7] == line
+        ):
             node = last
         else:
             node = self._child(parent, kind, key, name, line)
@@ -379,8 +410,7 @@ class PythonRecorder(object):
     def tree(self, recording):
         nodes = [(n[0], n[1], n[2], n[3], n[4], n[5], n[7]) for n in recording.nodes]
         nodes[0] = (-1, ROOT, None, None, 0, recording.active_ns, 0)
-        return (recording.t_start, recording.t_stop, recording.active_ns, recording.activations, recording.cut,
-                nodes)
+        return (recording.t_start, recording.t_stop, recording.active_ns, recording.activations, recording.cut, nodes)
 
     def cancel(self, recording):
         recording.cancelled = True
@@ -566,8 +596,9 @@ def build_tree(raw, root_code, interval_ms, depth, is_wrapper=None):
         info = (None, USER, "<suspended>", None, None)
         root["children"].append(_node_dict(info, "suspended", activations - 1, wall - active_ns, cost))
     if cut:
-        root["truncated"] = [w for bit, w in ((CUT_NODES, "nodes"), (CUT_STACK, "depth"), (CUT_CANCEL, "stopped"))
-                             if cut & bit]
+        root["truncated"] = [
+            w for bit, w in ((CUT_NODES, "nodes"), (CUT_STACK, "depth"), (CUT_CANCEL, "stopped")) if cut & bit
+        ]
     return root, cost
 
 
@@ -703,8 +734,11 @@ class _Trace(streams.Stream, instrument.Probe):
             return instrument.NO_OBSERVE
         profiler = sys.getprofile() if self.recorder.hook == "profile function" else None
         if profiler is not None:
-            self._skip(ident, "this thread already has a profiler (sys.getprofile() is %s); fp does not "
-                       "replace it, so this call is not traced" % _describe(profiler))
+            self._skip(
+                ident,
+                "this thread already has a profiler (sys.getprofile() is %s); fp does not "
+                "replace it, so this call is not traced" % _describe(profiler),
+            )
             return instrument.NO_OBSERVE
         try:
             handle = self.recorder.start(self.code, root_frame, pass_frame, RECORD_DEPTH, MAX_NODES)
@@ -782,13 +816,21 @@ class _Trace(streams.Stream, instrument.Probe):
             if ident in self.skipped_threads:
                 return
             self.skipped_threads.add(ident)
-        events.notify(self.client_id, SKIPPED, {"trace_id": self.id, "thread": events.thread_info(ident),
-                                                "reason": reason})
+        events.notify(
+            self.client_id, SKIPPED, {"trace_id": self.id, "thread": events.thread_info(ident), "reason": reason}
+        )
 
     # -- the end -----------------------------------------------------------------------------
     def summary(self, reason):
-        out = {"trace_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
-               "discarded": self.discarded, "filter_errors": 0, "skipped": self.skipped}
+        out = {
+            "trace_id": self.id,
+            "reason": reason,
+            "count": self.count,
+            "dropped": self.dropped,
+            "discarded": self.discarded,
+            "filter_errors": 0,
+            "skipped": self.skipped,
+        }
         return watch.end_summary(self, out, reason)
 
     def forget(self):
@@ -828,8 +870,7 @@ def _describe(obj):
 # Requests
 # --------------------------------------------------------------------------------------------
 
-START_PARAMS = ("module", "class", "method", "nested", "interval", "depth", "min_cost", "filter", "limit",
-                "recorder")
+START_PARAMS = ("module", "class", "method", "nested", "interval", "depth", "min_cost", "filter", "limit", "recorder")
 
 
 def start(client_id, params):
@@ -857,22 +898,30 @@ def start(client_id, params):
         cond = watch.compile_expressions(cond_text, "filter", watch.expression_globals(located), split=False)[0]
         late = sorted(cond.names & frozenset(("return_obj", "cost", "exception")))
         if late:
-            raise invalid_param("filter", "trace's -f is decided when the call starts: it sees target, args, "
-                                "kwargs and params, not %s (use -et MS for the cost)" % ", ".join(late))
+            raise invalid_param(
+                "filter",
+                "trace's -f is decided when the call starts: it sees target, args, "
+                "kwargs and params, not %s (use -et MS for the cost)" % ", ".join(late),
+            )
 
     trace = _Trace(client_id, located, recorder, interval, depth, min_cost, cond, limit)
     trace.install(located, "trace")
     trace.code = _root_code(located)
     recorder.choose_hook()
-    return trace.started("trace_id", "trace.stop", located, {
-        "recorder": recorder.name,
-        "hook": recorder.hook,
-        "interval": 0 if depth is not None else interval,
-        "depth": depth,
-        "min_cost": min_cost,
-        "filter": cond_text,
-        "limit": limit,
-    })
+    return trace.started(
+        "trace_id",
+        "trace.stop",
+        located,
+        {
+            "recorder": recorder.name,
+            "hook": recorder.hook,
+            "interval": 0 if depth is not None else interval,
+            "depth": depth,
+            "min_cost": min_cost,
+            "filter": cond_text,
+            "limit": limit,
+        },
+    )
 
 
 def stop(client_id, params):
@@ -912,16 +961,19 @@ def _root_code(located):
 
 def _recorder(name):
     if name not in (None, "native", "python"):
-        raise invalid_param("recorder", "parameter 'recorder' must be \"native\", \"python\" or null, not %r" % name)
+        raise invalid_param("recorder", 'parameter \'recorder\' must be "native", "python" or null, not %r' % name)
     if name == "python":
         return PythonRecorder()
     functions = native_recorder()
     if functions is not None:
         return NativeRecorder(functions)
     if name == "native":
-        raise AgentError(NOT_SUPPORTED, "the C trace recorder is not available in this process (the agent library "
-                         "did not provide it, or its layout check failed on this Python); leave out the recorder "
-                         "to use the Python one")
+        raise AgentError(
+            NOT_SUPPORTED,
+            "the C trace recorder is not available in this process (the agent library "
+            "did not provide it, or its layout check failed on this Python); leave out the recorder "
+            "to use the Python one",
+        )
     return PythonRecorder()
 
 

@@ -24,8 +24,16 @@ import time
 from . import callargs, events, instrument, locate, render, streams
 from .errors import NOT_FOUND, NOT_SUPPORTED, AgentError, exception_text
 from .params import check_names, get_bool, get_expr, get_int, get_str
-from .watch import (Filter, call_time, call_values, compile_expressions, end_summary, exception_model,
-                    expression_globals, stop_on_filter_error)
+from .watch import (
+    Filter,
+    call_time,
+    call_values,
+    compile_expressions,
+    end_summary,
+    exception_model,
+    expression_globals,
+    stop_on_filter_error,
+)
 
 # Imported with this module, under the import lock, when its first request comes (loading.py):
 # the functions below import them where they use them.
@@ -53,9 +61,28 @@ class _Record(object):
     # kw: the keyword-only parameters and **extra as the engines read them (what a replay passes
     # by keyword); defaulted: the parameters that held their default when recorded (callargs),
     # left out of the kwargs shown.
-    __slots__ = ("index", "time", "cost_ms", "thread", "method", "label", "target", "has_target", "args", "kw",
-                 "defaulted", "return_obj", "exception", "copied", "copy_note", "size", "located", "loop",
-                 "replay_of", "tt_id")
+    __slots__ = (
+        "index",
+        "time",
+        "cost_ms",
+        "thread",
+        "method",
+        "label",
+        "target",
+        "has_target",
+        "args",
+        "kw",
+        "defaulted",
+        "return_obj",
+        "exception",
+        "copied",
+        "copy_note",
+        "size",
+        "located",
+        "loop",
+        "replay_of",
+        "tt_id",
+    )
 
     def summary(self):
         out = {
@@ -255,15 +282,26 @@ class _Recording(streams.Stream, instrument.Probe):
             return
         target, args, kw, defaulted = token
         if self.filter is not None and not self.cond_at_entry:
-            values = call_values(self.view, self.used, target, return_obj, cost_ns / 1e6, args, kw, exception,
-                                 defaulted)
+            values = call_values(
+                self.view, self.used, target, return_obj, cost_ns / 1e6, args, kw, exception, defaulted
+            )
             ok, error = self.filter.decide(values)
             if error is not None:
                 stop_on_filter_error(self, error)
             if not ok:
                 return
-        record = _make_record(self.located, target, args, kw, return_obj, exception, cost_ns, self.copy,
-                              events.thread_info(_thread.get_ident()), defaulted)
+        record = _make_record(
+            self.located,
+            target,
+            args,
+            kw,
+            return_obj,
+            exception,
+            cost_ns,
+            self.copy,
+            events.thread_info(_thread.get_ident()),
+            defaulted,
+        )
         record.tt_id = self.id
         if self.is_coroutine:
             record.loop = _running_loop()
@@ -290,8 +328,14 @@ class _Recording(streams.Stream, instrument.Probe):
             self._remove()
 
     def summary(self, reason):
-        out = {"tt_id": self.id, "reason": reason, "count": self.count, "dropped": self.dropped,
-               "filter_errors": 0, "stored": len(_records)}
+        out = {
+            "tt_id": self.id,
+            "reason": reason,
+            "count": self.count,
+            "dropped": self.dropped,
+            "filter_errors": 0,
+            "stored": len(_records),
+        }
         return end_summary(self, out, reason)
 
 
@@ -319,12 +363,17 @@ def start(client_id, params):
     cond = compile_expressions(cond_text, "filter", expression_globals(located), split=False)[0] if cond_text else None
     recording = _Recording(client_id, located, cond, limit, copy)
     recording.install(located, "tt")
-    return recording.started("tt_id", "tt.stop", located, {
-        "filter": cond_text,
-        "limit": limit,
-        "copy": copy,
-        "next_index": _next_index[0],
-    })
+    return recording.started(
+        "tt_id",
+        "tt.stop",
+        located,
+        {
+            "filter": cond_text,
+            "limit": limit,
+            "copy": copy,
+            "next_index": _next_index[0],
+        },
+    )
 
 
 def stop(client_id, params):
@@ -340,8 +389,13 @@ def list_records(client_id, params):
         size = _bytes[0]
     if method:
         records = [r for r in records if _matches(r, method)]
-    return {"records": [r.summary() for r in records], "method": method, "stored": len(_records),
-            "estimated_bytes": size, "recording": sorted(_recordings)}
+    return {
+        "records": [r.summary() for r in records],
+        "method": method,
+        "stored": len(_records),
+        "estimated_bytes": size,
+        "recording": sorted(_recordings),
+    }
 
 
 def _matches(record, method):
@@ -359,8 +413,8 @@ def _get(params):
         near = sorted(indexes, key=lambda i: abs(i - index))[:5]
         raise AgentError(
             NOT_FOUND,
-            "no record %d in the time tunnel (%s)" % (index, "records: %s" % _ranges(indexes) if indexes
-                                                      else "it is empty; record with tt -t"),
+            "no record %d in the time tunnel (%s)"
+            % (index, "records: %s" % _ranges(indexes) if indexes else "it is empty; record with tt -t"),
             {"missing": "record", "name": str(index), "suggestions": [str(i) for i in sorted(near)]},
         )
     return record
@@ -399,11 +453,17 @@ def replay(client_id, params):
     function = located.function
     flags = located.code.co_flags
     if function is None:
-        raise AgentError(NOT_SUPPORTED, "record %d is a call of a nested function, whose function object is made "
-                         "anew at each call of %s; fp cannot call it again" % (original.index, located.method))
+        raise AgentError(
+            NOT_SUPPORTED,
+            "record %d is a call of a nested function, whose function object is made "
+            "anew at each call of %s; fp cannot call it again" % (original.index, located.method),
+        )
     if flags & (0x20 | 0x200):
-        raise AgentError(NOT_SUPPORTED, "record %d is a call of a generator function: replaying would create and "
-                         "consume a generator in the agent's thread; not supported" % original.index)
+        raise AgentError(
+            NOT_SUPPORTED,
+            "record %d is a call of a generator function: replaying would create and "
+            "consume a generator in the agent's thread; not supported" % original.index,
+        )
     target, args, kw = original.target, original.args, original.kw
     if original.copied:  # keep the recorded copies as they were
         target = _copy(target)[0] if original.has_target else target
@@ -425,8 +485,9 @@ def replay(client_id, params):
     except BaseException as exc:
         exception = exc
     cost_ns = time.perf_counter_ns() - t0
-    record = _make_record(located, target, args, kw, return_obj, exception, cost_ns, False, thread[-1],
-                          original.defaulted)
+    record = _make_record(
+        located, target, args, kw, return_obj, exception, cost_ns, False, thread[-1], original.defaulted
+    )
     record.replay_of = original.index
     if _store(record) is None:
         out = record.detail(depth, get_bool(params, "verbose"), get_bool(params, "raw"))

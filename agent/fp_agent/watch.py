@@ -67,8 +67,7 @@ def compile_expressions(text, param, globals_dict, split=True):
     try:
         tree = syntax.parse(source, "<%s>" % param, "eval")
     except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
-        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
-                                  source)
+        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)), source)
         error.data["param"] = param
         raise error
     body = tree.body
@@ -78,12 +77,14 @@ def compile_expressions(text, param, globals_dict, split=True):
             labels = [syntax.segment(source, e) for e in body.elts]
             if None not in labels:
                 parts = list(zip(labels, body.elts))
-    return [Expression(label, _function(node, param, globals_dict, label), _names(node), node, globals_dict)
-            for label, node in parts]
+    return [
+        Expression(label, _function(node, param, globals_dict, label), _names(node), node, globals_dict)
+        for label, node in parts
+    ]
 
 
 def _compile_message(exc):
-    """"invalid syntax" rather than "SyntaxError: invalid syntax (<filter>, line 1)": where it is
+    """ "invalid syntax" rather than "SyntaxError: invalid syntax (<filter>, line 1)": where it is
     comes with the error's traceback (the expression and a caret)."""
     if isinstance(exc, SyntaxError) and exc.msg:
         return exc.msg
@@ -106,8 +107,7 @@ def _function(node, param, globals_dict, label):
     try:
         code = compile(template, "<%s>" % param, "eval", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # e.g. `yield` or `await` outside a function
-        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)),
-                                  label)
+        error = expression_failed(exc, "compile", "%s does not compile: %s" % (param, _compile_message(exc)), label)
         error.data["param"] = param
         raise error
     return eval(code, globals_dict)
@@ -125,12 +125,14 @@ def _precheck_function(node, bind, globals_dict, view, failed):
         lines.append("        kwargs = __fp_view.kwargs(args, __fp_kw)")
     if "params" in used:
         lines.append("        params = __fp_view.params(args, __fp_kw)")
-    lines += ["        return None",
-              "    except KeyboardInterrupt:",
-              "        raise",
-              "    except BaseException as __fp_exc:",
-              "        __fp_failed(__fp_exc)",
-              "        return True"]
+    lines += [
+        "        return None",
+        "    except KeyboardInterrupt:",
+        "        raise",
+        "    except BaseException as __fp_exc:",
+        "        __fp_failed(__fp_exc)",
+        "        return True",
+    ]
     tree = syntax.parse("\n".join(lines) + "\n", "<filter>", "exec")
     # The expression's own nodes, shared with its other function: compiling only reads them.
     tree.body[0].body[0].body[-1].value = node
@@ -420,15 +422,35 @@ class _Watch(streams.Stream, instrument.Probe):
             self._remove()
 
     def summary(self, reason):
-        return end_summary(self, {"watch_id": self.id, "reason": reason, "count": self.count,
-                                  "dropped": self.dropped, "expr_errors": self.errors}, reason)
+        return end_summary(
+            self,
+            {
+                "watch_id": self.id,
+                "reason": reason,
+                "count": self.count,
+                "dropped": self.dropped,
+                "expr_errors": self.errors,
+            },
+            reason,
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Requests
 
-START_PARAMS = ("module", "class", "method", "nested", "expr", "filter", "exceptions", "depth", "limit", "raw",
-                "verbose")
+START_PARAMS = (
+    "module",
+    "class",
+    "method",
+    "nested",
+    "expr",
+    "filter",
+    "exceptions",
+    "depth",
+    "limit",
+    "raw",
+    "verbose",
+)
 
 
 def start(client_id, params):
@@ -459,17 +481,22 @@ def start(client_id, params):
 
     watch = _Watch(client_id, located, exprs, cond, only_exceptions, depth, verbose, raw, limit)
     watch.install(located, "watch")
-    return watch.started("watch_id", "watch.stop", located, {
-        "callbacks": instrument.callbacks_in_use(),
-        "exprs": [e.text for e in exprs],
-        "filter": cond_text,
-        "filter_at": None if cond is None else ("call" if watch.cond_at_entry else "return"),
-        "exceptions": only_exceptions,
-        "limit": limit,
-        "depth": depth,
-        "raw": raw,
-        "verbose": verbose,
-    })
+    return watch.started(
+        "watch_id",
+        "watch.stop",
+        located,
+        {
+            "callbacks": instrument.callbacks_in_use(),
+            "exprs": [e.text for e in exprs],
+            "filter": cond_text,
+            "filter_at": None if cond is None else ("call" if watch.cond_at_entry else "return"),
+            "exceptions": only_exceptions,
+            "limit": limit,
+            "depth": depth,
+            "raw": raw,
+            "verbose": verbose,
+        },
+    )
 
 
 def stop(client_id, params):

@@ -1,4 +1,5 @@
 """Stock kept in module-level state: try `getglobal shop.inventory ITEMS -x 2`."""
+
 import threading
 
 ITEMS = {

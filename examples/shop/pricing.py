@@ -1,5 +1,6 @@
 """Prices with discounts: try `getglobal shop.pricing DISCOUNTS` or
 `getglobal shop.pricing PriceBook -e "target.quote('coffee', 3)"`."""
+
 from shop import inventory
 
 DISCOUNTS = {"drinks": 0.10, "bakery": 0.05}

@@ -712,7 +712,8 @@ int fp_channel_drive(fp_channel *ch)
 {
     ch->depth++;
     if (!ch->closed) channel_flush(ch);
-    /* Read even after a failed write: the agent may have said why it closed (busy) before it did. */
+    /* Read even after a failed write: the agent may have said why it closed (busy) before it did.
+     */
     if (!ch->drained && channel_read(ch) != 0) ch->closed = true;
     if (ch->closed) ch->drained = true;
     if (!ch->doomed) channel_expire(ch);

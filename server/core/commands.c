@@ -1754,4 +1754,3 @@ bool fp_commands_name_slot(const char *line, size_t cursor, fp_cmd_name_slot *sl
     slot->kind = kind;
     return true;
 }
-

@@ -26,7 +26,7 @@ struct fp_exec {
     bool done;
     bool stopping;
     bool stopped_by_deadline; /* the driver's --timeout, not Ctrl-C or a caller */
-    char why[32]; /* what stopped it */
+    char why[32];             /* what stopped it */
     int reports;
 
     /* --- EXEC_AGENT --- */

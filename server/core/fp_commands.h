@@ -133,10 +133,10 @@ int fp_commands_complete(const char *line, size_t cursor, const char **out, int 
  * watch, trace, monitor, reload, getglobal, tt -t, torch, vmtool -c): what the agent's
  * `complete` method needs to offer names of the process for it. */
 typedef struct fp_cmd_name_slot {
-    int nwords;          /* names already typed before it: 0 (module), 1 (class or name), 2 */
-    char words[2][256];  /* those names */
-    const char *kind;    /* "function", "global" or "class" (protocol/methods.md, complete) */
-    size_t word_start;   /* where the word being typed starts in the line */
+    int nwords;         /* names already typed before it: 0 (module), 1 (class or name), 2 */
+    char words[2][256]; /* those names */
+    const char *kind;   /* "function", "global" or "class" (protocol/methods.md, complete) */
+    size_t word_start;  /* where the word being typed starts in the line */
 } fp_cmd_name_slot;
 
 /* Whether the word that ends at cursor in line is such a name; fills *slot when it is. */

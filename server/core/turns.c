@@ -32,7 +32,8 @@ int fp_turn_take(int pid, int timeout_ms, fp_turn *turn, fp_error *err)
     turn->path[0] = '\0';
     if (fp_turn_own_dir(dir, sizeof dir, 1) != 0) {
         /* Named all the same, for the caller's messages ("... not usable"). */
-        if (fp_paths_socket_dir(geteuid(), turn->path, sizeof turn->path) != 0) turn->path[0] = '\0';
+        if (fp_paths_socket_dir(geteuid(), turn->path, sizeof turn->path) != 0)
+            turn->path[0] = '\0';
         return 0;
     }
     snprintf(turn->path, sizeof turn->path, "%s/attach-%d.lock", dir, pid);

@@ -230,7 +230,7 @@ def repr_check(render):
     def value(level):
         kind = rng.randrange(9 if level < 4 else 4)
         if kind == 0:
-            return rng.randrange(-10 ** 6, 10 ** 6)
+            return rng.randrange(-(10**6), 10**6)
         if kind == 1:
             return text(rng.randrange(0, 400))
         if kind == 2:
@@ -243,9 +243,9 @@ def repr_check(render):
         if kind == 5:
             return tuple(value(level + 1) for _ in range(n))
         if kind == 6:
-            return dict((rng.randrange(10 ** 4), value(level + 1)) for _ in range(n))
+            return dict((rng.randrange(10**4), value(level + 1)) for _ in range(n))
         if kind == 7:
-            return set(rng.randrange(10 ** 6) for _ in range(n))
+            return set(rng.randrange(10**6) for _ in range(n))
         return frozenset(text(rng.randrange(5)) for _ in range(n))
 
     samples = [value(0) for _ in range(400)]

@@ -56,8 +56,16 @@ class Recorder(object):
         return (target, args, kwargs)
 
     def exit(self, token, return_obj, exception, cost_ns):
-        self.calls.append({"target": token[0], "args": token[1], "kwargs": token[2], "ret": return_obj,
-                           "exc": exception, "cost": cost_ns})
+        self.calls.append(
+            {
+                "target": token[0],
+                "args": token[1],
+                "kwargs": token[2],
+                "ret": return_obj,
+                "exc": exception,
+                "cost": cost_ns,
+            }
+        )
 
 
 def watch(module, cls, method, nested=None, probe=None, client=1):
@@ -81,7 +89,7 @@ def pristine(*functions):
                 problems.append("tool %d still in use (%s)" % (tool, sys.monitoring.get_tool(tool)))
             if sys.monitoring.get_events(tool):
                 problems.append("tool %d has global events" % tool)
-            for f, code in functions:
+            for _f, code in functions:
                 if sys.monitoring.get_local_events(tool, code):
                     problems.append("tool %d has local events on %s" % (tool, code.co_name))
     if agent.instrument.sites():
@@ -459,22 +467,31 @@ def refusals_and_errors():
     from fp_agent.errors import AgentError
 
     out = {}
-    for args in [("instrument_cases", None, "builtin_alias"), ("instrument_cases", None, "partial_f"),
-                 ("instrument_cases", None, "CALLABLE"), ("instrument_cases", None, "Shop"),
-                 ("instrument_cases", None, "THIS"), ("instrument_cases", None, "plian"),
-                 ("instrument_cases", "Shpo", "buy"), ("instrument_casez", None, "plain"),
-                 ("instrument_cases", None, "outer", "innr")]:
+    for args in [
+        ("instrument_cases", None, "builtin_alias"),
+        ("instrument_cases", None, "partial_f"),
+        ("instrument_cases", None, "CALLABLE"),
+        ("instrument_cases", None, "Shop"),
+        ("instrument_cases", None, "THIS"),
+        ("instrument_cases", None, "plian"),
+        ("instrument_cases", "Shpo", "buy"),
+        ("instrument_casez", None, "plain"),
+        ("instrument_cases", None, "outer", "innr"),
+    ]:
         try:
             agent.locate.locate_function(*args)
             raise AssertionError("%s located" % (args,))
         except AgentError as e:
-            out[" ".join(a for a in args if a)] = [e.code, e.message, (e.data or {}).get("missing"),
-                                                  (e.data or {}).get("suggestions")]
+            out[" ".join(a for a in args if a)] = [
+                e.code,
+                e.message,
+                (e.data or {}).get("missing"),
+                (e.data or {}).get("suggestions"),
+            ]
     expect(out["instrument_cases plian"][2] == "method" and "plain" in out["instrument_cases plian"][3], out)
     expect(out["instrument_cases Shpo buy"][2] == "class" and "Shop" in out["instrument_cases Shpo buy"][3], out)
     expect(out["instrument_casez plain"][2] == "module", out)
-    expect(out["instrument_cases outer innr"][2] == "nested" and "inner" in out["instrument_cases outer innr"][3],
-           out)
+    expect(out["instrument_cases outer innr"][2] == "nested" and "inner" in out["instrument_cases outer innr"][3], out)
     expect("builtin" in out["instrument_cases builtin_alias"][1], out)
     loc = agent.locate.locate_function("instrument_cases", None, "joined")
     expect("imported into" in loc.note, loc.note)
@@ -524,8 +541,11 @@ def nested_and_outer_conflict_before_312():
 
 @check
 def shutdown_restores_everything():
-    funcs = [(cases.plain, cases.plain.__code__), (cases.outer, cases.outer.__code__),
-             (cases.Shop.__dict__["buy"], cases.Shop.__dict__["buy"].__code__)]
+    funcs = [
+        (cases.plain, cases.plain.__code__),
+        (cases.outer, cases.outer.__code__),
+        (cases.Shop.__dict__["buy"], cases.Shop.__dict__["buy"].__code__),
+    ]
     watch("instrument_cases", None, "plain", client=5)
     watch("instrument_cases", None, "outer", "inner", client=6)
     watch("instrument_cases", "Shop", "buy", client=6)
@@ -584,8 +604,16 @@ def watch_through_dispatch():
     c = client(11)
     f = cases.Shop.__dict__["buy"]
     code = f.__code__
-    r = c.call("watch.start", module="instrument_cases", **{"class": "Shop"}, method="buy",
-               expr="args, kwargs, target.sold, return_obj", filter="args[0] != 'skip'", limit=3, depth=2)
+    r = c.call(
+        "watch.start",
+        module="instrument_cases",
+        **{"class": "Shop"},
+        method="buy",
+        expr="args, kwargs, target.sold, return_obj",
+        filter="args[0] != 'skip'",
+        limit=3,
+        depth=2,
+    )
     expect(r["exprs"] == ["args", "kwargs", "target.sold", "return_obj"] and r["filter_at"] == "call", r)
     expect(r["stream"] == {"id_key": "watch_id", "id": r["watch_id"], "end": "watch/end", "stop": "watch.stop"}, r)
     shop = cases.Shop()
@@ -597,12 +625,30 @@ def watch_through_dispatch():
     expect(ev[0]["values"][2]["value"]["repr"] == "2" and ev[0]["values"][3]["value"]["repr"] == "'a x2'", ev[0])
     expect(ev[2]["values"][0]["value"]["repr"] == "('c', 2)" and ev[2]["index"] == 3, ev[2])
     end = c.of("watch/end")
-    expect(end == [{"watch_id": r["watch_id"], "reason": "limit", "count": 3, "dropped": 0, "expr_errors": 0,
-                   "filter_errors": 0}], end)
+    expect(
+        end
+        == [
+            {
+                "watch_id": r["watch_id"],
+                "reason": "limit",
+                "count": 3,
+                "dropped": 0,
+                "expr_errors": 0,
+                "filter_errors": 0,
+            }
+        ],
+        end,
+    )
     expect(not pristine((f, code)), pristine((f, code)))
     # -e: only calls that raised, `exception` in scope; an expression that raises is reported
-    r = c.call("watch.start", module="instrument_cases", method="boom", exceptions=True,
-               expr="type(exception).__name__, 1/0", limit=2)
+    r = c.call(
+        "watch.start",
+        module="instrument_cases",
+        method="boom",
+        exceptions=True,
+        expr="type(exception).__name__, 1/0",
+        limit=2,
+    )
     for i in (0, 1, 0, 2):
         try:
             cases.boom(i)
@@ -622,8 +668,13 @@ def watch_through_dispatch():
     expect(err["data"]["missing"] == "method" and "plain" in err["data"]["suggestions"], err)
     expect(not agent.instrument.sites(), agent.instrument.sites())
     # stop by request; and a filter on cost (evaluated when the call returns)
-    r = c.call("watch.start", module="instrument_cases", method="plain", filter="cost >= 0 and return_obj[0] == 7",
-               expr="return_obj")
+    r = c.call(
+        "watch.start",
+        module="instrument_cases",
+        method="plain",
+        filter="cost >= 0 and return_obj[0] == 7",
+        expr="return_obj",
+    )
     expect(r["filter_at"] == "return", r)
     cases.plain(1)
     cases.plain(7)
@@ -651,7 +702,7 @@ def watch_through_dispatch():
 def tt_through_dispatch():
     c = client(12)
     c.call("tt.delete", all=True)
-    r = c.call("tt.start", module="instrument_cases", **{"class": "Shop"}, method="buy", limit=3)
+    c.call("tt.start", module="instrument_cases", **{"class": "Shop"}, method="buy", limit=3)
     shop = cases.Shop()
     basket = ["x"]
     shop.buy(basket, qty=1)
@@ -678,7 +729,7 @@ def tt_through_dispatch():
     err = c.error("tt.show", index=999)
     expect(err["data"]["missing"] == "record", err)
     # --copy: later mutation does not show
-    r = c.call("tt.start", module="instrument_cases", method="plain", copy=True, limit=1)
+    c.call("tt.start", module="instrument_cases", method="plain", copy=True, limit=1)
     data = {"k": [1]}
     cases.plain(data)
     data["k"].append(2)
@@ -687,7 +738,7 @@ def tt_through_dispatch():
     args = [v for v in shown["values"] if v["expr"] == "args"][0]["value"]
     expect("[1, 2]" not in args["repr"] and shown["copied"], shown)
     # exceptions recorded; a coroutine replayed
-    r = c.call("tt.start", module="instrument_cases", method="boom", limit=1)
+    c.call("tt.start", module="instrument_cases", method="boom", limit=1)
     try:
         cases.boom(3)
     except ValueError:
@@ -697,19 +748,18 @@ def tt_through_dispatch():
     expect(shown["outcome"] == "raised" and shown["exception"]["type"] == "ValueError", shown)
     replayed = c.call("tt.replay", index=idx)
     expect(replayed["outcome"] == "raised", replayed)
-    r = c.call("tt.start", module="instrument_cases", method="coro", limit=1)
+    c.call("tt.start", module="instrument_cases", method="coro", limit=1)
     asyncio.run(cases.coro(21))
     idx = c.of("tt/record")[-1]["index"]
     replayed = c.call("tt.replay", index=idx)
     expect([v for v in replayed["values"] if v["expr"] == "return_obj"][0]["value"]["repr"] == "42", replayed)
-    err = c.error("tt.replay", index=10 ** 6)
+    err = c.error("tt.replay", index=10**6)
     deleted = c.call("tt.delete", index=1000)
     expect(deleted["deleted"] == [1000], deleted)
     expect(1000 not in [x["index"] for x in c.call("tt.list")["records"]], "deleted")
     c.call("tt.delete", all=True)
     expect(c.call("tt.list")["records"] == [], "all deleted")
     expect(not agent.instrument.sites(), agent.instrument.sites())
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -729,8 +779,15 @@ def _values(c, watch_id):
 def arguments_seen_by_filters():
     c = client(13)
     f = cases.Cart.__dict__["total"]
-    r = c.call("watch.start", module="instrument_cases", **{"class": "Cart"}, method="total",
-               expr="args, kwargs, params", filter='kwargs.get("coupon") == "HALF"', limit=3)
+    r = c.call(
+        "watch.start",
+        module="instrument_cases",
+        **{"class": "Cart"},
+        method="total",
+        expr="args, kwargs, params",
+        filter='kwargs.get("coupon") == "HALF"',
+        limit=3,
+    )
     cart = cases.Cart()
     cart.total([1, 2], coupon="HALF")  # by keyword: the seed's spelling
     cart.total([3], "HALF")  # by position
@@ -738,14 +795,27 @@ def arguments_seen_by_filters():
     cart.total([5], coupon=None)  # the default object passed: taken as not passed
     cart.total(prices=[6], coupon="HALF")  # everything by keyword
     got = _values(c, r["watch_id"])
-    expect(got == [
-        {"args": "([1, 2], 'HALF')", "kwargs": "{'prices': [1, 2], 'coupon': 'HALF'}",
-         "params": "{'prices': [1, 2], 'coupon': 'HALF'}"},
-        {"args": "([3], 'HALF')", "kwargs": "{'prices': [3], 'coupon': 'HALF'}",
-         "params": "{'prices': [3], 'coupon': 'HALF'}"},
-        {"args": "([6], 'HALF')", "kwargs": "{'prices': [6], 'coupon': 'HALF'}",
-         "params": "{'prices': [6], 'coupon': 'HALF'}"},
-    ], got)
+    expect(
+        got
+        == [
+            {
+                "args": "([1, 2], 'HALF')",
+                "kwargs": "{'prices': [1, 2], 'coupon': 'HALF'}",
+                "params": "{'prices': [1, 2], 'coupon': 'HALF'}",
+            },
+            {
+                "args": "([3], 'HALF')",
+                "kwargs": "{'prices': [3], 'coupon': 'HALF'}",
+                "params": "{'prices': [3], 'coupon': 'HALF'}",
+            },
+            {
+                "args": "([6], 'HALF')",
+                "kwargs": "{'prices': [6], 'coupon': 'HALF'}",
+                "params": "{'prices': [6], 'coupon': 'HALF'}",
+            },
+        ],
+        got,
+    )
     expect(not pristine((f, f.__code__)), pristine((f, f.__code__)))
     # a default nobody passed is never in kwargs; with extra positional arguments every
     # positional parameter was passed by position
@@ -754,23 +824,48 @@ def arguments_seen_by_filters():
     cases.spread(1, k=5)
     cases.spread(1, 0, c=7)
     got = _values(c, r["watch_id"])
-    expect(got[0] == {"args": "(1, 2, 3, 4)", "kwargs": "{}",
-                      "params": "{'a': 1, 'b': 2, 'rest': (3, 4), 'c': None, 'extra': {}}"}, got[0])
-    expect(got[1] == {"args": "(1, 0)", "kwargs": "{'a': 1, 'k': 5}",
-                      "params": "{'a': 1, 'b': 0, 'rest': (), 'c': None, 'extra': {'k': 5}}"}, got[1])
+    expect(
+        got[0]
+        == {
+            "args": "(1, 2, 3, 4)",
+            "kwargs": "{}",
+            "params": "{'a': 1, 'b': 2, 'rest': (3, 4), 'c': None, 'extra': {}}",
+        },
+        got[0],
+    )
+    expect(
+        got[1]
+        == {
+            "args": "(1, 0)",
+            "kwargs": "{'a': 1, 'k': 5}",
+            "params": "{'a': 1, 'b': 0, 'rest': (), 'c': None, 'extra': {'k': 5}}",
+        },
+        got[1],
+    )
     expect(got[2]["kwargs"] == "{'a': 1, 'c': 7}", got[2])
     # positional-only parameters are never in kwargs; keyword-only ones are, unless defaults
-    r = c.call("watch.start", module="instrument_cases", method="keywords", expr="args, kwargs, params",
-               filter="params['d'] > 0 and kwargs['d'] == params['d']", limit=1)
+    r = c.call(
+        "watch.start",
+        module="instrument_cases",
+        method="keywords",
+        expr="args, kwargs, params",
+        filter="params['d'] > 0 and kwargs['d'] == params['d']",
+        limit=1,
+    )
     cases.keywords(1, 2, d=0)  # rejected by the filter
     cases.keywords(1, 2, d=4)
     got = _values(c, r["watch_id"])
-    expect(got == [{"args": "(1, 2)", "kwargs": "{'b': 2, 'd': 4}", "params": "{'a': 1, 'b': 2, 'c': 1, 'd': 4}"}],
-           got)
+    expect(got == [{"args": "(1, 2)", "kwargs": "{'b': 2, 'd': 4}", "params": "{'a': 1, 'b': 2, 'c': 1, 'd': 4}"}], got)
     # tt: the same names in its filter; the record shows kwargs so; a replay calls it as recorded
     c.call("tt.delete", all=True)
-    r = c.call("tt.start", module="instrument_cases", **{"class": "Cart"}, method="total",
-               filter='kwargs.get("coupon") == "HALF"', limit=1)
+    r = c.call(
+        "tt.start",
+        module="instrument_cases",
+        **{"class": "Cart"},
+        method="total",
+        filter='kwargs.get("coupon") == "HALF"',
+        limit=1,
+    )
     cart.total([4])
     cart.total([8], coupon="HALF")
     idx = c.of("tt/record")[-1]["index"]
@@ -805,8 +900,9 @@ def filters_that_raise():
     code = f.__code__
     # always raising: nothing counts, the watch ends after three identical failures, with the error
     del cases.SEEN[:]
-    r = c.call("watch.start", module="instrument_cases", method="plain", filter="SEEN.append(args[0]) or args[0].x",
-               limit=2)
+    r = c.call(
+        "watch.start", module="instrument_cases", method="plain", filter="SEEN.append(args[0]) or args[0].x", limit=2
+    )
     for i in range(6):
         cases.plain(i)
     expect(_values(c, r["watch_id"]) == [], c.notes)
@@ -817,8 +913,9 @@ def filters_that_raise():
     expect(cases.SEEN == [0, 1, 2], cases.SEEN)  # evaluated once per call, even when it raised
     expect(not pristine((f, code)), pristine((f, code)))
     # failing for some calls: those are skipped and not counted toward -n
-    r = c.call("watch.start", module="instrument_cases", method="plain", filter="args[0]['k'] == 1",
-               expr="args[0]", limit=3)
+    r = c.call(
+        "watch.start", module="instrument_cases", method="plain", filter="args[0]['k'] == 1", expr="args[0]", limit=3
+    )
     for a in ({"k": 1}, {}, {"k": 1}, {}, {"k": 2}, {}, {"k": 1}, {"k": 1}):
         cases.plain(a)
     expect(_values(c, r["watch_id"]) == [{"args[0]": "{'k': 1}"}] * 3, _values(c, r["watch_id"]))
@@ -842,8 +939,11 @@ def filters_that_raise():
 @check
 def compile_errors_show_the_expression():
     c = client(15)
-    for method, params in (("watch.start", {"filter": "args[0] =="}), ("watch.start", {"expr": "a b"}),
-                           ("tt.start", {"filter": "kwargs.get('x'"})):
+    for method, params in (
+        ("watch.start", {"filter": "args[0] =="}),
+        ("watch.start", {"expr": "a b"}),
+        ("tt.start", {"filter": "kwargs.get('x'"}),
+    ):
         params.update(module="instrument_cases", method="plain")
         err = c.error(method, **params)
         tb = err["data"]["traceback"]
@@ -865,15 +965,23 @@ def completion_of_names():
     expect(("instrument_cases", "module") in names(text="instrument_c"), names(text="instrument_c"))
     expect(all(not n.rpartition(".")[2].startswith("_") for n, _ in names(text="")), "private modules hidden")
     expect(("importlib._bootstrap", "module") in names(text="importlib._"), names(text="importlib._"))
-    expect(names(words=["instrument_cases"], text="Car") == [("Cart", "class")], names(words=["instrument_cases"], text="Car"))
+    expect(
+        names(words=["instrument_cases"], text="Car") == [("Cart", "class")],
+        names(words=["instrument_cases"], text="Car"),
+    )
     expect(names(words=["instrument_cases"], text="sp") == [("spread", "function")], "functions")
     expect(names(words=["instrument_cases"], text="SE") == [], "a global is not a function")
     expect(names(words=["instrument_cases"], text="SE", kind="global") == [("SEEN", "global")], "globals")
     hits = cases.Cart.hits
-    expect(names(words=["instrument_cases", "Cart"], text="") == [("costly", "method"), ("total", "method")],
-           names(words=["instrument_cases", "Cart"], text=""))
-    expect(names(words=["instrument_cases", "Cart"], text="", kind="global") ==
-           [("costly", "method"), ("hits", "attribute"), ("total", "method")], "class attributes")
+    expect(
+        names(words=["instrument_cases", "Cart"], text="") == [("costly", "method"), ("total", "method")],
+        names(words=["instrument_cases", "Cart"], text=""),
+    )
+    expect(
+        names(words=["instrument_cases", "Cart"], text="", kind="global")
+        == [("costly", "method"), ("hits", "attribute"), ("total", "method")],
+        "class attributes",
+    )
     expect(cases.Cart.hits == hits, "completion ran a property")
     expect(names(words=["no_such_module"], text="") == [], "an unknown module has nothing")
     many = c.call("complete", text="", limit=2)
@@ -899,8 +1007,11 @@ def main():
             detail = fn()
             record = {"name": fn.__name__, "ok": True, "detail": detail}
         except BaseException as e:  # noqa: B902
-            record = {"name": fn.__name__, "ok": False, "detail": "".join(traceback.format_exception(type(e), e,
-                                                                                                   e.__traceback__))}
+            record = {
+                "name": fn.__name__,
+                "ok": False,
+                "detail": "".join(traceback.format_exception(type(e), e, e.__traceback__)),
+            }
         print(json.dumps(record, default=repr))
         sys.stdout.flush()
 

@@ -132,12 +132,10 @@ def _main_steps(symlink):
         ]
     ):
         add("garbage_%d" % i, body=body)
-    for i, body_py in enumerate(
-        ["None", "42", "b'\\xff\\xfe'", "'[' * 100000 + ']' * 100000", "object()", "['a']"]
-    ):
+    for i, body_py in enumerate(["None", "42", "b'\\xff\\xfe'", "'[' * 100000 + ']' * 100000", "object()", "['a']"]):
         add("garbage_py_%d" % i, body_py=body_py)
     add("garbage_client", body="{", client=None)
-    add("bytes_body", body_py="b'{\"jsonrpc\": \"2.0\", \"id\": 9, \"method\": \"stack\"}'")
+    add("bytes_body", body_py='b\'{"jsonrpc": "2.0", "id": 9, "method": "stack"}\'')
     add("string_id", body='{"jsonrpc": "2.0", "id": "abc", "method": "stack"}')
     add("notification", body='{"jsonrpc": "2.0", "method": "stack"}')
     add("notification_unknown", body='{"jsonrpc": "2.0", "method": "nope"}')

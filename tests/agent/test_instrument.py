@@ -36,8 +36,13 @@ _results = {}
 
 def _run(name, path):
     if name not in _results:
-        proc = subprocess.run([path, CHECK, AGENT_DIR], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=120)
+        proc = subprocess.run(
+            [path, CHECK, AGENT_DIR],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            timeout=120,
+        )
         records = {}
         for line in proc.stdout.splitlines():
             record = json.loads(line)

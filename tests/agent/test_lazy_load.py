@@ -4,12 +4,19 @@ driver as test_fp_agent.py (the package loaded as the native side does) under ev
 """
 
 import pytest
-
 from test_fp_agent import _run, python  # noqa: F401  (python: the interpreter fixture)
 
 # Modules of the agent that a getglobal needs: the dispatcher, its envelope and the value tree.
-LOADED = {"fp_agent", "fp_agent.capture", "fp_agent.dispatch", "fp_agent.errors", "fp_agent.jsontext",
-          "fp_agent.loading", "fp_agent.pycache", "fp_agent.registry"}
+LOADED = {
+    "fp_agent",
+    "fp_agent.capture",
+    "fp_agent.dispatch",
+    "fp_agent.errors",
+    "fp_agent.jsontext",
+    "fp_agent.loading",
+    "fp_agent.pycache",
+    "fp_agent.registry",
+}
 GETGLOBAL = LOADED | {"fp_agent.locate", "fp_agent.objects", "fp_agent.params", "fp_agent.render"}
 
 
@@ -114,8 +121,14 @@ def test_messages_without_json(python, tmp_path):  # noqa: F811
 
     here = os.path.dirname(os.path.abspath(__file__))
     agent = os.path.normpath(os.path.join(here, "..", "..", "agent", "fp_agent"))
-    proc = subprocess.run([python, "-S", "-c", _BARE_JSON, agent], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=60, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    proc = subprocess.run(
+        [python, "-S", "-c", _BARE_JSON, agent],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     out = json.loads(proc.stdout)
     assert out["loaded"] == [], out["loaded"]  # the agent answered without importing json or re

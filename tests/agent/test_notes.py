@@ -1,5 +1,6 @@
 """The notification names the agent sends are the ones the clients know (protocol/fp_notes.h):
 one list of names, one convention (family/event)."""
+
 import os
 import re
 

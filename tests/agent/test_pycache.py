@@ -42,8 +42,14 @@ print(json.dumps({"answer": answer, "cache": finder.cache, "checks": checks,
 
 def _load(python, agent, scratch):  # noqa: F811
     os.makedirs(scratch)
-    proc = subprocess.run([python, "-c", _LOAD, agent, scratch], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=60, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    proc = subprocess.run(
+        [python, "-c", _LOAD, agent, scratch],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     return json.loads(proc.stdout)
 
@@ -74,7 +80,7 @@ def test_cache_is_used_and_never_stale(python, tmp_path):  # noqa: F811
         text = f.read()
     with open(source, "w") as f:
         f.write(text.replace("MARK = 'first'", "MARK = 'other'"))
-    os.utime(source, ns=(stamp + 10 ** 9, stamp + 10 ** 9))
+    os.utime(source, ns=(stamp + 10**9, stamp + 10**9))
     changed = _load(python, agent, str(tmp_path / "c"))
     assert changed["answer"]["result"]["value"]["repr"] == "'other'", changed
     assert changed["finder left"] is False  # shutdown takes the finder away with the package

@@ -42,8 +42,13 @@ _results = {}
 
 def _run(name, path):
     if name not in _results:
-        proc = subprocess.run([path, os.path.abspath(__file__), AGENT_DIR], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+        proc = subprocess.run(
+            [path, os.path.abspath(__file__), AGENT_DIR],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            timeout=120,
+        )
         records = {}
         for line in proc.stdout.splitlines():
             record = json.loads(line)
@@ -62,8 +67,9 @@ EMITTED = []
 def load_agent(agent_dir):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("fp_agent", os.path.join(agent_dir, "__init__.py"),
-                                                  submodule_search_locations=[agent_dir])
+    spec = importlib.util.spec_from_file_location(
+        "fp_agent", os.path.join(agent_dir, "__init__.py"), submodule_search_locations=[agent_dir]
+    )
     package = importlib.util.module_from_spec(spec)
     sys.modules["fp_agent"] = package
     spec.loader.exec_module(package)
@@ -101,6 +107,7 @@ def child(node, name):
 
 
 # --- code to trace --------------------------------------------------------------------------
+
 
 def leaf(i):
     return i + 1
@@ -169,6 +176,7 @@ class Shop(object):
 
 # --- helpers --------------------------------------------------------------------------------
 
+
 def start(**params):
     params.setdefault("module", "__main__")
     params.setdefault("recorder", "python")
@@ -203,16 +211,19 @@ def clean_after():
 
 # --- the tree builder, on made-up recordings --------------------------------------------------
 
+
 @check
 def build_tree_merges_hides_and_limits_depth():
     code_a, code_b = leaf.__code__, slow_leaf.__code__
     ms = 1000000
     # root(10 ms) -> a x3 (0.06 ms) ; b (9 ms) -> sorted [C] (0.01 ms), b -> a (2 ms)
-    nodes = [(-1, 0, None, None, 0, 10 * ms),
-             (0, 1, code_a, None, 3, 60000),
-             (0, 1, code_b, None, 1, 9 * ms),
-             (2, 2, None, "sorted", 1, 10000),
-             (2, 1, code_a, None, 1, 2 * ms)]
+    nodes = [
+        (-1, 0, None, None, 0, 10 * ms),
+        (0, 1, code_a, None, 3, 60000),
+        (0, 1, code_b, None, 1, 9 * ms),
+        (2, 2, None, "sorted", 1, 10000),
+        (2, 1, code_a, None, 1, 2 * ms),
+    ]
     raw = (0, 10 * ms, 10 * ms, 1, 0, nodes)
     tree, cost = fp.trace.build_tree(raw, outer.__code__, 0.1, None)
     expect(cost == 10 * ms and tree["function"] == "outer" and tree["pct"] == 100.0, repr(tree))
@@ -226,8 +237,7 @@ def build_tree_merges_hides_and_limits_depth():
     expect(child(tree, "leaf")["count"] == 3 and child(child(tree, "slow_leaf"), "sorted")["kind"] == "c", repr(tree))
     tree, _ = fp.trace.build_tree(raw, outer.__code__, 0.1, 1)  # -d 1: everything one level down
     expect(names(tree) == ["leaf", "slow_leaf"], names(tree))
-    expect(child(tree, "slow_leaf")["children"] == [] and child(tree, "slow_leaf")["hidden"]["count"] == 2,
-           repr(tree))
+    expect(child(tree, "slow_leaf")["children"] == [] and child(tree, "slow_leaf")["hidden"]["count"] == 2, repr(tree))
     json.dumps(tree)
 
 
@@ -236,14 +246,16 @@ def build_tree_leaves_out_the_probe_and_splices_its_wrapper():
     ms = 1000000
     agent_code = fp.trace.build_tree.__code__  # any code of the agent's own package
     wrapper = (lambda: None).__code__
-    nodes = [(-1, 0, None, None, 0, 5 * ms),
-             (0, 1, agent_code, None, 1, 1 * ms),   # the probe: left out, with its calls
-             (1, 1, leaf.__code__, None, 1, ms),
-             (1, 2, None, "perf_counter_ns", 1, 1000),
-             (0, 1, wrapper, None, 1, 3 * ms),      # the wrapper of a recursive call: spliced
-             (4, 2, None, "perf_counter_ns", 1, 1000),
-             (4, 1, outer.__code__, None, 1, 2 * ms),
-             (6, 1, leaf.__code__, None, 1, ms)]
+    nodes = [
+        (-1, 0, None, None, 0, 5 * ms),
+        (0, 1, agent_code, None, 1, 1 * ms),  # the probe: left out, with its calls
+        (1, 1, leaf.__code__, None, 1, ms),
+        (1, 2, None, "perf_counter_ns", 1, 1000),
+        (0, 1, wrapper, None, 1, 3 * ms),  # the wrapper of a recursive call: spliced
+        (4, 2, None, "perf_counter_ns", 1, 1000),
+        (4, 1, outer.__code__, None, 1, 2 * ms),
+        (6, 1, leaf.__code__, None, 1, ms),
+    ]
     raw = (0, 5 * ms, 5 * ms, 1, 0, nodes)
     tree, _ = fp.trace.build_tree(raw, outer.__code__, 0, None, lambda c: c is wrapper)
     expect(names(tree) == ["outer"], names(tree))
@@ -263,6 +275,7 @@ def build_tree_shows_suspensions_and_cuts():
 
 
 # --- the Python recorder through trace sessions ---------------------------------------------
+
 
 @check
 def tree_of_a_real_call():
@@ -516,8 +529,11 @@ def main():
         except BaseException as exc:  # noqa: B902 - every check reports
             import traceback
 
-            record = {"name": fn.__name__, "ok": False,
-                      "detail": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-3000:]}
+            record = {
+                "name": fn.__name__,
+                "ok": False,
+                "detail": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-3000:],
+            }
             try:
                 fp.registry.undo_client(7)
                 sys.setprofile(None)

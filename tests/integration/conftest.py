@@ -8,6 +8,7 @@
 - `Target.fp(...)` runs `fp PID ...` against a target with a bound, and returns an FpRun.
 - A session-wide preflight fails fast with the fix when ptrace is not permitted.
 """
+
 import ast
 import json
 import os
@@ -83,8 +84,13 @@ def _ptrace_problem():
     """Attaches, like fp does, from one process to a sibling (not a child: yama scope 1 allows that)."""
     victim = subprocess.Popen(["sleep", "30"])
     try:
-        probe = subprocess.run([sys.executable, "-c", _PTRACE_PROBE, str(victim.pid)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=15)
+        probe = subprocess.run(
+            [sys.executable, "-c", _PTRACE_PROBE, str(victim.pid)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=15,
+        )
         if probe.returncode != 0:
             scope = ""
             try:
@@ -104,9 +110,11 @@ def _ptrace_problem():
 @pytest.fixture(scope="session", autouse=True)
 def preflight():
     if not os.access(FP, os.X_OK):
-        pytest.exit("fp is not built at %s. Build it first: `make build` (or cmake -S %s -B %s && "
-                    "cmake --build %s), or point FP_BUILD at a build directory."
-                    % (FP, REPO, FP_BUILD, FP_BUILD), returncode=2)
+        pytest.exit(
+            "fp is not built at %s. Build it first: `make build` (or cmake -S %s -B %s && "
+            "cmake --build %s), or point FP_BUILD at a build directory." % (FP, REPO, FP_BUILD, FP_BUILD),
+            returncode=2,
+        )
     if not PYTHONS:
         pytest.exit("no CPython 3.8+ found (looked in pyenv's versions and /usr/bin/python3)", returncode=2)
     problem = _ptrace_problem()
@@ -118,6 +126,7 @@ def preflight():
 # Running fp
 # ---------------------------------------------------------------------------------------
 
+
 class FpRun:
     def __init__(self, argv, rc, out, err, elapsed):
         self.argv = argv
@@ -128,7 +137,12 @@ class FpRun:
 
     def describe(self):
         return "$ %s\nexit %s after %.2fs\n--- stdout ---\n%s\n--- stderr ---\n%s" % (
-            " ".join(self.argv), self.rc, self.elapsed, self.out, self.err)
+            " ".join(self.argv),
+            self.rc,
+            self.elapsed,
+            self.out,
+            self.err,
+        )
 
     def ok(self):
         assert self.rc == 0, "fp failed:\n" + self.describe()
@@ -166,14 +180,23 @@ def run_fp(args, input=None, timeout=FP_TIMEOUT_S, env_extra=None):
     env = dict(os.environ, **env_extra) if env_extra else None
     t0 = time.monotonic()
     try:
-        p = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           stdin=None if input is not None else subprocess.DEVNULL,
-                           text=True, timeout=timeout, env=env)
+        p = subprocess.run(
+            argv,
+            input=input,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        pytest.fail("fp did not finish within %.0fs (killed):\n%s"
-                    % (timeout, FpRun(argv, None, out, err, time.monotonic() - t0).describe()))
+        pytest.fail(
+            "fp did not finish within %.0fs (killed):\n%s"
+            % (timeout, FpRun(argv, None, out, err, time.monotonic() - t0).describe())
+        )
     return FpRun(argv, p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
 
 
@@ -185,6 +208,7 @@ def fp():
 # ---------------------------------------------------------------------------------------
 # /proc helpers
 # ---------------------------------------------------------------------------------------
+
 
 def proc_state(pid):
     try:
@@ -231,11 +255,31 @@ def thread_count(pid):
 
 # Blocking system calls by name, for this machine's architecture.
 _SYSCALLS = {
-    "x86_64": {"poll": 7, "select": 23, "nanosleep": 35, "accept": 43, "futex": 202,
-               "clock_nanosleep": 230, "epoll_wait": 232, "pselect6": 270, "ppoll": 271,
-               "epoll_pwait": 281, "accept4": 288, "restart_syscall": 219},
-    "aarch64": {"epoll_pwait": 22, "pselect6": 72, "ppoll": 73, "futex": 98, "nanosleep": 101,
-                "clock_nanosleep": 115, "accept": 202, "accept4": 242, "restart_syscall": 128},
+    "x86_64": {
+        "poll": 7,
+        "select": 23,
+        "nanosleep": 35,
+        "accept": 43,
+        "futex": 202,
+        "clock_nanosleep": 230,
+        "epoll_wait": 232,
+        "pselect6": 270,
+        "ppoll": 271,
+        "epoll_pwait": 281,
+        "accept4": 288,
+        "restart_syscall": 219,
+    },
+    "aarch64": {
+        "epoll_pwait": 22,
+        "pselect6": 72,
+        "ppoll": 73,
+        "futex": 98,
+        "nanosleep": 101,
+        "clock_nanosleep": 115,
+        "accept": 202,
+        "accept4": 242,
+        "restart_syscall": 128,
+    },
 }.get(os.uname().machine, {})
 _SYSCALL_NAMES = {v: k for k, v in _SYSCALLS.items()}
 
@@ -288,12 +332,13 @@ def wait_until(predicate, timeout, what, poll=0.05):
 # Targets
 # ---------------------------------------------------------------------------------------
 
+
 class Target:
     """A running tests/targets/KIND.py. Subclasses know the target's progress lines and how to
     prove it still works (`prove_working`)."""
 
     kind = None
-    line_re = None      # every stdout line must match this or be an ERROR line (reported as such)
+    line_re = None  # every stdout line must match this or be an ERROR line (reported as such)
     progress_re = None  # lines that count as progress
     # After readiness, wait for this many progress lines and for the main thread to block in one
     # of these system calls, so tests see the target in its steady state (not still announcing).
@@ -329,10 +374,14 @@ class Target:
         rfd = os.open(self.ready_path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-                self.proc = subprocess.Popen(list(self.launcher) + [self.python.path, self.script, self.ready_path]
-                                             + self.args,
-                                             stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                             cwd=self.cwd, env=self._env())
+                self.proc = subprocess.Popen(
+                    list(self.launcher) + [self.python.path, self.script, self.ready_path] + self.args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    cwd=self.cwd,
+                    env=self._env(),
+                )
             self.pid = self.proc.pid
             self._read_ready(rfd)
             if self.launcher:
@@ -364,9 +413,17 @@ class Target:
         while not received.endswith(b"ready\n"):
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
-                pytest.fail("%s (%s) did not become ready within %.0fs; exit status %s; received %r\n%s"
-                            % (self.kind, self.python.id, self.ready_timeout, self.proc.poll(), received,
-                               self._output_excerpt()))
+                pytest.fail(
+                    "%s (%s) did not become ready within %.0fs; exit status %s; received %r\n%s"
+                    % (
+                        self.kind,
+                        self.python.id,
+                        self.ready_timeout,
+                        self.proc.poll(),
+                        received,
+                        self._output_excerpt(),
+                    )
+                )
             r, _, _ = select.select([rfd], [], [], min(left, 0.2))
             if r:
                 try:
@@ -374,8 +431,10 @@ class Target:
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    pytest.fail("%s (%s) closed its readiness FIFO without announcing ready; received %r\n%s"
-                                % (self.kind, self.python.id, received, self._output_excerpt()))
+                    pytest.fail(
+                        "%s (%s) closed its readiness FIFO without announcing ready; received %r\n%s"
+                        % (self.kind, self.python.id, received, self._output_excerpt())
+                    )
                 received += chunk
         for line in received.decode().splitlines():
             if "=" in line:
@@ -392,13 +451,21 @@ class Target:
 
     def wait_settled(self, timeout=READY_TIMEOUT_S):
         if self.settle_progress:
-            wait_until(lambda: len(self.progress()) >= self.settle_progress, timeout,
-                       lambda: "%s (%s) to start its work\n%s" % (self.kind, self.python.id, self._output_excerpt()))
+            wait_until(
+                lambda: len(self.progress()) >= self.settle_progress,
+                timeout,
+                lambda: "%s (%s) to start its work\n%s" % (self.kind, self.python.id, self._output_excerpt()),
+            )
         if self.settle_syscalls and _SYSCALLS:
-            wait_until(lambda: thread_syscall(self.pid) in self.settle_syscalls, timeout,
-                       lambda: "%s (%s) main thread to block in %s (it is in %s)"
-                       % (self.kind, self.python.id, "/".join(self.settle_syscalls), thread_syscall(self.pid)),
-                       poll=0.01)
+            wait_until(
+                lambda: thread_syscall(self.pid) in self.settle_syscalls,
+                timeout,
+                lambda: (
+                    "%s (%s) main thread to block in %s (it is in %s)"
+                    % (self.kind, self.python.id, "/".join(self.settle_syscalls), thread_syscall(self.pid))
+                ),
+                poll=0.01,
+            )
 
     def stop(self):
         """SIGTERM, then SIGKILL after a bound; always by the target's own PID. A killed process
@@ -459,7 +526,9 @@ class Target:
         try:
             out = self.stdout_lines()[-10:]
             return "--- target stdout (last lines) ---\n%s\n--- target stderr ---\n%s" % (
-                "\n".join(out), self.stderr_text()[-3000:])
+                "\n".join(out),
+                self.stderr_text()[-3000:],
+            )
         except OSError:
             return ""
 
@@ -470,9 +539,14 @@ class Target:
     def wait_progress(self, more=3, timeout=10.0):
         """Waits for `more` new progress lines after now; returns them."""
         base = len(self.progress())
-        wait_until(lambda: len(self.progress()) >= base + more, timeout,
-                   lambda: "%d more progress lines from %s (%s); have %d\n%s"
-                   % (more, self.kind, self.python.id, len(self.progress()) - base, self._output_excerpt()))
+        wait_until(
+            lambda: len(self.progress()) >= base + more,
+            timeout,
+            lambda: (
+                "%d more progress lines from %s (%s); have %d\n%s"
+                % (more, self.kind, self.python.id, len(self.progress()) - base, self._output_excerpt())
+            ),
+        )
         return self.progress()[base:]
 
     def prove_working(self):
@@ -483,8 +557,12 @@ class Target:
         """Alive, nothing on stderr, only its own lines on stdout, no ERROR, and still working."""
         self.checked_after = self.fp_runs  # a failure here is the test's; teardown need not repeat it
         state = proc_state(self.pid)
-        assert self.proc.poll() is None and state not in (None, "Z", "X"), \
-            "%s (%s) died: exit status %s\n%s" % (self.kind, self.python.id, self.proc.poll(), self._output_excerpt())
+        assert self.proc.poll() is None and state not in (None, "Z", "X"), "%s (%s) died: exit status %s\n%s" % (
+            self.kind,
+            self.python.id,
+            self.proc.poll(),
+            self._output_excerpt(),
+        )
         assert state not in ("t", "T"), "%s (%s) is left stopped (state %s)" % (self.kind, self.python.id, state)
         self.prove_working()
         lines = self.stdout_lines()
@@ -492,7 +570,10 @@ class Target:
         assert not errors, "%s (%s) reported errors:\n%s" % (self.kind, self.python.id, "\n".join(errors))
         foreign = [l for l in lines if not self.line_re.match(l)]
         assert not foreign, "%s (%s) stdout has lines it did not write itself:\n%s" % (
-            self.kind, self.python.id, "\n".join(repr(l) for l in foreign[:20]))
+            self.kind,
+            self.python.id,
+            "\n".join(repr(l) for l in foreign[:20]),
+        )
         err = self.stderr_text()
         if self.known_stderr is not None:
             err = self.known_stderr.sub("", err)
@@ -523,8 +604,10 @@ class Sleeper(Target):
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail("%s (%s) did not exit within %ss of SIGINT\n%s"
-                        % (self.kind, self.python.id, timeout, self._output_excerpt()))
+            pytest.fail(
+                "%s (%s) did not exit within %ss of SIGINT\n%s"
+                % (self.kind, self.python.id, timeout, self._output_excerpt())
+            )
         self.checked_after = self.fp_runs
         return rc
 
@@ -591,8 +674,11 @@ class AsyncTicks(Target):
 
     def prove_working(self):
         base = self._per_task()
-        wait_until(lambda: all(n >= base[t] + 2 for t, n in self._per_task().items()), 10,
-                   lambda: "every asyncio task to tick twice more: before %s now %s" % (base, self._per_task()))
+        wait_until(
+            lambda: all(n >= base[t] + 2 for t, n in self._per_task().items()),
+            10,
+            lambda: "every asyncio task to tick twice more: before %s now %s" % (base, self._per_task()),
+        )
 
 
 class Threads50(Target):
@@ -622,8 +708,7 @@ class GilHog(Target):
         """True when the hog thread sits in its C sleep (holding the GIL). restart_syscall is
         that same sleep resumed by the kernel, with the time left, after a ptrace stop
         interrupted it (stack from outside stops every thread for a moment)."""
-        return thread_syscall(self.pid, int(self.facts["hog"])) in (
-            "nanosleep", "clock_nanosleep", "restart_syscall")
+        return thread_syscall(self.pid, int(self.facts["hog"])) in ("nanosleep", "clock_nanosleep", "restart_syscall")
 
     def wait_settled(self, timeout=READY_TIMEOUT_S):
         wait_until(self.hog_in_sleep, timeout, "the hog thread to enter its C sleep holding the GIL")
@@ -641,6 +726,7 @@ class Signals(Target):
 
 class Hot(Target):
     """tests/targets/hot.py: hot_loop ~90% of the time, cold ~10% (perf's known profile)."""
+
     kind = "hot"
     line_re = re.compile(r"^round \d+ ips=\d+ cpu_ips=\d+$")
     progress_re = line_re
@@ -660,6 +746,7 @@ class Forker(Target):
 
 class Prefork(Target):
     """tests/targets/prefork.py: a master that only watches its two forked workers."""
+
     kind = "prefork"
     line_re = re.compile(r"^worker \d+ served \d+$")
     progress_re = line_re
@@ -668,8 +755,10 @@ class Prefork(Target):
         return [int(p) for p in self.facts["workers"].split(",")]
 
 
-KINDS = {cls.kind: cls for cls in (Sleeper, Inspectee, Cpu, Locker, Acceptor, AsyncTicks, Threads50, GilHog,
-                                   Signals, Forker, Prefork)}
+KINDS = {
+    cls.kind: cls
+    for cls in (Sleeper, Inspectee, Cpu, Locker, Acceptor, AsyncTicks, Threads50, GilHog, Signals, Forker, Prefork)
+}
 KINDS[Hot.kind] = Hot
 
 

@@ -8,6 +8,7 @@ Usage: fake_agent.py SOCKET LOG [--dir-mode OCTAL] [--symlink-dir LINK]
   --status-pid-ns N / --status-start-time T   what `status` claims (forging the confirmation)
 It never exits by itself; the test kills it by its pid.
 """
+
 import json
 import os
 import socket
@@ -57,8 +58,16 @@ def serve(conn, logpath, claims):
         if method == "ping":
             result = {"pong": True}
         elif method == "status":
-            result = {"pid": os.getpid(), "agent_version": "0.1.0", "python_version": "3.11.2", "clients": 1,
-                      "uptime_s": 1.0, "python_ready": True, "gil_wait_ms": 0, "pending": 0}
+            result = {
+                "pid": os.getpid(),
+                "agent_version": "0.1.0",
+                "python_version": "3.11.2",
+                "clients": 1,
+                "uptime_s": 1.0,
+                "python_ready": True,
+                "gil_wait_ms": 0,
+                "pending": 0,
+            }
             result.update(claims)
         elif method == "getglobal":
             result = {"value": {"type": "str", "repr": "'PWNED by a fake agent'"}}

@@ -4,9 +4,9 @@ request that waits for them, the server's own requests are answered (codeLens/re
 workDoneProgress/create) and kept, notifications are kept in order (publishDiagnostics is also
 kept per document). Every wait is bounded and fails with what was received so far.
 """
+
 import json
 import os
-import queue
 import subprocess
 import threading
 import time
@@ -23,8 +23,9 @@ class LspError(Exception):
 
 class Lsp:
     def __init__(self, exe, args=(), env=None):
-        self.proc = subprocess.Popen([exe] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen(
+            [exe] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
         self.next_id = 0
         self.lock = threading.Condition()
         self.responses = {}
@@ -90,7 +91,10 @@ class Lsp:
 
     def describe(self):
         return "notifications: %s\nserver requests: %s\nstderr: %s" % (
-            json.dumps(self.notifications[-20:])[-4000:], self.server_requests[-10:], "".join(self.stderr)[-12000:])
+            json.dumps(self.notifications[-20:])[-4000:],
+            self.server_requests[-10:],
+            "".join(self.stderr)[-12000:],
+        )
 
     # -- requests -------------------------------------------------------------------------
     def request_async(self, method, params=None):
@@ -109,8 +113,10 @@ class Lsp:
             while rid not in self.responses:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closed:
-                    pytest.fail("no answer to request %s within %ss (closed: %s)\n%s"
-                                % (rid, timeout, self.closed, self.describe()))
+                    pytest.fail(
+                        "no answer to request %s within %ss (closed: %s)\n%s"
+                        % (rid, timeout, self.closed, self.describe())
+                    )
                 self.lock.wait(min(left, 0.5))
             return self.responses.pop(rid)
 
@@ -127,8 +133,9 @@ class Lsp:
         self.send(msg)
 
     def execute(self, command, arg=None, timeout=30):
-        return self.request("workspace/executeCommand",
-                            {"command": command, "arguments": [] if arg is None else [arg]}, timeout)
+        return self.request(
+            "workspace/executeCommand", {"command": command, "arguments": [] if arg is None else [arg]}, timeout
+        )
 
     # -- waiting for what the server pushes --------------------------------------------------
     def wait_for(self, predicate, timeout, what):
@@ -146,16 +153,21 @@ class Lsp:
 
     def count(self, method):
         with self.lock:
-            return sum(1 for m, _ in self.notifications if m == method) + \
-                sum(1 for m, _ in self.server_requests if m == method)
+            return sum(1 for m, _ in self.notifications if m == method) + sum(
+                1 for m, _ in self.server_requests if m == method
+            )
 
     # -- an editor's moves --------------------------------------------------------------------
     def initialize(self, capabilities=None, options=None):
-        caps = capabilities if capabilities is not None else {
-            "general": {"positionEncodings": ["utf-16"]},
-            "workspace": {"codeLens": {"refreshSupport": True}},
-            "window": {"workDoneProgress": True, "showDocument": {"support": True}},
-        }
+        caps = (
+            capabilities
+            if capabilities is not None
+            else {
+                "general": {"positionEncodings": ["utf-16"]},
+                "workspace": {"codeLens": {"refreshSupport": True}},
+                "window": {"workDoneProgress": True, "showDocument": {"support": True}},
+            }
+        )
         params = {"processId": os.getpid(), "rootUri": None, "capabilities": caps}
         if options is not None:
             params["initializationOptions"] = options
@@ -168,13 +180,16 @@ class Lsp:
         if text is None:
             with open(path) as f:
                 text = f.read()
-        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python",
-                                                              "version": version, "text": text}})
+        self.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": "python", "version": version, "text": text}},
+        )
         return uri
 
     def change(self, uri, version, changes):
-        self.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version},
-                                               "contentChanges": changes})
+        self.notify(
+            "textDocument/didChange", {"textDocument": {"uri": uri, "version": version}, "contentChanges": changes}
+        )
 
     def lenses(self, uri, resolve=True):
         lenses = self.request("textDocument/codeLens", {"textDocument": {"uri": uri}})
@@ -191,12 +206,17 @@ class Lsp:
             if predicate(lenses):
                 return lenses
             if time.monotonic() > deadline:
-                pytest.fail("timed out after %ss waiting for %s; last lenses: %s\n%s"
-                            % (timeout, what, json.dumps(lenses)[-3000:], self.describe()))
+                pytest.fail(
+                    "timed out after %ss waiting for %s; last lenses: %s\n%s"
+                    % (timeout, what, json.dumps(lenses)[-3000:], self.describe())
+                )
             refreshes = self.count("workspace/codeLens/refresh")
             try:
-                self.wait_for(lambda: self.count("workspace/codeLens/refresh") > refreshes,
-                              min(2.0, max(0.1, deadline - time.monotonic())), "a lens refresh")
+                self.wait_for(
+                    lambda: self.count("workspace/codeLens/refresh") > refreshes,
+                    min(2.0, max(0.1, deadline - time.monotonic())),
+                    "a lens refresh",
+                )
             except pytest.fail.Exception:
                 pass  # ask again anyway: the client would, on its own schedule
 

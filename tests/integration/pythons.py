@@ -4,6 +4,7 @@ py3.8 .. py3.13 from pyenv (the newest patch release of each), system-3.X from /
 FP_PYTHONS="py3.12,system-3.11" (or the `wanted` argument) narrows the list.
 Used by the integration tests and by bench/; no pytest here.
 """
+
 import glob
 import os
 import re
@@ -28,8 +29,13 @@ def pyenv_root():
     root = os.environ.get("PYENV_ROOT")
     if not root and shutil.which("pyenv"):
         try:
-            root = subprocess.run(["pyenv", "root"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  universal_newlines=True, timeout=10).stdout.strip()
+            root = subprocess.run(
+                ["pyenv", "root"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                universal_newlines=True,
+                timeout=10,
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             root = None
     return root or os.path.expanduser("~/.pyenv")
@@ -41,8 +47,12 @@ def _patch_key(path):
 
 def _system_version(exe):
     try:
-        out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             stdout=subprocess.PIPE, universal_newlines=True, timeout=10).stdout.strip()
+        out = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            stdout=subprocess.PIPE,
+            universal_newlines=True,
+            timeout=10,
+        ).stdout.strip()
         major, minor = (int(x) for x in out.split("."))
         return major, minor
     except (OSError, ValueError, subprocess.TimeoutExpired):
@@ -52,8 +62,11 @@ def _system_version(exe):
 def available():
     """Every supported interpreter found here, keyed by id, oldest first."""
     found = {}
-    versions = [d for d in glob.glob(os.path.join(pyenv_root(), "versions", "3.*"))
-                if re.fullmatch(r"3\.\d+\.\d+", os.path.basename(d))]
+    versions = [
+        d
+        for d in glob.glob(os.path.join(pyenv_root(), "versions", "3.*"))
+        if re.fullmatch(r"3\.\d+\.\d+", os.path.basename(d))
+    ]
     for d in sorted(versions, key=_patch_key):
         minor = _patch_key(d)[1]
         exe = os.path.join(d, "bin", "python3")
@@ -77,6 +90,7 @@ def select(wanted=None):
     names = [w.strip() for w in wanted.split(",") if w.strip()]
     unknown = [n for n in names if n not in found]
     if unknown:
-        raise ValueError("unknown interpreter id(s) %s; found here: %s"
-                         % (", ".join(unknown), ", ".join(found) or "none"))
+        raise ValueError(
+            "unknown interpreter id(s) %s; found here: %s" % (", ".join(unknown), ", ".join(found) or "none")
+        )
     return [found[n] for n in names]

@@ -1,5 +1,6 @@
 """A bare client of the agent's socket for tests that must send what fp never would (huge or
 malformed requests, connections abandoned mid-request): framing and JSON by hand."""
+
 import json
 import select
 import socket

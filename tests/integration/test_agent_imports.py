@@ -1,9 +1,19 @@
 """What the agent imports into a fresh target (under every CPython): at the first getglobal
 only what getglobal needs; each command family at its first use."""
+
 import ast
 
-FAMILIES = {"fp_agent.watch", "fp_agent.trace", "fp_agent.tt", "fp_agent.console", "fp_agent.instrument",
-            "fp_agent.tasks", "fp_agent.stack", "fp_agent.complete", "fp_agent.modules"}
+FAMILIES = {
+    "fp_agent.watch",
+    "fp_agent.trace",
+    "fp_agent.tt",
+    "fp_agent.console",
+    "fp_agent.instrument",
+    "fp_agent.tasks",
+    "fp_agent.stack",
+    "fp_agent.complete",
+    "fp_agent.modules",
+}
 LISTING = "getglobal sys modules -r -e \"sorted(m for m in target if m.startswith('fp_agent'))\""
 
 

@@ -2,15 +2,16 @@
 from costing the target: its own reason when it cannot start, "busy" when every client slot is
 taken, a bounded number of threads however many requests time out while the GIL is held, a
 bounded request size, and a parse error for a body that is not UTF-8."""
+
 import json
 import os
 import shutil
 import subprocess
 
 import pytest
+from rawclient import RawClient
 
 from conftest import KINDS, Sleeper, agent_socket, thread_count, wait_until
-from rawclient import RawClient
 
 UNSHARE = shutil.which("unshare")
 
@@ -18,6 +19,7 @@ UNSHARE = shutil.which("unshare")
 class ReadOnlyTmpSleeper(Sleeper):
     """A sleeper in a mount namespace of its own where /tmp is read-only: the agent cannot make
     its socket there."""
+
     kind = "ro_tmp_sleeper"
     script_kind = "sleeper"
     launcher = (UNSHARE or "unshare", "--mount", "sh", "-c", 'mount --bind -o ro /tmp /tmp && exec "$@"', "sh")
@@ -93,8 +95,16 @@ def test_oversized_request_is_refused(sleeper, python):
     c = RawClient(agent_socket(t.pid), timeout=30)
     try:
         big = "1+" * (9 << 19) + "1"  # 9 MiB
-        c.send_body(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getglobal",
-                                "params": {"module": "__main__", "field": "__name__", "expr": big}}))
+        c.send_body(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "getglobal",
+                    "params": {"module": "__main__", "field": "__name__", "expr": big},
+                }
+            )
+        )
         msg = c.read(timeout=20)
         assert msg is not None and msg.get("error", {}).get("code") == -32600, msg
         assert "too large" in msg["error"]["message"], msg
@@ -107,8 +117,7 @@ def test_long_expression_is_refused(sleeper, python):
     t = sleeper
     c = RawClient(agent_socket(t.pid), timeout=30)
     try:
-        msg = c.call("getglobal", {"module": "__main__", "field": "__name__", "expr": "1+" * 40000 + "1"},
-                     timeout=20)
+        msg = c.call("getglobal", {"module": "__main__", "field": "__name__", "expr": "1+" * 40000 + "1"}, timeout=20)
         assert msg.get("error", {}).get("code") == -32602, msg
         assert "expr" in msg["error"]["message"] and "long" in msg["error"]["message"], msg
     finally:

@@ -7,19 +7,19 @@ agent shuts down and restarts, then the target exits normally: the sanitizers mu
 to say about the agent's code (leaks included).
 
 Skipped unless FP_SANITIZED_AGENT names that build's libfpagent.so."""
+
 import glob
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
+from rawclient import RawClient
 
 import pythons
-from conftest import FP, REPO, Target, wait_until
-from rawclient import RawClient
+from conftest import FP, REPO, Target
 
 AGENT = os.environ.get("FP_SANITIZED_AGENT")
 HOST_SRC = os.path.join(REPO, "tests", "sanitize", "agent_host.c")
@@ -65,12 +65,17 @@ def host(python, tmp_path_factory):
     prefix = ask("--prefix")[0]
     libdir = os.path.join(prefix, "lib")
     if not glob.glob(os.path.join(libdir, "libpython3*.so*")) and not glob.glob(
-            os.path.join(prefix, "lib", "*-linux-gnu", "libpython3*.so*")):
+        os.path.join(prefix, "lib", "*-linux-gnu", "libpython3*.so*")
+    ):
         pytest.skip("%s has no shared libpython to embed" % python.id)
     out = str(tmp_path_factory.mktemp("host-" + python.id) / "python-asan")
     cc = shutil.which("gcc") or shutil.which("cc")
-    argv = [cc, "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1", HOST_SRC, "-o", out] + \
-        ask("--cflags") + ask("--ldflags", "--embed") + ["-Wl,-rpath," + libdir]
+    argv = (
+        [cc, "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1", HOST_SRC, "-o", out]
+        + ask("--cflags")
+        + ask("--ldflags", "--embed")
+        + ["-Wl,-rpath," + libdir]
+    )
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert r.returncode == 0, "building the sanitized host failed:\n%s\n%s" % (" ".join(argv), r.stdout)
     return out, prefix
@@ -113,6 +118,7 @@ def test_agent_under_sanitizers(python, host, tmp_path):
     def fp(*args, **kw):
         t.fp_runs += 1
         from conftest import run_fp
+
         return run_fp([t.pid] + list(args), env_extra=agent, timeout=120, **kw)
 
     try:
@@ -134,8 +140,12 @@ def test_agent_under_sanitizers(python, host, tmp_path):
         fp("--cmd", "stack", "--cmd", "stack -a").ok()
         fp("--cmd", "console", input="x = [i * i for i in range(10)]\nprint(sum(x))\n1/0\n").ok()
         # A client killed in the middle of a stream; another that sends what fp never would.
-        p = subprocess.Popen([FP, str(t.pid), "--cmd", "watch __main__ work -n 100000"],
-                             env=dict(os.environ, **agent), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            [FP, str(t.pid), "--cmd", "watch __main__ work -n 100000"],
+            env=dict(os.environ, **agent),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         p.stdout.readline()
         p.kill()
         p.wait()

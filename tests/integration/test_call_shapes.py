@@ -9,8 +9,8 @@ socketserver.ThreadingTCPServer fed over loopback), under every CPython:
 - a filter that raises shows nothing, uses up nothing of -n, and after three identical failures
   the watch ends with the error (exit 1).
 """
+
 import ast
-import json
 import re
 
 import pytest
@@ -28,7 +28,7 @@ class ThreadServer(Target):
 KINDS["thread_server"] = ThreadServer
 
 SPELLINGS = ("keyword", "positional", "default", "default passed", "all by keyword")
-HALF = "kwargs.get(\"coupon\") == \"HALF\""
+HALF = 'kwargs.get("coupon") == "HALF"'
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,7 @@ def spelling(prices_repr):
 
 
 def test_kwargs_filter_matches_every_spelling(server):
-    run = server.cmd("watch __main__ Pricing total -f '%s' -n 6 --expr 'args[0], kwargs, params'" % HALF,
-                     "--json").ok()
+    run = server.cmd("watch __main__ Pricing total -f '%s' -n 6 --expr 'args[0], kwargs, params'" % HALF, "--json").ok()
     _, got = notes(run)
     events = [n["params"] for n in got if n["method"] == "watch/event"]
     assert len(events) == 6, run.describe()
@@ -109,8 +108,9 @@ def test_a_filter_that_raises_stops_the_watch(server):
     assert "0 calls reported, the filter kept failing" in run.out and "[1]" not in run.out, run.describe()
     assert "fp: watch: the filter args[0].missing raised AttributeError" in run.err, run.describe()
     # a filter failing for some calls only: those are left out, the others count
-    run = server.cmd("watch __main__ Pricing total -f 'kwargs[\"coupon\"] == \"HALF\"' -n 4 --expr 'args[0]'",
-                     "--json").ok()
+    run = server.cmd(
+        "watch __main__ Pricing total -f 'kwargs[\"coupon\"] == \"HALF\"' -n 4 --expr 'args[0]'", "--json"
+    ).ok()
     _, got = notes(run)
     events = [n["params"] for n in got if n["method"] == "watch/event"]
     end = [n["params"] for n in got if n["method"] == "watch/end"][0]

@@ -1,6 +1,7 @@
 """fp's command line as a user meets it: the process list (parents and their workers), commands
 that need no process, the exit statuses (one rule for every command), the default bound of
 commands that run until stopped, and the hint that points at a pre-forking server's workers."""
+
 import re
 import subprocess
 import time
@@ -24,7 +25,7 @@ def test_process_list_shows_parents_and_workers(spawn):
     # Each worker comes right after its master.
     order = [p["pid"] for p in model["processes"]]
     at = order.index(t.pid)
-    assert sorted(order[at + 1:at + 3]) == sorted(workers), order
+    assert sorted(order[at + 1 : at + 3]) == sorted(workers), order
     table = run_fp([]).ok().out
     assert re.search(r"^\s*PID\s+PPID\s+USER\s+PYTHON\s+COMMAND$", table, re.M), table
     for w in workers:
@@ -79,7 +80,7 @@ def test_exit_statuses_are_the_same_for_every_command(python, spawn):
     finally:
         other.kill()
         other.wait()
-    r = run_fp([2 ** 22 + 7, "--cmd", "stack"])
+    r = run_fp([2**22 + 7, "--cmd", "stack"])
     assert r.rc == 2 and "no process with PID" in r.err, r.describe()
     t = spawn("inspectee")
     assert t.cmd("getglobal __main__ NOPE").rc == 1  # the agent answered: the command failed

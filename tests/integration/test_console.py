@@ -1,5 +1,6 @@
 """console with stdin from a pipe: multi-line definitions, print, exceptions that do not end
 the session, state kept across lines, and nothing written to the target's own stdout/stderr."""
+
 import pytest
 
 
@@ -46,8 +47,9 @@ def test_console_session(t):
     assert "NameError" in out, r.describe()
     assert "still alive" in out, r.describe()
     # Output order follows input order.
-    assert out.index("double: 42") < out.index("ZeroDivisionError") < out.index("counter: 15") \
-        < out.index("still alive"), r.describe()
+    assert (
+        out.index("double: 42") < out.index("ZeroDivisionError") < out.index("counter: 15") < out.index("still alive")
+    ), r.describe()
     t.assert_healthy()  # includes: target stdout has only its own ticks, stderr empty
 
 

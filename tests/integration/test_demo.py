@@ -3,6 +3,7 @@ it, here with its output piped (`make demo | tee log`): the shell's answers, and
 while it runs, must reach the pipe as they come, not at quit; Ctrl-C stops the watch, not the
 demo; and `quit` must end the demo with status 0 (not the service's 143) and the service stopped.
 """
+
 import os
 import pty
 import re
@@ -23,8 +24,14 @@ class Piped:
     def __init__(self):
         self.master, slave = pty.openpty()
         env = dict(os.environ, FP_DEMO_PORT="0", HOME=os.environ.get("HOME", "/root"))
-        self.proc = subprocess.Popen([DEMO, FP_BUILD], stdin=slave, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [DEMO, FP_BUILD],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
         os.close(slave)
         self.out = b""
 
@@ -55,24 +62,39 @@ def test_demo_piped_answers_as_it_goes_and_quits_cleanly():
         service = int(re.search(r"as PID (\d+)", demo.read()).group(1))
         demo.type("status")
         # Before quit: the answer is in the pipe while the shell still runs.
-        wait_until(lambda: "agent in process %d" % service in demo.read(), 30,
-                   lambda: "status's answer in the pipe before quit; got:\n" + demo.read())
+        wait_until(
+            lambda: "agent in process %d" % service in demo.read(),
+            30,
+            lambda: "status's answer in the pipe before quit; got:\n" + demo.read(),
+        )
         assert demo.proc.poll() is None
         # A streaming command: each call is in the pipe as it is reported, while the watch runs
         # (its limit is far away; Ctrl-C stops it).
         demo.type("watch shop.pricing PriceBook quote -n 1000")
-        wait_until(lambda: re.search(r"^\[2\] ", demo.read(), re.M), 30,
-                   lambda: "the watch's first calls in the pipe while it runs; got:\n" + demo.read())
+        wait_until(
+            lambda: re.search(r"^\[2\] ", demo.read(), re.M),
+            30,
+            lambda: "the watch's first calls in the pipe while it runs; got:\n" + demo.read(),
+        )
         os.write(demo.master, b"\x03")  # Ctrl-C: the shell stops the watch, the demo goes on
         wait_until(lambda: "watch ended" in demo.read(), 30, lambda: "the watch to end:\n" + demo.read())
         assert demo.proc.poll() is None
         demo.type("quit")
-        wait_until(lambda: demo.read() is not None and demo.proc.poll() is not None, 30,
-                   lambda: "the demo to end after quit:\n" + demo.read())
+        wait_until(
+            lambda: demo.read() is not None and demo.proc.poll() is not None,
+            30,
+            lambda: "the demo to end after quit:\n" + demo.read(),
+        )
         assert demo.proc.poll() == 0, "the demo ended with %s:\n%s\n%s" % (
-            demo.proc.poll(), demo.read(), demo.proc.stderr.read().decode(errors="replace"))
-        wait_until(lambda: not os.path.exists("/proc/%d" % service) or _zombie(service), 10,
-                   "the example service to be stopped")
+            demo.proc.poll(),
+            demo.read(),
+            demo.proc.stderr.read().decode(errors="replace"),
+        )
+        wait_until(
+            lambda: not os.path.exists("/proc/%d" % service) or _zombie(service),
+            10,
+            "the example service to be stopped",
+        )
     finally:
         demo.stop()
 

@@ -1,5 +1,6 @@
 """Errors a user can hit: no such process, not a Python process, unknown command; each
 explains itself on stderr with a non-zero exit, and harms nothing."""
+
 import os
 import re
 import subprocess
@@ -38,8 +39,9 @@ def test_not_python(python):
     sleep = subprocess.Popen(["sleep", "1000"])
     try:
         # Until it sits in its sleep, it may still be a copy of this Python process (before exec).
-        wait_until(lambda: thread_syscall(sleep.pid) in ("nanosleep", "clock_nanosleep"), 10,
-                   "sleep 1000 to start sleeping")
+        wait_until(
+            lambda: thread_syscall(sleep.pid) in ("nanosleep", "clock_nanosleep"), 10, "sleep 1000 to start sleeping"
+        )
         r = run_fp([sleep.pid, "--cmd", "status"]).failed()
         assert "python" in r.err.lower(), r.describe()
         assert sleep.poll() is None and proc_state(sleep.pid) == "S", "the sleep process was harmed"

@@ -1,7 +1,7 @@
 """Text from the target is made safe before it reaches a terminal: reprs, type names, exception
 messages and console output with ESC, BEL, CR, BS or C1 controls are shown escaped (\\x1b) in
 human output, on stdout and stderr alike, and kept exactly in --json."""
-import json
+
 import re
 import subprocess
 
@@ -33,8 +33,7 @@ def raw_controls(text):
 
 def assert_safe(r, *shown):
     for name, text in (("stdout", r.out), ("stderr", r.err)):
-        assert raw_controls(text) == [], "raw control characters %s reached %s:\n%r" % (
-            raw_controls(text), name, text)
+        assert raw_controls(text) == [], "raw control characters %s reached %s:\n%r" % (raw_controls(text), name, text)
     for s in shown:
         assert s in r.out + r.err, "%r not shown:\n%s" % (s, r.describe())
 
@@ -64,8 +63,14 @@ def test_error_messages_on_stderr(t):
 
 def test_console_output(t):
     t.fp_runs += 1
-    p = subprocess.run([FP, str(t.pid), "--cmd", "console"], input="import __main__\nprint(__main__.TEXT)\n__main__.VALUE\n", text=True,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    p = subprocess.run(
+        [FP, str(t.pid), "--cmd", "console"],
+        input="import __main__\nprint(__main__.TEXT)\n__main__.VALUE\n",
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=30,
+    )
     assert p.returncode == 0, p.stderr
     r = type("R", (), {"out": p.stdout, "err": p.stderr, "describe": lambda self: p.stdout + p.stderr})()
     assert_safe(r, r"plain\x1b[2J", r"evil\x1b[2J")

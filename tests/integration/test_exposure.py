@@ -1,6 +1,7 @@
 """What fp exposes: the agent listens on its Unix socket only (no TCP or UDP socket of any kind
 in the target), fp writes no log anywhere but its own stderr (and there only with --debug, never
 the expressions or console input it sends), and the agent leaves nothing but its socket behind."""
+
 import os
 import re
 import stat

@@ -6,6 +6,7 @@
   why, the others keep working.
 The target (tests/targets/costed.py) measures its own per-call cost and tells whether a hook is
 in its calls' way, window by window, stamped with the machine's monotonic clock."""
+
 import json
 import os
 import re
@@ -48,8 +49,13 @@ KINDS.setdefault(Costed.kind, Costed)
 
 def background(t, *args):
     t.fp_runs += 1
-    return subprocess.Popen([FP, str(t.pid)] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [FP, str(t.pid)] + list(args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def read_until(proc, pred, timeout=20):
@@ -101,20 +107,28 @@ def test_client_killed_mid_command(spawn, python, command, tmp_path):
         during = t.cost(time.monotonic(), n=3)
         if command in ("watch", "trace", "tt"):
             assert t.windows(time.monotonic() - 0.5)[-1][3] == 1, "no hook seen while %s runs" % command
-            assert during[0] > base[0] * 1.3, "%s did not slow the calls (%.2f vs %.2f of ref): the check " \
+            assert during[0] > base[0] * 1.3, (
+                "%s did not slow the calls (%.2f vs %.2f of ref): the check "
                 "would not see it" % (command, during[0], base[0])
+            )
         if command == "gilstat":
-            assert during[1] > base[1] * 1.3, "gilstat's probes did not slow the calls (%.2f vs %.2f of " \
+            assert during[1] > base[1] * 1.3, (
+                "gilstat's probes did not slow the calls (%.2f vs %.2f of "
                 "calc): the check would not see it" % (during[1], base[1])
+            )
     finally:
         proc.kill()  # SIGKILL: none of fp's clean-up code runs
         proc.wait(timeout=30)
     killed = time.monotonic()
     if command == "gilstat":
         from test_gilstat import probe_bytes
+
         params = started["notification"]["params"]
-        wait_until(lambda: all(m == f for m, f in probe_bytes(t.pid, params)), GONE_S,
-                   "the kernel to take the probes of the killed fp out")
+        wait_until(
+            lambda: all(m == f for m, f in probe_bytes(t.pid, params)),
+            GONE_S,
+            "the kernel to take the probes of the killed fp out",
+        )
         gone = time.monotonic()
     elif command.startswith("perf"):
         wait_until(lambda: proc_state(t.pid) not in ("t", "T"), GONE_S, "the target's threads to run again")
@@ -127,14 +141,20 @@ def test_client_killed_mid_command(spawn, python, command, tmp_path):
         gone = wins[first_clean][0]
         assert gone - killed <= GONE_S + 0.2, "the hook stayed %.2f s after the client died" % (gone - killed)
     after = t.cost(gone)
-    print("%s %s: work/ref %.2f before, %.2f during, %.2f after; work/calc %.2f, %.2f, %.2f; gone %.3f s "
-          "after the kill" % (python.id, command, base[0], during[0], after[0], base[1], during[1], after[1],
-                              gone - killed))
+    print(
+        "%s %s: work/ref %.2f before, %.2f during, %.2f after; work/calc %.2f, %.2f, %.2f; gone %.3f s "
+        "after the kill"
+        % (python.id, command, base[0], during[0], after[0], base[1], during[1], after[1], gone - killed)
+    )
     assert after[0] <= base[0] * 1.15 + 0.05, "calls cost %.2f of ref after the client died, %.2f before" % (
-        after[0], base[0])
+        after[0],
+        base[0],
+    )
     if command == "gilstat":  # (a system call against Python code: noisier when the machine is busy)
         assert after[1] <= base[1] * 1.3, "calls cost %.2f of calc after the client died, %.2f before" % (
-            after[1], base[1])
+            after[1],
+            base[1],
+        )
     t.assert_healthy()
 
 
@@ -154,8 +174,9 @@ def test_target_killed_mid_command(spawn, python, command):
     if command == "perf":
         args[-1] = args[-1].replace("/dev/null", os.path.join(t.workdir, "p.svg"))
     t.fp_runs += 1
-    proc = subprocess.Popen([FP, str(t.pid)] + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [FP, str(t.pid)] + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         if command in ("watch", "trace", "tt"):
             read_until(proc, lambda rec: "result" in rec)
@@ -179,7 +200,8 @@ def test_target_killed_mid_command(spawn, python, command):
     t.checked_after = t.fp_runs  # the target is dead on purpose
     if command == "perf":  # what was sampled is written; with no sample yet, the exit is said
         assert (proc.returncode == 0 and "the process's exit" in out) or (
-            proc.returncode == 1 and "process %d exited" % t.pid in err), (proc.returncode, out, err)
+            proc.returncode == 1 and "process %d exited" % t.pid in err
+        ), (proc.returncode, out, err)
     else:
         assert proc.returncode != 0 and "process %d exited" % t.pid in err, (proc.returncode, out, err)
     assert ended < 5, "fp took %.1f s to notice" % ended
@@ -189,8 +211,15 @@ def test_gil_held_forever_bounds_every_wait(spawn, python):
     """Each command that needs the GIL gives up at --timeout with the reason; what needs no GIL
     (status, shutdown, stack from outside) answers as usual."""
     t = spawn("gil_hog")
-    cases = ["watch fptarget saw -n 1", "trace fptarget saw -n 1", "tt -t fptarget saw -n 1", "tt -l",
-             "getglobal fptarget MARKER", "stack -a", "module %s" % t.script]
+    cases = [
+        "watch fptarget saw -n 1",
+        "trace fptarget saw -n 1",
+        "tt -t fptarget saw -n 1",
+        "tt -l",
+        "getglobal fptarget MARKER",
+        "stack -a",
+        "module %s" % t.script,
+    ]
     for command in cases:
         t0 = time.monotonic()
         r = t.cmd(command, "--timeout", "2", timeout=60)

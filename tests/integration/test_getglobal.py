@@ -1,6 +1,7 @@
 """getglobal: module globals, class attributes, the value tree (-x, -v, -r), -e expressions,
 and errors that name what was not found with near names. One inspectee per interpreter
 serves these read-only tests; it is checked healthy at the end of the module."""
+
 import pytest
 
 
@@ -140,7 +141,7 @@ def test_expression_syntax_error(t):
 def test_expression_raises(t):
     r = t.cmd('getglobal __main__ ITEMS -e "1 / 0"').failed()
     assert "ZeroDivisionError" in r.err, r.describe()
-    r = t.cmd('getglobal __main__ CONFIG -e "target[\'nope\']"').failed()
+    r = t.cmd("getglobal __main__ CONFIG -e \"target['nope']\"").failed()
     assert "KeyError" in r.err, r.describe()
 
 

@@ -1,5 +1,6 @@
 """A target whose one thread holds the GIL forever: status (no GIL needed) still answers; a
 Python command fails within --timeout with an error that names the GIL; the target is unharmed."""
+
 import time
 
 from conftest import wait_until

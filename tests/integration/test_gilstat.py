@@ -9,12 +9,12 @@ ring buffer), on workloads of known shape, under every CPython here.
   runs and gone after `gilstat off`, after fp's exit and after fp is killed;
 - Debian's stripped static interpreter is refused with an explanation, never measured wrong.
 """
+
 import json
 import os
 import pty
 import re
 import select
-import signal
 import subprocess
 import time
 
@@ -83,6 +83,7 @@ def of(notes, method):
 # Are the probes in the process's memory?
 # ---------------------------------------------------------------------------------------
 
+
 def probe_bytes(pid, started):
     """For each probed instruction: (byte in the process's memory, byte in the file)."""
     path = started["file"]
@@ -102,14 +103,13 @@ def probe_bytes(pid, started):
             addr = [s + off - fo for s, e, fo in maps if fo <= off < fo + (e - s)]
             assert addr, "probe offset %#x of %s is not mapped:\n%s" % (off, path, maps)
             mem.seek(addr[0])
-            out.append((mem.read(1), data[off:off + 1]))
+            out.append((mem.read(1), data[off : off + 1]))
     return out
 
 
 def assert_probes_gone(pid, started):
     for in_mem, in_file in probe_bytes(pid, started):
-        assert in_mem == in_file, "a uprobe is still in process %d: %r where the file has %r" % (
-            pid, in_mem, in_file)
+        assert in_mem == in_file, "a uprobe is still in process %d: %r where the file has %r" % (pid, in_mem, in_file)
     # Named uprobes would show here; fp's are anonymous (perf's uprobe PMU), but check anyway.
     for events in ("/sys/kernel/tracing/uprobe_events", "/sys/kernel/debug/tracing/uprobe_events"):
         try:
@@ -129,6 +129,7 @@ def assert_probes_in(pid, started):
 # The interpreter that cannot be measured exactly
 # ---------------------------------------------------------------------------------------
 
+
 def assert_refused(t):
     r = t.cmd("gilstat on", "--json", "--timeout", "3").failed()
     rec = r.records()[-1]
@@ -140,6 +141,7 @@ def assert_refused(t):
 # ---------------------------------------------------------------------------------------
 # Tests
 # ---------------------------------------------------------------------------------------
+
 
 def test_four_threads_share_the_gil(spawn, python):
     t = spawn("gil_cpu4")
@@ -226,8 +228,7 @@ def test_long_holds_and_waits_are_reported(spawn, python):
     # The stack of a hold is taken while the thread is still in it: it names the C call.
     during = [p for p in holds if p["stack_when"] == "during"]
     assert during, holds
-    assert any(f["function"] == "hold" and "usleep" in f["source"]
-               for p in during for f in p["stack"]), during[0]
+    assert any(f["function"] == "hold" and "usleep" in f["source"] for p in during for f in p["stack"]), during[0]
     for rep in of(notes, "gilstat/report"):
         assert rep["lost"] == 0 and rep["total"]["unmatched"] == 0, rep
 
@@ -262,8 +263,13 @@ def test_probes_leave_with_fp_even_when_killed(spawn, python):
     t = spawn("gil_cpu4")
     if is_system(python):
         return  # refused above; nothing to install
-    fp = subprocess.Popen([FP, str(t.pid), "--json", "--cmd", "gilstat on -i 1"], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    fp = subprocess.Popen(
+        [FP, str(t.pid), "--json", "--cmd", "gilstat on -i 1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     t.fp_runs += 1
     try:
         started = json.loads(fp.stdout.readline())["notification"]["params"]
@@ -272,8 +278,11 @@ def test_probes_leave_with_fp_even_when_killed(spawn, python):
     finally:
         fp.kill()  # SIGKILL: no clean-up code of fp's runs
         fp.wait(timeout=TEARDOWN_S)  # the kernel closes its fds as it exits
-    wait_until(lambda: all(m == f for m, f in probe_bytes(t.pid, started)), 5,
-               "the kernel to remove the probes of the killed fp")
+    wait_until(
+        lambda: all(m == f for m, f in probe_bytes(t.pid, started)),
+        5,
+        "the kernel to remove the probes of the killed fp",
+    )
     assert_probes_gone(t.pid, started)
 
 

@@ -1,8 +1,8 @@
 """gilstat names each thread as the program does (threading's names, as `stack` shows them),
 not by the kernel's name, which is the process's own for every thread a Python program starts
 (tests/targets/callbacks.py: threads "worker-0" and "worker-1" beside MainThread)."""
-import pytest
 
+import pytest
 from test_gilstat import gilstat, is_system, of
 from test_perf_sampling import Callbacks  # noqa: F401  (registers the target kind)
 

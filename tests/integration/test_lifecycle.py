@@ -1,5 +1,6 @@
 """The agent's life: injected once and reused, several clients at once, a killed client leaves
 nothing behind, shutdown removes the socket and a later fp restarts the same mapped library."""
+
 import json
 import os
 import re
@@ -30,8 +31,9 @@ class Console:
     def __init__(self, t):
         self.t = t
         t.fp_runs += 1
-        self.proc = subprocess.Popen([FP, str(t.pid), "--cmd", "console"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [FP, str(t.pid), "--cmd", "console"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         self.got = b""  # everything read from its stdout so far
 
     def send(self, text):
@@ -50,8 +52,10 @@ class Console:
             if r:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    pytest.fail("console exited before printing %r; got %r; stderr %r"
-                                % (needle, self.got, self.proc.stderr.read()))
+                    pytest.fail(
+                        "console exited before printing %r; got %r; stderr %r"
+                        % (needle, self.got, self.proc.stderr.read())
+                    )
                 self.got += chunk
         return self.got.decode()
 
@@ -114,8 +118,10 @@ def test_clients_started_together_inject_once(spawn, python):
     ptrace, and the library is mapped once."""
     t = spawn("sleeper")
     assert agent_mappings(t.pid) == []
-    procs = [subprocess.Popen([FP, str(t.pid), "--json", "--cmd", "status"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE) for _ in range(6)]
+    procs = [
+        subprocess.Popen([FP, str(t.pid), "--json", "--cmd", "status"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
     t.fp_runs += len(procs)
     for p in procs:
         out, err = p.communicate(timeout=60)
@@ -192,11 +198,18 @@ def test_killed_client_leaves_nothing(spawn, python, consoles):
 
     os.kill(c.proc.pid, signal.SIGKILL)
     c.proc.wait(timeout=10)
-    wait_until(lambda: clients(t) == base, 10, lambda: "clients back to %d after the console was killed "
-               "(status says %d)" % (base, clients(t)))
-    wait_until(lambda: thread_count(t.pid) == threads_idle, 10,
-               lambda: "the killed client's worker thread to end (%d threads, %d when idle)"
-               % (thread_count(t.pid), threads_idle))
+    wait_until(
+        lambda: clients(t) == base,
+        10,
+        lambda: "clients back to %d after the console was killed (status says %d)" % (base, clients(t)),
+    )
+    wait_until(
+        lambda: thread_count(t.pid) == threads_idle,
+        10,
+        lambda: (
+            "the killed client's worker thread to end (%d threads, %d when idle)" % (thread_count(t.pid), threads_idle)
+        ),
+    )
     t.assert_healthy()
 
 
@@ -211,9 +224,14 @@ def test_shutdown_and_restart(spawn, python):
 
     t.cmd("shutdown").ok()
     wait_until(lambda: not os.path.exists(sock), 10, "the socket %s to be removed by shutdown" % sock)
-    wait_until(lambda: thread_count(t.pid) == threads_before, 10,
-               lambda: "the agent's threads to end after shutdown (%d threads, %d before attach)"
-               % (thread_count(t.pid), threads_before))
+    wait_until(
+        lambda: thread_count(t.pid) == threads_before,
+        10,
+        lambda: (
+            "the agent's threads to end after shutdown (%d threads, %d before attach)"
+            % (thread_count(t.pid), threads_before)
+        ),
+    )
     assert agent_mappings(t.pid) == mappings, "the library stays mapped after shutdown"
     t.assert_healthy()
 
@@ -259,6 +277,7 @@ class HeldThread:
 
     def __init__(self, tid):
         import ctypes
+
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
         self.libc.ptrace.restype = ctypes.c_long
@@ -304,8 +323,9 @@ def test_attach_as_the_agent_shuts_down(spawn, python):
     try:
         request("shutdown", 2)
         t.fp_runs += 1
-        proc = subprocess.Popen([FP, str(t.pid), "--debug", "--json", "--cmd", "status"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [FP, str(t.pid), "--debug", "--json", "--cmd", "status"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         err = b""
         deadline = time.monotonic() + 30
         while b"connected; sending ping" not in err:
@@ -383,9 +403,12 @@ def test_forking_target(spawn, python):
     if python.version >= (3, 12):
         # 3.12+ warns at fork() in any process with more than one thread, and the agent's I/O
         # thread is one (a documented limitation: README, Troubleshooting). Nothing else may show.
-        t.known_stderr = re.compile(r"^\S+forker\.py:\d+: DeprecationWarning: This process \(pid=\d+\) "
-                                    r"is multi-threaded, use of fork\(\) may lead to deadlocks in the "
-                                    r"child\.\n  pid = os\.fork\(\)\n", re.M)
+        t.known_stderr = re.compile(
+            r"^\S+forker\.py:\d+: DeprecationWarning: This process \(pid=\d+\) "
+            r"is multi-threaded, use of fork\(\) may lead to deadlocks in the "
+            r"child\.\n  pid = os\.fork\(\)\n",
+            re.M,
+        )
     first = t.json("status")
     t.cmd("getglobal fptarget MARKER").ok()
     sock = agent_socket(t.pid)
@@ -399,8 +422,9 @@ def test_forking_target(spawn, python):
 
 def test_list_processes(spawn, python):
     t = spawn("sleeper")
-    r = subprocess.run([FP], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [FP], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30
+    )
     assert r.returncode == 0, (r.stdout, r.stderr)
     lines = [l for l in r.stdout.splitlines() if l.split() and l.split()[0] == str(t.pid)]
     assert len(lines) == 1, "target %d not listed once:\n%s\n%s" % (t.pid, r.stdout, r.stderr)
@@ -438,12 +462,20 @@ def test_killed_client_mid_request_leaves_nothing(spawn, python, consoles):
     c.proc.wait(timeout=10)
     wait_until(lambda: clients(t) == base, 10, lambda: "clients back to %d (status says %d)" % (base, clients(t)))
 
-    wait_until(lambda: cpu_share(t.pid) < 0.2, 10,
-               lambda: "the dead client's loop to stop burning the target's CPU (now %.0f%% of a core)"
-               % (100 * cpu_share(t.pid)))
-    wait_until(lambda: thread_count(t.pid) == threads_idle, 10,
-               lambda: "the dead client's worker thread to end (%d threads, %d when idle)"
-               % (thread_count(t.pid), threads_idle))
+    wait_until(
+        lambda: cpu_share(t.pid) < 0.2,
+        10,
+        lambda: (
+            "the dead client's loop to stop burning the target's CPU (now %.0f%% of a core)" % (100 * cpu_share(t.pid))
+        ),
+    )
+    wait_until(
+        lambda: thread_count(t.pid) == threads_idle,
+        10,
+        lambda: (
+            "the dead client's worker thread to end (%d threads, %d when idle)" % (thread_count(t.pid), threads_idle)
+        ),
+    )
     t.assert_healthy()
 
 
@@ -503,10 +535,20 @@ def test_timed_out_request_leaves_nothing(spawn, python):
     r = t.cmd('getglobal __main__ ITEMS -e "any(x < 0 for x in range(10 ** 12))"', "--timeout", "1").failed()
     assert r.elapsed < 10, r.describe()
     wait_until(lambda: clients(t) == base, 10, lambda: "clients back to %d (status says %d)" % (base, clients(t)))
-    wait_until(lambda: cpu_share(t.pid) < 0.2, 10,
-               lambda: "the abandoned expression to stop burning the target's CPU (now %.0f%% of a core)"
-               % (100 * cpu_share(t.pid)))
-    wait_until(lambda: thread_count(t.pid) == threads_idle, 10,
-               lambda: "the abandoned request's worker thread to end (%d threads, %d when idle)"
-               % (thread_count(t.pid), threads_idle))
+    wait_until(
+        lambda: cpu_share(t.pid) < 0.2,
+        10,
+        lambda: (
+            "the abandoned expression to stop burning the target's CPU (now %.0f%% of a core)"
+            % (100 * cpu_share(t.pid))
+        ),
+    )
+    wait_until(
+        lambda: thread_count(t.pid) == threads_idle,
+        10,
+        lambda: (
+            "the abandoned request's worker thread to end (%d threads, %d when idle)"
+            % (thread_count(t.pid), threads_idle)
+        ),
+    )
     t.assert_healthy()

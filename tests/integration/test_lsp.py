@@ -5,15 +5,16 @@ live monitor figures that match the calls the target made (summed over processes
 diagnostics with the real values and the raising line, the LSP lifecycle and every kind of
 malformed input answered with the server alive, a target killed mid-watch, and an editor that
 dies mid-watch leaving the target clean."""
+
 import os
 import re
 import signal
 import subprocess
 
 import pytest
+from lspclient import Lsp, LspError
 
 from conftest import FP_BUILD, KINDS, TARGETS, Target, wait_until
-from lspclient import Lsp, LspError
 
 FP_LSP = os.path.join(FP_BUILD, "bin", "fp-lsp")
 SERVICE = os.path.join(TARGETS, "lsp_service.py")
@@ -58,8 +59,7 @@ def _attached(lsp, *targets):
 
 
 def _titles(lenses, function=None):
-    return [l["command"]["title"] for l in lenses
-            if function is None or l.get("data", {}).get("function") == function]
+    return [l["command"]["title"] for l in lenses if function is None or l.get("data", {}).get("function") == function]
 
 
 def _lens_lines(lenses):
@@ -117,18 +117,35 @@ def test_lenses_follow_their_function_when_lines_move(spawn, lsp):
     uri = _attached(lsp, t)
     before = _lens_lines(lsp.lenses_when(uri, lambda ls: any(l["data"].get("function") for l in ls), 15, "lenses"))
     # Five lines typed above everything: every lens moves down with its function.
-    lsp.change(uri, 2, [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
-                         "text": "# one\n# two\n# three\n# four\n# five\n"}])
+    lsp.change(
+        uri,
+        2,
+        [
+            {
+                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+                "text": "# one\n# two\n# three\n# four\n# five\n",
+            }
+        ],
+    )
     after = _lens_lines(lsp.lenses(uri))
     assert after == dict((f, l + 5) for f, l in before.items()), (before, after)
     # An edit inside price: it is marked changed since loaded (its text differs from what runs).
     with open(SERVICE) as f:
         text = f.read().splitlines()
     body_line = [i for i, l in enumerate(text) if "base = {" in l][0] + 5
-    lsp.change(uri, 3, [{"range": {"start": {"line": body_line, "character": 0},
-                                   "end": {"line": body_line, "character": 0}}, "text": "    x = 1\n"}])
-    lenses = lsp.lenses_when(uri, lambda ls: "changed since loaded" in _titles(ls, "price"), 15,
-                             "price marked changed since loaded")
+    lsp.change(
+        uri,
+        3,
+        [
+            {
+                "range": {"start": {"line": body_line, "character": 0}, "end": {"line": body_line, "character": 0}},
+                "text": "    x = 1\n",
+            }
+        ],
+    )
+    lenses = lsp.lenses_when(
+        uri, lambda ls: "changed since loaded" in _titles(ls, "price"), 15, "price marked changed since loaded"
+    )
     assert "changed since loaded" not in _titles(lenses, "Cart.add")
     t.assert_healthy()
 
@@ -150,20 +167,23 @@ def test_watch_diagnostics_carry_real_values_and_the_raising_line(spawn, lsp):
     uri = _attached(lsp, t)
     r = lsp.execute("fp.watch", {"uri": uri, "function": "price", "limit": 4})
     assert r["pids"] == [t.pid] and r["function"] == "price", r
-    diags = lsp.wait_for(lambda: len(lsp.diagnostics.get(uri, [])) >= 3 and lsp.diagnostics[uri], 15,
-                         "price's watch diagnostics")
+    diags = lsp.wait_for(
+        lambda: len(lsp.diagnostics.get(uri, [])) >= 3 and lsp.diagnostics[uri], 15, "price's watch diagnostics"
+    )
     d = diags[0]
     assert d["severity"] == 3 and d["range"]["start"]["line"] == DEFS["price"], d
     # The values the target really passed and got back.
     assert "args=('apple', 2" in d["message"] and "return_obj=6" in d["message"], d
-    hover = lsp.request("textDocument/hover", {"textDocument": {"uri": uri},
-                                               "position": {"line": DEFS["price"], "character": 4}})
+    hover = lsp.request(
+        "textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": DEFS["price"], "character": 4}}
+    )
     assert "args: tuple = ('apple', 2" in hover["contents"]["value"], hover
     # A call that raises: a Warning on the line of this file where the exception passed.
     lsp.execute("fp.watch", {"uri": uri, "function": "checkout", "limit": 1})
     raising = [i for i, l in enumerate(open(SERVICE).read().splitlines()) if 'raise ValueError("empty cart")' in l][0]
-    warn = lsp.wait_for(lambda: [x for x in lsp.diagnostics.get(uri, []) if x["severity"] == 2], 15,
-                        "the warning of a call that raised")
+    warn = lsp.wait_for(
+        lambda: [x for x in lsp.diagnostics.get(uri, []) if x["severity"] == 2], 15, "the warning of a call that raised"
+    )
     assert warn[0]["range"]["start"]["line"] == raising, warn
     assert "raised ValueError: empty cart" in warn[0]["message"], warn
     # fp.stop clears them, and nothing stays in the process.
@@ -185,12 +205,14 @@ def test_monitor_counts_every_call_summed_over_processes(spawn, lsp):
     os.kill(b.pid, signal.SIGUSR1)  # signals coalesce: the second only once the first is served
     wait_until(lambda: len(b.bursts()) == 2, 15, "b's second burst")
     # 100 calls in a, 200 in b: the lens sums them exactly.
-    lenses = lsp.lenses_when(uri, lambda ls: any(x.startswith("300 calls") for x in _titles(ls, "rare")), 15,
-                             "rare's lens with 300 calls")
+    lenses = lsp.lenses_when(
+        uri, lambda ls: any(x.startswith("300 calls") for x in _titles(ls, "rare")), 15, "rare's lens with 300 calls"
+    )
     title = [x for x in _titles(lenses, "rare") if "calls" in x][0]
     assert re.match(r"^300 calls \u00b7 \d+/s \u00b7 p50 .+ \u00b7 p95 .+ \u00b7 max .+$", title), title
-    hover = lsp.request("textDocument/hover", {"textDocument": {"uri": uri},
-                                               "position": {"line": DEFS["rare"], "character": 4}})
+    hover = lsp.request(
+        "textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": DEFS["rare"], "character": 4}}
+    )
     text = hover["contents"]["value"]
     assert "| %d | 100 |" % a.pid in text and "| %d | 200 |" % b.pid in text, text
     # Off: the lens goes back to its actions, and the processes are as they were.
@@ -282,8 +304,11 @@ def test_target_killed_mid_watch(spawn, lsp):
     t.checked_after = t.fp_runs  # killed on purpose
     # Its diagnostics and lenses go, and the user is told.
     lsp.wait_for(lambda: lsp.diagnostics.get(uri) == [], 15, "diagnostics cleared")
-    msg = lsp.wait_for(lambda: [p for m, p in lsp.notifications if m == "window/showMessage"
-                                and str(t.pid) in p["message"]], 15, "the message that the process exited")
+    msg = lsp.wait_for(
+        lambda: [p for m, p in lsp.notifications if m == "window/showMessage" and str(t.pid) in p["message"]],
+        15,
+        "the message that the process exited",
+    )
     assert "exited" in msg[0]["message"], msg
     assert lsp.lenses(uri) == []
     status = lsp.execute("fp.status")

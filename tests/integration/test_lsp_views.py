@@ -3,15 +3,16 @@ under every CPython. fp.profile's hot-line hints on the known hot line of a CPU-
 (tests/targets/hot.py) and none on a cold one, the lens totals, the flame graph written at the
 stop and offered to the client, the figures kept until cleared; the same while a thread holds
 the GIL forever (tests/targets/gil_hog.py, never attached: the sampler needs no agent)."""
+
 import json
 import os
 import re
 import time
 
 import pytest
+from lspclient import Lsp
 
 from conftest import FP_BUILD, KINDS, TARGETS, Target, wait_until
-from lspclient import Lsp
 
 FP_LSP = os.path.join(FP_BUILD, "bin", "fp-lsp")
 HOT = os.path.join(TARGETS, "hot.py")
@@ -46,8 +47,13 @@ def _line_of(path, text, after=0):
 
 
 def _hints(lsp, uri):
-    return lsp.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
-        "start": {"line": 0, "character": 0}, "end": {"line": 100000, "character": 0}}})
+    return lsp.request(
+        "textDocument/inlayHint",
+        {
+            "textDocument": {"uri": uri},
+            "range": {"start": {"line": 0, "character": 0}, "end": {"line": 100000, "character": 0}},
+        },
+    )
 
 
 def _hints_when(lsp, uri, predicate, timeout, what):
@@ -60,11 +66,15 @@ def _hints_when(lsp, uri, predicate, timeout, what):
         if predicate(hints):
             return hints
         if time.monotonic() > deadline:
-            pytest.fail("timed out after %ss waiting for %s; last hints: %s\n%s"
-                        % (timeout, what, hints, lsp.describe()))
+            pytest.fail(
+                "timed out after %ss waiting for %s; last hints: %s\n%s" % (timeout, what, hints, lsp.describe())
+            )
         try:
-            lsp.wait_for(lambda: lsp.count("workspace/inlayHint/refresh") > seen,
-                         min(2.0, max(0.1, deadline - time.monotonic())), "a hint refresh")
+            lsp.wait_for(
+                lambda: lsp.count("workspace/inlayHint/refresh") > seen,
+                min(2.0, max(0.1, deadline - time.monotonic())),
+                "a hint refresh",
+            )
         except pytest.fail.Exception:
             pass  # ask again anyway, as a client would
 
@@ -89,16 +99,19 @@ def test_profile_hot_line_hints_lens_and_flame_graph(spawn, lsp):
     r = lsp.execute("fp.profile", {})
     assert r["pids"] == [t.pid] and r["failed"] == [], r
     assert r["rate_hz"] == 100 and r["format"] == "svg", r
-    lsp.wait_for(lambda: [p for m, p in lsp.notifications if m == "fp/status" and p["profiling"] is True],
-                 10, "fp/status saying a profile runs")
+    lsp.wait_for(
+        lambda: [p for m, p in lsp.notifications if m == "fp/status" and p["profiling"] is True],
+        10,
+        "fp/status saying a profile runs",
+    )
 
     body = _line_of(HOT, "x = (x * 31 + i) % 1000003")  # hot_loop's
     cold_body = _line_of(HOT, "x = (x * 31 + i) % 1000003", body + 1)  # cold's
     once = _line_of(HOT, "window = fptarget.arg(2, 0.5)")  # ran once, before sampling
 
     def enough(hints):
-        return _by_line(hints).get(body) and _samples(hints) > 0 and \
-            _by_line(hints)[body]["data"]["samples"] >= 100
+        return _by_line(hints).get(body) and _samples(hints) > 0 and _by_line(hints)[body]["data"]["samples"] >= 100
+
     hints = _hints_when(lsp, uri, enough, 30, "100 samples on hot_loop's line")
     lines = _by_line(hints)
     for h in hints:
@@ -120,11 +133,17 @@ def test_profile_hot_line_hints_lens_and_flame_graph(spawn, lsp):
     assert lsp.count("workspace/inlayHint/refresh") > 0
 
     # The lens: hot_loop's totals.
-    lenses = lsp.lenses_when(uri, lambda ls: any(l["data"].get("action") == "profile" and
-                                                 l["data"].get("function") == "hot_loop" for l in ls),
-                             15, "the profile lens on hot_loop")
-    title = [l["command"]["title"] for l in lenses
-             if l["data"].get("action") == "profile" and l["data"]["function"] == "hot_loop"][0]
+    lenses = lsp.lenses_when(
+        uri,
+        lambda ls: any(l["data"].get("action") == "profile" and l["data"].get("function") == "hot_loop" for l in ls),
+        15,
+        "the profile lens on hot_loop",
+    )
+    title = [
+        l["command"]["title"]
+        for l in lenses
+        if l["data"].get("action") == "profile" and l["data"]["function"] == "hot_loop"
+    ][0]
     m = re.match(r"^fp profile: (\d+\.\d)% of samples \(self (\d+\.\d)%\)$", title)
     assert m and float(m.group(1)) > 60, title
 
@@ -136,17 +155,27 @@ def test_profile_hot_line_hints_lens_and_flame_graph(spawn, lsp):
     with open(prof["file"]) as f:
         svg = f.read()
     assert "<svg" in svg and "hot_loop" in svg
-    shown = lsp.wait_for(lambda: [p for m, p in lsp.server_requests if m == "window/showDocument"],
-                         10, "window/showDocument")
+    shown = lsp.wait_for(
+        lambda: [p for m, p in lsp.server_requests if m == "window/showDocument"], 10, "window/showDocument"
+    )
     assert shown[-1]["external"] is True and shown[-1]["uri"] == "file://" + prof["file"], shown
     after = _by_line(_hints(lsp, uri))
     assert body in after, after
     lenses = lsp.lenses(uri)
-    assert any(l["command"]["title"].endswith("\u00b7 stopped") for l in lenses
-               if l["data"].get("action") == "profile"), lenses
+    assert any(
+        l["command"]["title"].endswith("\u00b7 stopped") for l in lenses if l["data"].get("action") == "profile"
+    ), lenses
     # Two lines typed above everything: the hot line's hint moves down with its function.
-    lsp.change(uri, 2, [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
-                         "text": "# one\n# two\n"}])
+    lsp.change(
+        uri,
+        2,
+        [
+            {
+                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+                "text": "# one\n# two\n",
+            }
+        ],
+    )
     moved = _hints(lsp, uri)
     assert max(moved, key=lambda h: h["data"]["self_pct"])["position"]["line"] == body + 2, moved
     # Cleared: nothing left.
@@ -168,9 +197,13 @@ def test_profile_while_a_thread_holds_the_gil(spawn, lsp):
     r = lsp.execute("fp.profile", {"pid": t.pid, "format": "speedscope"})
     assert r["pids"] == [t.pid], r
     sleep_line = _line_of(GIL_HOG, "libc.sleep(100000)")
-    hints = _hints_when(lsp, uri, lambda hs: sleep_line in _by_line(hs) and
-                        _by_line(hs)[sleep_line]["data"]["samples"] >= 20, 30,
-                        "samples on the hog's C sleep line")
+    hints = _hints_when(
+        lsp,
+        uri,
+        lambda hs: sleep_line in _by_line(hs) and _by_line(hs)[sleep_line]["data"]["samples"] >= 20,
+        30,
+        "samples on the hog's C sleep line",
+    )
     lines = _by_line(hints)
     # The hog holds the GIL: it is sampled. The main thread waits for the GIL (in t.start(), its
     # return needs it): idle, left out, but for the moments it is caught running, woken every
@@ -189,8 +222,10 @@ def test_profile_while_a_thread_holds_the_gil(spawn, lsp):
 
 def test_profile_sliding_window(spawn, lsp):
     t = spawn("hot")
-    lsp.notify("workspace/didChangeConfiguration", {"settings": {"fp": {"profile": {
-        "window": "sliding", "windowSeconds": 1, "refreshSeconds": 0.5}}}})
+    lsp.notify(
+        "workspace/didChangeConfiguration",
+        {"settings": {"fp": {"profile": {"window": "sliding", "windowSeconds": 1, "refreshSeconds": 0.5}}}},
+    )
     uri = lsp.open(HOT)
     lsp.execute("fp.profile", {"pid": t.pid, "rate": 100})
     body = _line_of(HOT, "x = (x * 31 + i) % 1000003")
@@ -207,8 +242,11 @@ def test_profile_sliding_window(spawn, lsp):
 
 
 def test_profile_bad_arguments(lsp):
-    for arg, text in (({"pid": "x"}, "pid is a process id"), ({"rate": 0}, "rate is 1 to 1000"),
-                      ({"format": "png"}, "format is")):
+    for arg, text in (
+        ({"pid": "x"}, "pid is a process id"),
+        ({"rate": 0}, "rate is 1 to 1000"),
+        ({"format": "png"}, "format is"),
+    ):
         with pytest.raises(Exception) as e:
             lsp.execute("fp.profile", arg)
         assert text in str(e.value), (arg, e.value)
@@ -256,15 +294,16 @@ def test_stack_document_and_diagnostics(spawn, lsp):
             assert got == [e[:2] for e in expected[th["name"]]], (th["name"], got)
     # The document: every thread, its frames as file:line; the client is asked to show it.
     assert r["document"].startswith("file://"), r["document"]
-    path = r["document"][len("file://"):]
+    path = r["document"][len("file://") :]
     with open(path) as f:
         text = f.read()
     for name, frames in expected.items():
         assert "Thread %s (" % name in text, (name, text)
         for file, line, _ in frames:
             assert "%s:%d in " % (file, line) in text, (file, line, text)
-    shown = lsp.wait_for(lambda: [p for m, p in lsp.server_requests if m == "window/showDocument"],
-                         10, "window/showDocument")
+    shown = lsp.wait_for(
+        lambda: [p for m, p in lsp.server_requests if m == "window/showDocument"], 10, "window/showDocument"
+    )
     assert shown[-1]["uri"] == r["document"] and not shown[-1].get("external"), shown
     # The diagnostics: each thread's innermost frame in this file, on its line, naming it.
     diags = lsp.wait_for(lambda: _stack_diags(lsp, uri), 10, "the stack's diagnostics")
@@ -275,13 +314,30 @@ def test_stack_document_and_diagnostics(spawn, lsp):
         assert [d["range"]["start"]["line"] for d in here] == [line - 1], (name, diags)
         assert here[0]["severity"] == 3 and ("Thread %s (" % name) in here[0]["message"], here
     # Three lines typed above everything: read again, the diagnostics follow their lines.
-    lsp.change(uri, 2, [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
-                         "text": "# one\n# two\n# three\n"}])
+    lsp.change(
+        uri,
+        2,
+        [
+            {
+                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+                "text": "# one\n# two\n# three\n",
+            }
+        ],
+    )
     lsp.execute("fp.stack", {"pid": t.pid})
     want = sorted(frames[-1][1] + 2 for frames in expected.values())  # 0-based, 3 lines down
-    lsp.wait_for(lambda: sorted(d["range"]["start"]["line"] for d in _stack_diags(lsp, uri)
-                                if d["data"]["innermost"] and d["data"]["thread"] in expected) == want,
-                 10, "the diagnostics three lines down")
+    lsp.wait_for(
+        lambda: (
+            sorted(
+                d["range"]["start"]["line"]
+                for d in _stack_diags(lsp, uri)
+                if d["data"]["innermost"] and d["data"]["thread"] in expected
+            )
+            == want
+        ),
+        10,
+        "the diagnostics three lines down",
+    )
     r = lsp.execute("fp.stack.clear", {})
     assert r["cleared"] == 1
     lsp.wait_for(lambda: not _stack_diags(lsp, uri), 10, "the stack's diagnostics cleared")
@@ -300,7 +356,7 @@ def test_stack_while_a_thread_holds_the_gil(spawn, lsp):
     diags = lsp.wait_for(lambda: _stack_diags(lsp, uri), 10, "the stack's diagnostics")
     sleep = [d for d in diags if d["range"]["start"]["line"] == _line_of(GIL_HOG, "libc.sleep(100000)")]
     assert sleep and "[holds the GIL]" in sleep[0]["message"], diags
-    os.unlink(r["document"][len("file://"):])
+    os.unlink(r["document"][len("file://") :])
     with pytest.raises(Exception) as e:
         lsp.execute("fp.stack", {})
     assert "fp.stack takes" in str(e.value)
@@ -329,9 +385,13 @@ class LspViews(Target):
 KINDS.setdefault(LspViews.kind, LspViews)
 
 # handle()'s calling lines (0-based) and what each calls.
-CALLS = {"rows = load(n)": ("load", 1), "rows = transform(rows)": ("transform", 3),
-         "time.sleep(0.004)": ("time.sleep", 1), "rows.sort()": ("list.sort", 1),
-         "return summarize(rows)": ("summarize", 1)}
+CALLS = {
+    "rows = load(n)": ("load", 1),
+    "rows = transform(rows)": ("transform", 3),
+    "time.sleep(0.004)": ("time.sleep", 1),
+    "rows.sort()": ("list.sort", 1),
+    "return summarize(rows)": ("summarize", 1),
+}
 CALL_LINES = dict((text, _line_of(VIEWS, text)) for text in CALLS)
 TRACE_RE = re.compile(r"^(\d+\.\d)% \u00b7 (\d+) calls? \u00b7 (\d+(\.\d)?) (ms|\u00b5s)$")
 
@@ -345,14 +405,16 @@ def test_trace_hints_on_the_calling_lines(spawn, lsp, recorder):
     t = spawn("lsp_views")
     lsp.execute("fp.attach", {"pid": t.pid})
     uri = lsp.open(VIEWS)
-    r = lsp.execute("fp.trace", {"uri": uri, "function": "handle", "interval": 0, "limit": 3,
-                                 "recorder": recorder})
+    r = lsp.execute("fp.trace", {"uri": uri, "function": "handle", "interval": 0, "limit": 3, "recorder": recorder})
     assert r["pids"] == [t.pid] and r["function"] == "handle", r
-    hints = _trace_hints(_hints_when(lsp, uri, lambda hs: len(_trace_hints(hs)) >= len(CALLS), 20,
-                                     "a hint on each calling line of handle"))
+    hints = _trace_hints(
+        _hints_when(
+            lsp, uri, lambda hs: len(_trace_hints(hs)) >= len(CALLS), 20, "a hint on each calling line of handle"
+        )
+    )
     by_line = _by_line(hints)
     assert sorted(by_line) == sorted(CALL_LINES.values()), hints
-    for text, (callee, calls) in CALLS.items():
+    for text, (_callee, calls) in CALLS.items():
         h = by_line[CALL_LINES[text]]
         m = TRACE_RE.match(h["label"])
         assert m and int(m.group(2)) == calls == h["data"]["calls"], (text, h)
@@ -362,8 +424,9 @@ def test_trace_hints_on_the_calling_lines(spawn, lsp, recorder):
     assert sleep["data"]["cost_ms"] >= 3.5 and sleep["data"] == max((h["data"] for h in hints), key=lambda d: d["pct"])
     # The hover: the call tree as `fp trace` prints it, each of the root's calls with its line.
     def_line = _line_of(VIEWS, "def handle(n):")
-    hover = lsp.request("textDocument/hover", {"textDocument": {"uri": uri},
-                                               "position": {"line": def_line, "character": 4}})
+    hover = lsp.request(
+        "textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": def_line, "character": 4}}
+    )
     text = hover["contents"]["value"]
     assert "**fp trace** handle" in text, text
     for line_text, (callee, calls) in CALLS.items():
@@ -380,12 +443,23 @@ def test_trace_hints_on_the_calling_lines(spawn, lsp, recorder):
     title = [l["command"]["title"] for l in lenses if l["data"].get("action") == "traced"][0]
     assert re.match(r"^fp trace: \d+(\.\d)? ms \u00b7 invocation [123] of 3", title), title
     # A line typed above everything: the hints move down with the function.
-    lsp.change(uri, 2, [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
-                         "text": "# one more line\n"}])
+    lsp.change(
+        uri,
+        2,
+        [
+            {
+                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+                "text": "# one more line\n",
+            }
+        ],
+    )
     assert sorted(_by_line(_trace_hints(_hints(lsp, uri)))) == sorted(l + 1 for l in CALL_LINES.values())
     # Three invocations: the trace ends by itself and its probe goes; the figures stay.
-    lsp.wait_for(lambda: [p for m, p in lsp.notifications if m == "fp/status" and p["tracing"] == 0
-                          and p["processes"]], 20, "the trace's end")
+    lsp.wait_for(
+        lambda: [p for m, p in lsp.notifications if m == "fp/status" and p["tracing"] == 0 and p["processes"]],
+        20,
+        "the trace's end",
+    )
     wait_until(lambda: t.pristine() == 0, 10, "the target without fp's probe")
     assert _trace_hints(_hints(lsp, uri))
     r = lsp.execute("fp.stop", {"uri": uri, "function": "handle"})
@@ -400,8 +474,9 @@ def test_trace_stopped_by_detach_leaves_the_target_clean(spawn, lsp):
     uri = lsp.open(VIEWS)
     # LSP's own shape of a place (what VS Code sends): the function under the cursor.
     inside = _line_of(VIEWS, "rows.sort()")
-    r = lsp.execute("fp.trace", {"textDocument": {"uri": uri}, "position": {"line": inside, "character": 4},
-                                 "limit": 1000000})
+    r = lsp.execute(
+        "fp.trace", {"textDocument": {"uri": uri}, "position": {"line": inside, "character": 4}, "limit": 1000000}
+    )
     assert r["function"] == "handle", r
     _hints_when(lsp, uri, lambda hs: _trace_hints(hs), 20, "trace hints")
     assert t.pristine() > 0
@@ -409,7 +484,7 @@ def test_trace_stopped_by_detach_leaves_the_target_clean(spawn, lsp):
     r = lsp.execute("fp.stack", {})
     assert [s["pid"] for s in r["stacks"]] == [t.pid] and r["failed"] == [], r
     assert [th["name"] for th in r["stacks"][0]["threads"]] == ["MainThread"], r
-    os.unlink(r["stacks"][0]["document"][len("file://"):])
+    os.unlink(r["stacks"][0]["document"][len("file://") :])
     lsp.execute("fp.detach", {"pid": t.pid})
     wait_until(lambda: t.pristine() == 0, 10, "the target without fp's probe")
     assert _trace_hints(_hints(lsp, uri)) == []
@@ -423,8 +498,11 @@ def test_trace_stopped_by_detach_leaves_the_target_clean(spawn, lsp):
 def test_fp_trace_model_and_output_name_the_calling_line(spawn, recorder):
     t = spawn("lsp_views")
     run = t.fp("--json", "--cmd", "trace __main__ handle -n 1 -i 0 --recorder %s" % recorder).ok()
-    events = [r["notification"]["params"] for r in run.records()
-              if "notification" in r and r["notification"]["method"] == "trace/event"]
+    events = [
+        r["notification"]["params"]
+        for r in run.records()
+        if "notification" in r and r["notification"]["method"] == "trace/event"
+    ]
     assert len(events) == 1, run.describe()
     got = sorted((c["function"], c["call_line"], c["count"]) for c in events[0]["tree"]["children"])
     want = sorted((callee, CALL_LINES[text] + 1, calls) for text, (callee, calls) in CALLS.items())

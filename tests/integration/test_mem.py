@@ -4,6 +4,7 @@ between its snapshots (with progress while it waits, from --cmd and from the she
 stopped early, mem top and mem diff --traces naming the allocating line, and tracemalloc
 stopped at mem off, detach and shutdown when fp started it, left alone when the program did.
 """
+
 import json
 import os
 import queue
@@ -64,8 +65,13 @@ class Fp(object):
 
     def __init__(self, t, *args):
         t.fp_runs += 1
-        self.proc = subprocess.Popen([FP, str(t.pid)] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, universal_newlines=True)
+        self.proc = subprocess.Popen(
+            [FP, str(t.pid)] + list(args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+        )
         self.lines = queue.Queue()
         self.seen = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -91,8 +97,9 @@ class Fp(object):
             except queue.Empty:
                 continue
             if line is None:
-                pytest.fail("fp ended while waiting for %s; got %r; stderr %r" % (what, self.seen[-5:],
-                                                                                   self.proc.stderr.read()))
+                pytest.fail(
+                    "fp ended while waiting for %s; got %r; stderr %r" % (what, self.seen[-5:], self.proc.stderr.read())
+                )
             self.seen.append(line)
             if predicate(line):
                 return line
@@ -215,8 +222,11 @@ def test_diff_stopped_early(target):
     rc, out, err = proc.finish(signal.SIGINT)
     assert rc == 0 and "stopped (Ctrl-C)" in err, (rc, err)
     assert time.monotonic() - t0 < 10  # the stop was served at once: the worker was not waiting
-    ends = [json.loads(l)["notification"]["params"] for l in out.splitlines()
-            if json.loads(l).get("notification", {}).get("method") == "mem/end"]
+    ends = [
+        json.loads(l)["notification"]["params"]
+        for l in out.splitlines()
+        if json.loads(l).get("notification", {}).get("method") == "mem/end"
+    ]
     assert ends and ends[0]["reason"] == "stopped", out
 
 
@@ -260,8 +270,11 @@ def test_diff_traces_and_detach_stops_tracemalloc(target):
     target.request("alloc 200")
     rc, out, err = proc.finish()
     assert rc == 0, err
-    end = [json.loads(l)["notification"]["params"] for l in out.splitlines()
-           if json.loads(l)["notification"]["method"] == "mem/end"][0]
+    end = [
+        json.loads(l)["notification"]["params"]
+        for l in out.splitlines()
+        if json.loads(l)["notification"]["method"] == "mem/end"
+    ][0]
     assert end["reason"] == "done" and end["traces"], end
     row = end["rows"][0]
     assert row["file"].endswith("memtarget.py") and row["line"] == int(target.facts["alloc_line"]), end["rows"]

@@ -1,4 +1,5 @@
 """module FILEPATH: which module name a source file is loaded as in the target."""
+
 import os
 
 import pytest

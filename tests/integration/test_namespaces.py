@@ -1,6 +1,7 @@
 """Targets in their own PID namespace (as in a container), seen from the host: the target's PID
 inside is not the PID fp is given. Two such targets are both PID 1 inside; when they share /tmp,
 fp must still talk to the agent of the process it was pointed at, never the other one."""
+
 import shutil
 import signal
 import subprocess
@@ -16,14 +17,20 @@ def _namespaces_available():
     if not UNSHARE:
         return False
     try:
-        return subprocess.run([UNSHARE, "--pid", "--fork", "--mount-proc", "true"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+        return (
+            subprocess.run(
+                [UNSHARE, "--pid", "--fork", "--mount-proc", "true"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
-pytestmark = pytest.mark.skipif(not _namespaces_available(),
-                                reason="needs unshare --pid (root or CAP_SYS_ADMIN)")
+pytestmark = pytest.mark.skipif(not _namespaces_available(), reason="needs unshare --pid (root or CAP_SYS_ADMIN)")
 
 
 class NsSleeper(Sleeper):

@@ -3,14 +3,13 @@ planted, never a FIFO (which would block fp forever) or another non-regular file
 partial file: the contents go to a new file beside the destination that replaces it once
 complete, so a full disk leaves the old file (or nothing). perf checks its path before it
 starts sampling, not after the whole run."""
+
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
-
 import users
 
 
@@ -56,8 +55,7 @@ def test_directory_reached_through_another_users_link(t, root_file):
     a = users.user(users.OWNER)
     d = users.user_dir(a, "fp-links-")
     try:
-        subprocess.run(a.argv(["ln", "-s", os.path.dirname(root_file), os.path.join(d, "sub")]), check=True,
-                       timeout=10)
+        subprocess.run(a.argv(["ln", "-s", os.path.dirname(root_file), os.path.join(d, "sub")]), check=True, timeout=10)
         target = os.path.join(d, "sub", os.path.basename(root_file))
         r = t.cmd("stack -f %s" % target)
         with open(root_file) as f:
@@ -81,9 +79,11 @@ def test_fifo_is_refused_at_once(t, tmp_path, command):
 def test_perf_checks_its_path_before_sampling(t, tmp_path, kind):
     regular = tmp_path / "plain"
     regular.write_text("x")
-    path = {"existing directory": str(tmp_path),
-            "under a regular file": str(regular / "out.svg"),
-            "missing directory": str(tmp_path / "no" / "such" / "out.svg")}[kind]
+    path = {
+        "existing directory": str(tmp_path),
+        "under a regular file": str(regular / "out.svg"),
+        "missing directory": str(tmp_path / "no" / "such" / "out.svg"),
+    }[kind]
     r = t.cmd("perf -d 30 -f %s" % path, "--timeout", "60", timeout=45).failed()
     assert path in r.err, r.describe()
     assert r.elapsed < 10, "perf sampled for the whole run before failing:\n" + r.describe()
@@ -96,8 +96,12 @@ def full_fs():
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
     d = tempfile.mkdtemp(prefix="fp-fullfs-", dir="/tmp")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "tmpfs", d],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "tmpfs", d],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if r.returncode != 0:
         os.rmdir(d)
         pytest.skip("cannot mount a tmpfs: %s" % r.stdout.strip())

@@ -3,6 +3,7 @@ hot_loop ~90% of the time, cold ~10%), under every CPython. Also its three forma
 holds, --native / --idle / --gil, stopping by --timeout and Ctrl-C, and that it never injects
 the agent. Native stacks (stack --native) are checked here too, being the same unwinder.
 """
+
 import collections
 import json
 import os
@@ -37,15 +38,23 @@ def perf_json(target, tmp_path, args, name):
 def start_perf(t, *args):
     """fp perf in the background, with --debug; returns once its first samples are taken (its
     log says so), with a thread reading its stderr into proc.log."""
-    p = subprocess.Popen([FP, str(t.pid), "--debug"] + list(args), stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [FP, str(t.pid), "--debug"] + list(args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     p.log = []
     reader = threading.Thread(target=lambda: p.log.extend(iter(p.stderr.readline, "")), daemon=True)
     reader.start()
     p.reader = reader
     try:
-        wait_until(lambda: any("first samples are taken" in line for line in p.log) or p.poll() is not None,
-                   15, lambda: "fp perf to take its first samples: %s" % "".join(p.log))
+        wait_until(
+            lambda: any("first samples are taken" in line for line in p.log) or p.poll() is not None,
+            15,
+            lambda: "fp perf to take its first samples: %s" % "".join(p.log),
+        )
     except BaseException:
         p.kill()
         p.wait()
@@ -173,6 +182,7 @@ def test_no_agent_and_healthy(hot):
 # idle threads, Ctrl-C, the process exiting
 # --------------------------------------------------------------------------------------------
 
+
 def test_idle_threads(spawn, tmp_path):
     t = spawn("sleeper")
     t.wait_progress(more=1)  # past its start-up, in its sleep loop
@@ -231,6 +241,7 @@ def pythons_first():
 # native frames
 # --------------------------------------------------------------------------------------------
 
+
 def need_native(python):
     if python.id not in NATIVE_IDS:
         pytest.skip("native frames are checked on %s" % ", ".join(NATIVE_IDS))
@@ -261,9 +272,12 @@ def test_stack_native_sleeping(python, spawn):
     main = [th for th in rec["threads"] if th.get("main") or th.get("is_main")][0]
     frames = main["frames"]  # outermost first
     names = [f["function"] for f in frames]
-    libc = [i for i, f in enumerate(frames)
-            if f.get("kind") == "native" and f["function"] in ("clock_nanosleep", "__clock_nanosleep",
-                                                                "nanosleep", "select", "__select")]
+    libc = [
+        i
+        for i, f in enumerate(frames)
+        if f.get("kind") == "native"
+        and f["function"] in ("clock_nanosleep", "__clock_nanosleep", "nanosleep", "select", "__select")
+    ]
     py_main = [i for i, f in enumerate(frames) if f.get("kind", "python") == "python" and f["function"] == "main"]
     assert libc and py_main, names
     assert libc[-1] > py_main[-1], "the libc sleep is not inside the Python frame: %s" % names

@@ -1,6 +1,7 @@
 """perf's sampling instants, under every CPython: work paced at exactly the sampling rate (a
 worker under a steady load) is seen in proportion to the time it takes, not always or never
 (tests/targets/paced.py: 2 ms of work every 10 ms, sampled at 100 per second)."""
+
 import re
 
 from conftest import KINDS, Target

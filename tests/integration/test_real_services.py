@@ -9,6 +9,7 @@ saying why, when that cannot be done (no network, no venv module).
   stack it draws starts at the thread's root;
 - the arbiter and the worker are told apart by their stacks.
 """
+
 import os
 import re
 import shutil
@@ -37,14 +38,17 @@ def venv_python(python):
         os.makedirs(VENVS, exist_ok=True)
         for argv in ([python.path, "-m", "venv", path], [exe, "-m", "pip", "install", "-q"] + list(PACKAGES)):
             try:
-                p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600,
-                                   universal_newlines=True)
+                p = subprocess.run(
+                    argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600, universal_newlines=True
+                )
             except (OSError, subprocess.TimeoutExpired) as e:
                 pytest.skip("cannot install %s for %s: %s" % (" and ".join(PACKAGES), python.id, e))
             if p.returncode != 0:
                 shutil.rmtree(path, ignore_errors=True)
-                pytest.skip("cannot install %s for %s (%s): %s" % (" and ".join(PACKAGES), python.id,
-                                                                  " ".join(argv[2:4]), p.stdout[-500:]))
+                pytest.skip(
+                    "cannot install %s for %s (%s): %s"
+                    % (" and ".join(PACKAGES), python.id, " ".join(argv[2:4]), p.stdout[-500:])
+                )
         open(done, "w").close()
     return pythons.Python(python.id + "-venv", exe, python.version)
 
@@ -123,11 +127,18 @@ class Load:
 def test_seed_filter_on_a_worker(shop):
     worker = shop.worker()
     with Load(shop, 50):
-        run = run_fp([worker, "--json", "--cmd",
-                      "watch __main__ Pricing total -f 'kwargs.get(\"coupon\") == \"HALF\"' -n 6 --expr 'args[0]'"])
+        run = run_fp(
+            [
+                worker,
+                "--json",
+                "--cmd",
+                "watch __main__ Pricing total -f 'kwargs.get(\"coupon\") == \"HALF\"' -n 6 --expr 'args[0]'",
+            ]
+        )
     run.ok()
-    events = [r["notification"]["params"] for r in run.records()
-              if r.get("notification", {}).get("method") == "watch/event"]
+    events = [
+        r["notification"]["params"] for r in run.records() if r.get("notification", {}).get("method") == "watch/event"
+    ]
     assert len(events) == 6, run.describe()
     spellings = {int(e["values"][0]["value"]["repr"].strip("[]").split(",")[0]) for e in events}
     assert spellings <= {0, 1, 4} and len(spellings) >= 2, spellings  # keyword, positional, all-keyword

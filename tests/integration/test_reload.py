@@ -6,6 +6,7 @@ nothing, the warnings, and watch and trace reporting across a reload and an undo
 One target per interpreter serves the module: each test leaves the library's file and the
 functions as it found them (the `clean` fixture checks the program's output is back to BASE).
 """
+
 import json
 import os
 import queue
@@ -21,8 +22,18 @@ import pytest
 
 from conftest import FP, KINDS, TARGETS, Target, agent_socket, wait_until
 
-BASE = {"plain": "2", "defaults": "2", "method": "2", "klass": "3", "static": "0", "prop": "7", "coro": "11",
-        "gen": "6", "decorated": "101", "outer": "6"}
+BASE = {
+    "plain": "2",
+    "defaults": "2",
+    "method": "2",
+    "klass": "3",
+    "static": "0",
+    "prop": "7",
+    "coro": "11",
+    "gen": "6",
+    "decorated": "101",
+    "outer": "6",
+}
 
 # (command names, the edit in reload_lib.py, the output key, its value after the reload)
 KINDS_OF_FUNCTIONS = [
@@ -37,8 +48,18 @@ KINDS_OF_FUNCTIONS = [
     ("reload_lib decorated", ("    return x + 100\n", "    return x + 200\n"), "decorated", "201"),
     ("reload_lib outer -nm inner", ("        return v * k\n", "        return v * k + 1\n"), "outer", "7"),
 ]
-KIND_NAMES = ["function", "function", "method", "classmethod", "staticmethod", "property", "method", "method",
-              "function", "nested"]
+KIND_NAMES = [
+    "function",
+    "function",
+    "method",
+    "classmethod",
+    "staticmethod",
+    "property",
+    "method",
+    "method",
+    "function",
+    "nested",
+]
 
 
 class Reloadable(Target):
@@ -158,7 +179,7 @@ def test_every_kind_from_the_file(clean, libdir):
     # The next reload of the same function has a diff: the text of the previous reload.
     with open(str(libdir / "reload_lib.py"), "w") as f:
         f.write(edited([("    return x + 1\n", "    return x + 2001\n")]))
-    (r, err, _), = run_json(clean, "reload reload_lib plain")[1]
+    ((r, err, _),) = run_json(clean, "reload reload_lib plain")[1]
     assert err is None and r["old_source"]["from"] == "previous reload", (r, err)
     assert "-    return x + 1001\n+    return x + 2001\n" in r["diff"], r["diff"]
     clean.wait_values({"plain": "2002"})
@@ -210,10 +231,10 @@ def test_the_editor_way_a_source_param(clean):
     with open(os.path.join(str(clean.workdir), "buffer.py"), "w") as f:
         f.write(text)
     path = os.path.join(str(clean.workdir), "buffer.py")
-    (r, err, _), = run_json(clean, "reload reload_lib plain --source %s --dry-run" % path)[1]
+    ((r, err, _),) = run_json(clean, "reload reload_lib plain --source %s --dry-run" % path)[1]
     assert err is None and r["dry_run"] and not r["applied"] and r["source"]["line"] == 13, (r, err)
     assert clean.wait_values(BASE)["plain"] == "2"
-    (r, err, _), = run_json(clean, "reload reload_lib plain --source %s -v" % path)[1]
+    ((r, err, _),) = run_json(clean, "reload reload_lib plain --source %s -v" % path)[1]
     assert err is None and r["applied"] and r["new_source"] == "def plain(x):\n    return x + 3001\n", (r, err)
     clean.wait_values({"plain": "3002"})
     clean.json("reload --undo reload_lib plain")
@@ -267,8 +288,13 @@ def test_the_source_param_as_the_editor_sends_it(clean, libdir):
     try:
         text = edited([("    return x + 1\n", "    return x + 4001\n")])
         r = client.call("reload", {"module": "reload_lib", "method": "plain", "source": text})["result"]
-        assert r["applied"] and r["source"] == {"from": "text", "filename": str(libdir / "reload_lib.py"),
-                                                "line": 10, "end_line": 11, "column": 0}, r
+        assert r["applied"] and r["source"] == {
+            "from": "text",
+            "filename": str(libdir / "reload_lib.py"),
+            "line": 10,
+            "end_line": 11,
+            "column": 0,
+        }, r
         clean.wait_values({"plain": "4002"})
         bad = "\n\n" + edited([("    return x + 1\n", "    return (x +\n")])
         err = client.call("reload", {"module": "reload_lib", "method": "plain", "source": bad})["error"]
@@ -287,10 +313,17 @@ def test_undo_several_steps_back_exactly(clean, tmp_path):
     defaults_id = clean.json('getglobal reload_lib defaults -e "id(target.__defaults__)"')["value"]["repr"]
     for n in (1, 2, 3):
         source = tmp_path / ("v%d.py" % n)
-        source.write_text(edited([("    return x + 1\n", "    return x + %d000\n" % n),
-                                  ("def defaults(x, step=1):", "def defaults(x, step=%d):" % (n + 10))]))
-        run_json(clean, "reload reload_lib plain --source %s" % source,
-                 "reload reload_lib defaults --source %s" % source)[0].ok()
+        source.write_text(
+            edited(
+                [
+                    ("    return x + 1\n", "    return x + %d000\n" % n),
+                    ("def defaults(x, step=1):", "def defaults(x, step=%d):" % (n + 10)),
+                ]
+            )
+        )
+        run_json(
+            clean, "reload reload_lib plain --source %s" % source, "reload reload_lib defaults --source %s" % source
+        )[0].ok()
     clean.wait_values({"plain": "3001", "defaults": "14"})
     for n, expected in ((2, "2001"), (1, "1001"), (0, "2")):
         r = clean.json("reload --undo reload_lib plain")
@@ -316,16 +349,24 @@ REFUSALS = [
     ("reload_lib plain", ("def plain(x):", "def plane(x):"), -32001, "function", "has no function plain"),
     ("reload_lib builtin_alias", ("builtin_alias = len", "builtin_alias = len"), -32004, None, "builtin"),
     ("reload_lib Shop gen", ("            yield i\n", "            return i\n"), -32004, "kind", "a generator"),
-    ("reload_lib defaults", ("def defaults(x, step=1):", "def defaults(x, step=1 // 0):"), -32002, "default",
-     "ZeroDivisionError"),
+    (
+        "reload_lib defaults",
+        ("def defaults(x, step=1):", "def defaults(x, step=1 // 0):"),
+        -32002,
+        "default",
+        "ZeroDivisionError",
+    ),
 ]
 
 
 def test_refusals_change_nothing(clean, tmp_path):
-    ids = {names: clean.code_id(names.split(" -nm")[0]) for names in ("reload_lib plain", "reload_lib Shop gen",
-                                                                      "reload_lib defaults", "reload_lib outer")}
-    closure = edited([("def outer(k):\n", "def outer(k):\n    z = 2\n"),
-                      ("        return v * k\n", "        return v * k * z\n")])
+    ids = {
+        names: clean.code_id(names.split(" -nm")[0])
+        for names in ("reload_lib plain", "reload_lib Shop gen", "reload_lib defaults", "reload_lib outer")
+    }
+    closure = edited(
+        [("def outer(k):\n", "def outer(k):\n    z = 2\n"), ("        return v * k\n", "        return v * k * z\n")]
+    )
     for n, (names, edit, code, reason, words) in enumerate(REFUSALS):
         source = tmp_path / ("bad%d.py" % n)
         source.write_text(closure if code is None else edited([edit]))
@@ -355,12 +396,23 @@ def test_refusals_change_nothing(clean, tmp_path):
 
 def test_warnings_name_what_the_swap_does_not_reach(clean, tmp_path):
     source = tmp_path / "w.py"
-    source.write_text(edited([("        time.sleep(0.01)\n", "        time.sleep(0.02)\n"),
-                              ("            yield i\n", "            yield i * 10\n"),
-                              ("    return x + 100\n", "    return x + 200\n"),
-                              ("def plain(x):\n    return x + 1\n", "def plain(x, y=0):\n    return x + y + json.x\n")]))
-    run, out = run_json(clean, *["reload reload_lib %s --source %s --dry-run" % (names, source)
-                                 for names in ("forever", "Shop gen", "decorated", "plain")])
+    source.write_text(
+        edited(
+            [
+                ("        time.sleep(0.01)\n", "        time.sleep(0.02)\n"),
+                ("            yield i\n", "            yield i * 10\n"),
+                ("    return x + 100\n", "    return x + 200\n"),
+                ("def plain(x):\n    return x + 1\n", "def plain(x, y=0):\n    return x + y + json.x\n"),
+            ]
+        )
+    )
+    run, out = run_json(
+        clean,
+        *[
+            "reload reload_lib %s --source %s --dry-run" % (names, source)
+            for names in ("forever", "Shop gen", "decorated", "plain")
+        ],
+    )
     run.ok()
     kinds = [dict((w["kind"], w) for w in r["warnings"]) for r, _, _ in out]
     running = kinds[0]["running"]
@@ -379,8 +431,12 @@ def test_human_output(clean, tmp_path):
     source = tmp_path / "h.py"
     source.write_text(edited([KINDS_OF_FUNCTIONS[0][1]]))
     run = clean.cmd("reload reload_lib plain --source %s" % source).ok()
-    assert re.search(r"^reloaded plain \(function, .*reload_lib.py:10\) from .*h.py:10 \(the text given\); "
-                     r"1 earlier version kept \(reload --undo\)$", run.out, re.M), run.describe()
+    assert re.search(
+        r"^reloaded plain \(function, .*reload_lib.py:10\) from .*h.py:10 \(the text given\); "
+        r"1 earlier version kept \(reload --undo\)$",
+        run.out,
+        re.M,
+    ), run.describe()
     assert "-    return x + 1\n+    return x + 1001\n" in run.out and "changed: code" in run.out
     run = clean.cmd("reload reload_lib plain --source %s" % source).ok()
     assert "compiles to the code running now; nothing was replaced" in run.out, run.describe()
@@ -402,8 +458,13 @@ class Background(object):
 
     def __init__(self, t, command):
         t.fp_runs += 1
-        self.proc = subprocess.Popen([FP, str(t.pid), "--json", "--cmd", command], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        self.proc = subprocess.Popen(
+            [FP, str(t.pid), "--json", "--cmd", command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+        )
         self.lines = queue.Queue()
         self.records = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -452,6 +513,7 @@ def _event(method, check=lambda p: True):
     def predicate(rec):
         n = rec.get("notification") or {}
         return n.get("method") == method and check(n["params"])
+
     return predicate
 
 
@@ -474,21 +536,27 @@ def test_watch_and_trace_follow_a_reload(clean, tmp_path, callbacks):
         trace.wait(_event("trace/event"), what="a trace before the reload")
         clean.json("reload reload_lib plain --source %s" % source)
         watch.wait(_returned("1002"), what="the watch to report the new code's result")
-        new_line = trace.wait(_event("trace/event", lambda p: p["tree"]["file"] == str(source)),
-                              what="a trace of the new code")["notification"]["params"]["tree"]
+        new_line = trace.wait(
+            _event("trace/event", lambda p: p["tree"]["file"] == str(source)), what="a trace of the new code"
+        )["notification"]["params"]["tree"]
         assert new_line["function"] == "plain" and new_line["line"] == 10, new_line
         clean.json("reload --undo reload_lib plain")
         watch.wait(_returned("2"), what="the watch to report the old code's result after the undo")
-        trace.wait(_event("trace/event", lambda p: p["tree"]["file"].endswith("reload_lib.py")),
-                   what="a trace of the restored code")
+        trace.wait(
+            _event("trace/event", lambda p: p["tree"]["file"].endswith("reload_lib.py")),
+            what="a trace of the restored code",
+        )
         clean.json("reload reload_lib plain --source %s" % source)
         watch.wait(_returned("1002"), what="the watch after a second reload")
     finally:
         assert watch.stop() == 0 and trace.stop() == 0
         if callbacks == "python":
             clean.cmd("console", input="import fp_agent.instrument as i\ni.use_python_callbacks(False)\n").ok()
-    ends = [r["notification"]["params"]["reason"] for r in watch.records + trace.records
-            if r.get("notification", {}).get("method") in ("watch/end", "trace/end")]
+    ends = [
+        r["notification"]["params"]["reason"]
+        for r in watch.records + trace.records
+        if r.get("notification", {}).get("method") in ("watch/end", "trace/end")
+    ]
     assert ends == ["stopped", "stopped"], ends
     # With the probes gone, the new code stays.
     clean.wait_values({"plain": "1002"})

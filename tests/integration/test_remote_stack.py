@@ -2,6 +2,7 @@
 while a thread holds the GIL forever and while threads are deadlocked, and what it reads
 matches what the interpreter says about itself. `stack -a` (asyncio tasks) goes through the
 agent. Every target must be unharmed afterwards (the fixtures check it at teardown)."""
+
 import json
 import os
 import re
@@ -70,8 +71,9 @@ def threads_by_name(stack):
 
 
 def describe(thread):
-    return "\n".join("%s:%s %s | %s" % (os.path.basename(f["file"]), f["line"], f["function"], f["source"])
-                     for f in thread["frames"])
+    return "\n".join(
+        "%s:%s %s | %s" % (os.path.basename(f["file"]), f["line"], f["function"], f["source"]) for f in thread["frames"]
+    )
 
 
 def assert_no_agent(t):
@@ -91,7 +93,10 @@ def test_matches_the_targets_own_stacks(known):
         assert name in threads, "thread %r missing: %s" % (name, sorted(threads))
         got = [[f["file"], f["line"], f["function"]] for f in threads[name]["frames"]]
         assert got == expected, "thread %r:\nfp read:\n%s\nthe target says:\n%s" % (
-            name, "\n".join(map(str, got)), "\n".join(map(str, expected)))
+            name,
+            "\n".join(map(str, got)),
+            "\n".join(map(str, expected)),
+        )
     assert_no_agent(known)
 
 
@@ -118,8 +123,16 @@ def test_json_schema(known):
     stack = known.json("stack")
     assert isinstance(stack["pause_ms"], float) and 0 < stack["pause_ms"] < 1000, stack["pause_ms"]
     assert re.match(r"^3\.\d+", stack["python_version"]), stack["python_version"]
-    kinds = {"ident": int, "name": str, "main": bool, "holds_gil": bool, "python": bool, "state": str,
-             "state_name": str, "frames": list}
+    kinds = {
+        "ident": int,
+        "name": str,
+        "main": bool,
+        "holds_gil": bool,
+        "python": bool,
+        "state": str,
+        "state_name": str,
+        "frames": list,
+    }
     for t in stack["threads"]:
         for key, kind in kinds.items():
             assert isinstance(t[key], kind), (key, t)
@@ -136,9 +149,10 @@ def test_json_schema(known):
 def test_human_traceback(known):
     r = known.cmd("stack").ok()
     assert "read from outside" in r.out, r.describe()
-    assert re.search(r"^Thread deep \(native \d+, ident \d+, daemon\) sleeping, most recent call last:$",
-                     r.out, re.M), r.describe()
-    assert 'in leaf_sleep\n    record(name); time.sleep(100000)' in r.out, r.describe()
+    assert re.search(
+        r"^Thread deep \(native \d+, ident \d+, daemon\) sleeping, most recent call last:$", r.out, re.M
+    ), r.describe()
+    assert "in leaf_sleep\n    record(name); time.sleep(100000)" in r.out, r.describe()
     # most recent call last: the thread's own functions come after threading's bootstrap
     deep = r.out.split("Thread deep")[1].split("\nThread ")[0]
     assert deep.index("_bootstrap") < deep.index("in middle") < deep.index("in leaf_sleep"), deep
@@ -288,8 +302,7 @@ def test_async_tasks(tasks):
     by_name = {t["name"]: t for t in loop["tasks"]}
     states = {name: t["state"] for name, t in by_name.items()}
     # Done tasks run nothing and are left out (counted), but for a failure nobody retrieved.
-    want = {"sleeper": "WAITING", "consumer": "WAITING", "waiter": "WAITING", "ticker": "WAITING",
-            "failed": "FAILED"}
+    want = {"sleeper": "WAITING", "consumer": "WAITING", "waiter": "WAITING", "ticker": "WAITING", "failed": "FAILED"}
     assert {k: states.get(k) for k in want} == want, states
     assert "finished" not in states and "cancelled" not in states, states
     # asyncio.run's main task (Task-1) waits too: six listed

@@ -1,6 +1,7 @@
 """Tab completion in the interactive shell completes names of the attached process — modules,
 classes, functions, globals — from the agent's `complete` method, as well as command names and
 options. The shell runs on a real terminal (a pty) against a real target."""
+
 import os
 import pty
 import re
@@ -9,8 +10,9 @@ import signal
 import subprocess
 import time
 
-from conftest import FP
 from test_watch import Observed  # noqa: F401  (registers the target kind)
+
+from conftest import FP
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r|\x07")
 
@@ -20,8 +22,9 @@ class Terminal:
 
     def __init__(self, pid):
         self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen([FP, str(pid)], stdin=slave, stdout=slave, stderr=slave,
-                                     close_fds=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [FP, str(pid)], stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True
+        )
         os.close(slave)
         self.seen = b""
 
@@ -37,7 +40,7 @@ class Terminal:
             clean = ANSI.sub(b"", self.seen)
             at = clean.find(want)
             if at >= 0:
-                self.seen = clean[at + len(want):]
+                self.seen = clean[at + len(want) :]
                 return clean[:at].decode(errors="replace")
             left = deadline - time.monotonic()
             assert left > 0, "the shell never showed %r; it showed:\n%s" % (text, clean.decode(errors="replace"))
@@ -46,7 +49,9 @@ class Terminal:
                 try:
                     self.seen += os.read(self.master, 4096)
                 except OSError:  # the shell ended
-                    raise AssertionError("the shell ended before showing %r:\n%s" % (text, clean.decode(errors="replace")))
+                    raise AssertionError(
+                        "the shell ended before showing %r:\n%s" % (text, clean.decode(errors="replace"))
+                    )
 
     def close(self):
         if self.proc.poll() is None:

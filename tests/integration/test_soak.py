@@ -9,6 +9,7 @@
 `make soak` (FP_SOAK=1) the long ones: 200 cycles and 100 restarts per CPython, and an hour of
 stream on each interpreter selected (FP_PYTHONS narrows). FP_SOAK_WATCH_S sets the stream's
 length."""
+
 import os
 import re
 import signal
@@ -70,29 +71,43 @@ def resources(pid):
 
 def test_attach_command_detach_cycles(spawn, python):
     t = spawn("costed")
-    commands = ["getglobal __main__ BATCH -x 2", "watch __main__ work -n 2", "trace __main__ work -n 1",
-                "tt -t __main__ work -n 2", "tt -da", "stack", "status"]
+    commands = [
+        "getglobal __main__ BATCH -x 2",
+        "watch __main__ work -n 2",
+        "trace __main__ work -n 1",
+        "tt -t __main__ work -n 2",
+        "tt -da",
+        "stack",
+        "status",
+    ]
     for c in commands * 2:  # first use: the package's modules, the recorder, sys.monitoring's tool
         t.cmd(c).ok()
     wait_until(lambda: not workers(t.pid), 10, "the agent's workers to end")
     threads, fd0, rss0 = resources(t.pid)
     for i in range(CYCLES):
         t.cmd(commands[i % len(commands)]).ok()
-    wait_until(lambda: thread_count(t.pid) == threads, 10,
-               lambda: "the threads to be %d again (%d)" % (threads, thread_count(t.pid)))
+    wait_until(
+        lambda: thread_count(t.pid) == threads,
+        10,
+        lambda: "the threads to be %d again (%d)" % (threads, thread_count(t.pid)),
+    )
     _, fd1, rss1 = resources(t.pid)
-    print("%s: %d cycles, RSS %.1f -> %.1f MB, %d threads, %d fds" % (python.id, CYCLES, rss0 / MB, rss1 / MB,
-                                                                     threads, len(fd1)))
+    print(
+        "%s: %d cycles, RSS %.1f -> %.1f MB, %d threads, %d fds"
+        % (python.id, CYCLES, rss0 / MB, rss1 / MB, threads, len(fd1))
+    )
     assert fd1 == fd0, "file descriptors changed: %s -> %s" % (fd0, fd1)
     assert rss1 - rss0 <= 2 * MB, "RSS grew %.1f MB over %d cycles" % ((rss1 - rss0) / MB, CYCLES)
     t.assert_healthy()
 
 
 # The package's modules alive in the target that are not in sys.modules: copies left behind.
-LEFT_BEHIND = ('getglobal sys argv -e "[getattr(m, \'__name__\', \'(emptied)\') for m in '
-               '__import__(\'gc\').get_objects() if type(m).__name__ == \'module\' and '
-               '(not hasattr(m, \'__name__\') or m.__name__.startswith(\'fp_agent\') and '
-               '__import__(\'sys\').modules.get(m.__name__) is not m)]"')
+LEFT_BEHIND = (
+    "getglobal sys argv -e \"[getattr(m, '__name__', '(emptied)') for m in "
+    "__import__('gc').get_objects() if type(m).__name__ == 'module' and "
+    "(not hasattr(m, '__name__') or m.__name__.startswith('fp_agent') and "
+    "__import__('sys').modules.get(m.__name__) is not m)]\""
+)
 
 
 def test_shutdown_restart_cycles(spawn, python):
@@ -108,8 +123,9 @@ def test_shutdown_restart_cycles(spawn, python):
             warm = rss_kb(t.pid)
     end = rss_kb(t.pid)
     left = t.json(LEFT_BEHIND)["value"]
-    print("%s: %d restarts, RSS %.1f MB after 5, %.1f MB after %d" % (python.id, RESTARTS, warm / MB, end / MB,
-                                                                       RESTARTS))
+    print(
+        "%s: %d restarts, RSS %.1f MB after 5, %.1f MB after %d" % (python.id, RESTARTS, warm / MB, end / MB, RESTARTS)
+    )
     assert left.get("len", 0) == 0, "copies of the package left behind: %s" % left["repr"]
     assert end - warm <= 4 * MB, "RSS grew %.1f MB over %d restarts" % ((end - warm) / MB, RESTARTS - 5)
     t.cmd("shutdown").ok()
@@ -128,9 +144,22 @@ def stream_segment(t, seconds, peak, stall=False):
     stall, the client stops reading for 3 s (SIGSTOP) a few seconds in: the agent must drop, and
     count, what it cannot deliver, never buffer without bound."""
     t.fp_runs += 1
-    proc = subprocess.Popen([FP, str(t.pid), "--json", "--timeout", "%.0f" % seconds, "--cmd",
-                             "watch __main__ fire -n 1000000 --expr 'args[0]'"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1 << 20)
+    proc = subprocess.Popen(
+        [
+            FP,
+            str(t.pid),
+            "--json",
+            "--timeout",
+            "%.0f" % seconds,
+            "--cmd",
+            "watch __main__ fire -n 1000000 --expr 'args[0]'",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1 << 20,
+    )
     delivered = dropped = 0
     end = None
     next_sample = time.monotonic()
@@ -149,7 +178,10 @@ def stream_segment(t, seconds, peak, stall=False):
             d = DROPPED.search(line)
             dropped = int(d.group(1)) if d else dropped
             assert int(m.group(1)) == delivered + dropped, "event %s arrived as the %dth with %d dropped" % (
-                m.group(1), delivered, dropped)
+                m.group(1),
+                delivered,
+                dropped,
+            )
         elif END.search(line):
             end = line
         if time.monotonic() >= next_sample:
@@ -161,7 +193,10 @@ def stream_segment(t, seconds, peak, stall=False):
     count = int(COUNT.search(end).group(1))
     end_dropped = int(DROPPED.search(end).group(1))
     assert delivered + end_dropped == count, "%d events delivered, %d dropped, but %d observed" % (
-        delivered, end_dropped, count)
+        delivered,
+        end_dropped,
+        count,
+    )
     return count, delivered, end_dropped
 
 
@@ -181,8 +216,10 @@ def test_watch_stream_of_ten_thousand_events_a_second(spawn, python):
         left -= seg
     elapsed = time.monotonic() - t0
     grown = (max(peak) - before) / MB
-    print("%s: %.0f s, %d events observed (%.0f/s), %d delivered, %d dropped; target RSS +%.1f MB at most"
-          % (python.id, elapsed, count, count / elapsed, delivered, dropped, grown))
+    print(
+        "%s: %.0f s, %d events observed (%.0f/s), %d delivered, %d dropped; target RSS +%.1f MB at most"
+        % (python.id, elapsed, count, count / elapsed, delivered, dropped, grown)
+    )
     assert count >= 0.5 * RATE * WATCH_S, "the stream carried %d events, not %d a second" % (count, RATE)
     assert dropped > 0, "a client that stopped reading for 3 s lost nothing: the drop path was not exercised"
     assert grown <= 48, "the target's memory grew %.1f MB while streaming" % grown

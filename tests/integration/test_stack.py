@@ -1,4 +1,5 @@
 """stack: human output, --json model, and -f FILE."""
+
 import re
 
 import pytest

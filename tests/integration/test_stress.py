@@ -2,6 +2,7 @@
 fp_agent_start() in it, so repeating the cycle makes the injection land in the middle of the
 target's blocking calls many times. Nothing the target does may notice: no short sleep, no
 short lock wait, accept keeps accepting, and no signal sent meanwhile is lost."""
+
 import os
 import signal
 import threading
@@ -51,9 +52,12 @@ def test_signals_not_lost_during_attach(spawn, python):
         while worker.is_alive() or sent < 20:
             os.kill(t.pid, signal.SIGUSR1)
             sent += 1
-            wait_until(lambda: t.signals_handled() >= sent, 5,
-                       lambda: "SIGUSR1 number %d to be handled (handled: %d)" % (sent, t.signals_handled()),
-                       poll=0.002)
+            wait_until(
+                lambda: t.signals_handled() >= sent,
+                5,
+                lambda: "SIGUSR1 number %d to be handled (handled: %d)" % (sent, t.signals_handled()),
+                poll=0.002,
+            )
     finally:
         worker.join(timeout=120)
     assert not failures, failures

@@ -3,6 +3,7 @@ source line of each frame, read from the file named in the frame's code object; 
 the target's to choose, so root attaching to uid A's process must read it as A would: a file A
 cannot read shows no line (in the terminal, in --json, in stack -f), a FIFO or device is never
 opened for reading (nothing blocks), and a file A can read still shows its line."""
+
 import os
 import re
 import shutil
@@ -10,10 +11,10 @@ import stat
 import tempfile
 
 import pytest
-
 import users
-from conftest import Target
 from users import user_spawn  # noqa: F401 - the fixture
+
+from conftest import Target
 
 SECRET = "SECRET-7f3a9c-only-root-may-read-this"
 LINE = 5
@@ -121,5 +122,6 @@ def test_special_files_are_not_opened(python, spawn, kind, tmp_path):
 
 def spawn_names_file(spawn, path):
     from conftest import KINDS
+
     KINDS.setdefault(NamesFile.kind, NamesFile)
     return spawn(NamesFile.kind, path, LINE)

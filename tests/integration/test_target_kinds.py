@@ -2,6 +2,7 @@
 Python code, in an event loop, with 50 threads — run status, stack and getglobal, and check
 that the target's own work goes on exactly as before (no short sleeps, no EINTR, accept
 still accepts, the lock wait lasts its full timeout, every task and thread keeps ticking)."""
+
 import ast
 import os
 
@@ -15,8 +16,9 @@ def main_thread(stack):
 
 
 def frame_sources(thread):
-    return ["%s:%s %s | %s" % (os.path.basename(f["file"]), f["line"], f["function"], f["source"])
-            for f in thread["frames"]]
+    return [
+        "%s:%s %s | %s" % (os.path.basename(f["file"]), f["line"], f["function"], f["source"]) for f in thread["frames"]
+    ]
 
 
 def assert_frames_well_formed(stack):
@@ -31,8 +33,9 @@ def assert_frames_well_formed(stack):
 
 def in_script(thread, script, needle=None):
     """True when some frame of thread is in script (and its source line contains needle)."""
-    return any(os.path.basename(f["file"]) == script and (needle is None or needle in f["source"])
-               for f in thread["frames"])
+    return any(
+        os.path.basename(f["file"]) == script and (needle is None or needle in f["source"]) for f in thread["frames"]
+    )
 
 
 def attach_and_inspect(t, python):
@@ -58,8 +61,10 @@ def attach_and_inspect(t, python):
     return stack
 
 
-THREADING_VIEW = ("(lambda th: th and (th.main_thread().ident, sorted(x.ident for x in th._active.values())))"
-                  "(target.get('threading'))")
+THREADING_VIEW = (
+    "(lambda th: th and (th.main_thread().ident, sorted(x.ident for x in th._active.values())))"
+    "(target.get('threading'))"
+)
 
 
 def assert_threading_intact(t, stack):
@@ -70,8 +75,9 @@ def assert_threading_intact(t, stack):
         return  # threading not imported: nothing to disturb
     main_ident, active = ast.literal_eval(view)
     assert main_ident == main_thread(stack)["ident"], "threading.main_thread() is not the main thread"
-    assert active == sorted(x["ident"] for x in stack["threads"]), \
+    assert active == sorted(x["ident"] for x in stack["threads"]), (
         "threading._active lists other threads than the program's: %s vs %s" % (active, stack["threads"])
+    )
 
 
 def test_sleeper(spawn, python):
@@ -79,8 +85,7 @@ def test_sleeper(spawn, python):
     stack = attach_and_inspect(t, python)
     main = main_thread(stack)
     # In its sleep, or (for microseconds per tick) writing its progress line.
-    assert in_script(main, "sleeper.py", "time.sleep(interval)") or in_script(main, "fptarget.py"), \
-        frame_sources(main)
+    assert in_script(main, "sleeper.py", "time.sleep(interval)") or in_script(main, "fptarget.py"), frame_sources(main)
     assert len(stack["threads"]) == 1, "agent threads must not be listed: %s" % stack["threads"]
     t.assert_healthy()
 
@@ -100,8 +105,9 @@ def test_cpu(spawn, python):
     t = spawn("cpu")
     stack = attach_and_inspect(t, python)
     main = main_thread(stack)
-    assert any(f["function"] in ("work", "main") and os.path.basename(f["file"]) == "cpu.py"
-               for f in main["frames"]), frame_sources(main)
+    assert any(f["function"] in ("work", "main") and os.path.basename(f["file"]) == "cpu.py" for f in main["frames"]), (
+        frame_sources(main)
+    )
     t.assert_healthy()
 
 
@@ -109,8 +115,9 @@ def test_locker(spawn, python):
     t = spawn("locker")
     stack = attach_and_inspect(t, python)
     main = main_thread(stack)
-    assert in_script(main, "locker.py", "lock.acquire(timeout=timeout)") or in_script(main, "fptarget.py"), \
+    assert in_script(main, "locker.py", "lock.acquire(timeout=timeout)") or in_script(main, "fptarget.py"), (
         frame_sources(main)
+    )
     assert main["name"] == "MainThread"  # the program uses threading, so threads have its names
     t.assert_healthy()
     waits = [float(l.split("waited=")[1]) for l in t.progress()]

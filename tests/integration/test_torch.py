@@ -12,24 +12,27 @@ killed client during a profiled call leave no profiler and no probe once the cal
 Each test ends with the target as it was (`pristine`), and the target's own checks (ERROR
 lines) prove the program's results never changed.
 """
+
 import json
 import os
 import re
 import signal
 import stat
 import subprocess
-import time
 
 import pytest
-
 import torch_env
+
 from conftest import FP, KINDS, Target, wait_until
 
 # torch prints this line itself (a fprintf in its profiler library, which no log level silences)
 # the first time a process profiles on a thread other than the one that imported torch; the
 # profiler works all the same. Documented in the README.
-KINETO_THREAD_LINE = re.compile(r"^ERROR: External init callback must run in same thread as registerClient "
-                                r"\(-?\d+ != -?\d+\)\n", re.M)
+KINETO_THREAD_LINE = re.compile(
+    r"^ERROR: External init callback must run in same thread as registerClient "
+    r"\(-?\d+ != -?\d+\)\n",
+    re.M,
+)
 # torch's profiler library logs these lines when the program profiles itself ("own" mode).
 KINETO_LOG_LINES = re.compile(r"^(STAGE|USDT|ERROR|WARNING|INFO):\d{4}-\d\d-\d\d [^\n]*\n", re.M)
 
@@ -116,8 +119,15 @@ def torch_json(t, command, opts=(), cwd=None, **kw):
     """`fp --json --cmd "torch ..."`: (result, [notification params by method], run)."""
     argv = [FP, str(t.pid), "--json"] + list(opts) + ["--cmd", command]
     t.fp_runs += 1
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=kw.get("timeout", 60), cwd=cwd)
+    p = subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=kw.get("timeout", 60),
+        cwd=cwd,
+    )
     result, notes = None, []
     for line in p.stdout.splitlines():
         rec = json.loads(line)
@@ -221,8 +231,9 @@ def test_stack_records_python_frames(clean, tmp_path):
     assert p.returncode == 0 and result["with_stack"] is True, p.stderr
     trace = json.loads(out.read_text())
     python = [e for e in trace["traceEvents"] if e.get("cat") == "python_function"]
-    assert any("torch_model.py" in e.get("name", "") for e in python), sorted(set(e.get("cat") for e in
-                                                                                  trace["traceEvents"]))
+    assert any("torch_model.py" in e.get("name", "") for e in python), sorted(
+        set(e.get("cat") for e in trace["traceEvents"])
+    )
 
 
 def test_errors_change_nothing(clean, tmp_path):
@@ -230,9 +241,14 @@ def test_errors_change_nothing(clean, tmp_path):
     cases = [
         ("torch memory -s -f %s/s.pickle" % tmp_path, "CUDA unavailable for a CUDA-only request"),
         ("torch memory -r __main__ Net forward -f %s/r.pickle" % tmp_path, "CUDA unavailable for a CUDA-only request"),
-        ("torch profile __main__ Net forward --cuda -f %s/c.json" % tmp_path,
-         "CUDA unavailable for a CUDA-only request"),
-        ("torch profile __main__ Net forward -f /nonexistent-dir/t.json", "the directory /nonexistent-dir does not exist"),
+        (
+            "torch profile __main__ Net forward --cuda -f %s/c.json" % tmp_path,
+            "CUDA unavailable for a CUDA-only request",
+        ),
+        (
+            "torch profile __main__ Net forward -f /nonexistent-dir/t.json",
+            "the directory /nonexistent-dir does not exist",
+        ),
         ("torch profile __main__ Net forward -f %s" % tmp_path, "it is a directory"),
         ("torch profile __main__ Net forward -f /proc/fp-t.json", "cannot create files in /proc"),
         ("torch profile __main__ batches", "is a generator"),
@@ -259,12 +275,20 @@ def test_stopped_or_killed_during_a_profiled_call(clean, tmp_path):
     the probe goes, no file is written, and the next profile works."""
     for how in ("sigint", "sigkill"):
         out = tmp_path / ("%s.json" % how)
-        proc = subprocess.Popen([FP, str(clean.pid), "--json", "--cmd", "torch profile __main__ slow_infer -f %s" % out],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [FP, str(clean.pid), "--json", "--cmd", "torch profile __main__ slow_infer -f %s" % out],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         clean.fp_runs += 1
         try:
-            wait_until(lambda: clean.value("torch.autograd.profiler", "_is_profiler_enabled") == "True", 15,
-                       "slow_infer to be profiled")
+            wait_until(
+                lambda: clean.value("torch.autograd.profiler", "_is_profiler_enabled") == "True",
+                15,
+                "slow_infer to be profiled",
+            )
             proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
             out_text, err_text = proc.communicate(timeout=15)
         finally:
@@ -274,8 +298,7 @@ def test_stopped_or_killed_during_a_profiled_call(clean, tmp_path):
         if how == "sigint":
             assert proc.returncode == 0, err_text
             recs = [json.loads(l) for l in out_text.splitlines()]
-            ends = [r["notification"]["params"] for r in recs
-                    if r.get("notification", {}).get("method") == "torch/end"]
+            ends = [r["notification"]["params"] for r in recs if r.get("notification", {}).get("method") == "torch/end"]
             assert ends and ends[0]["reason"] == "stopped" and ends[0]["pending"] is True, out_text
         # the call ends within about two seconds (more on a loaded machine); then all goes
         wait_until(lambda: clean.pristine() == [], 30, lambda: "the profiler and probe to go: %s" % clean.pristine())
@@ -305,5 +328,5 @@ def test_not_imported(python, spawn):
     for command in ("torch profile __main__ main", "torch memory -s"):
         run = t.cmd(command).failed()
         assert "torch is not imported by this process" in run.err, run.describe()
-    r = t.json('getglobal sys modules -e "[m for m in target if m == \'torch\' or m.startswith(\'torch.\')]"')
+    r = t.json("getglobal sys modules -e \"[m for m in target if m == 'torch' or m.startswith('torch.')]\"")
     assert r["value"]["repr"] == "[]"

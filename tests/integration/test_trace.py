@@ -8,6 +8,7 @@ One target per interpreter serves the module; each test leaves it as it found it
 (check_pristine() == [], which also proves fp's hook never ran on a thread it was not
 recording), and the target's own checks (ERROR lines) prove its behaviour never changed.
 """
+
 import ast
 import json
 import os
@@ -87,8 +88,11 @@ def walk(node):
 
 def child(node, name):
     found = [c for c in node["children"] if c["function"].split(".")[-1] == name or c["function"] == name]
-    assert len(found) == 1, "expected one child %r of %s: %s" % (name, node["function"],
-                                                             [c["function"] for c in node["children"]])
+    assert len(found) == 1, "expected one child %r of %s: %s" % (
+        name,
+        node["function"],
+        [c["function"] for c in node["children"]],
+    )
     return found[0]
 
 
@@ -165,11 +169,14 @@ def test_entrance_time(clean):
 
 
 def test_filter(clean):
-    _, events, _, _ = trace(clean, "trace __main__ Service handle -n 2 -i 0 -f 'args[0] == [1, 2] and target.handled > 0'")
+    _, events, _, _ = trace(
+        clean, "trace __main__ Service handle -n 2 -i 0 -f 'args[0] == [1, 2] and target.handled > 0'"
+    )
     assert len(events) == 2 and events[0]["tree"]["function"].endswith("handle")
     # 3.12+ inlines the list comprehension; before, it is a <listcomp> frame of its own.
     assert [(n["function"], n["count"]) for n in walk(events[0]["tree"]) if n["function"] == "inner_fast"] == [
-        ("inner_fast", 2)]
+        ("inner_fast", 2)
+    ]
     _, events, end, _ = trace(clean, "trace __main__ Service handle -f 'len(args[0]) == 3'", opts=("--timeout", "1"))
     assert events == [] and end["reason"] == "stopped"
     # A filter runs once per call, also for the calls it lets through (with a side effect: it
@@ -201,7 +208,7 @@ def test_callbacks_are_called_directly(clean):
     """3.12+: sys.monitoring calls the recorder's callbacks through their vectorcall slot (objects
     of a small type of fp's), without a builtin function's layer of its own around each event."""
     _, events, _, _ = trace(clean, "trace __main__ outer -n 1")
-    r = clean.json('getglobal fp_agent.trace diagnostics -e "target()[\'callbacks\']"')
+    r = clean.json("getglobal fp_agent.trace diagnostics -e \"target()['callbacks']\"")
     want = "monitoring_callback" if clean.python.version >= (3, 12) else "builtin_function_or_method"
     assert len(events) == 1 and r["value"]["repr"] == repr(want), r
     # The type is made with each load of fp's package and goes with it: after two shutdowns and
@@ -211,7 +218,7 @@ def test_callbacks_are_called_directly(clean):
         clean.cmd("shutdown").ok()
         assert len(trace(clean, "trace __main__ outer -n 1")[1]) == 1
     want = "1" if clean.python.version >= (3, 12) else "0"
-    count = lambda: clean.json('getglobal __main__ types_named -e "target(\'monitoring_callback\')"')["value"]["repr"]
+    count = lambda: clean.json("getglobal __main__ types_named -e \"target('monitoring_callback')\"")["value"]["repr"]
     wait_until(lambda: count() == want, 10, lambda: "%s monitoring_callback types, not %s" % (count(), want), poll=0.2)
 
 
@@ -219,22 +226,29 @@ def test_recorder_and_its_twin_share_their_limits(clean):
     """The C recorder's limits (trace_internal.h) and the Python twin's (trace.py) are the same
     numbers: a tree cut at one depth or size by one recorder is cut there by the other."""
     trace(clean, "trace __main__ outer -n 1")  # the package and its recorder are loaded
-    native = clean.json('getglobal fp_agent _native_trace -e "target[\'limits\']"')["value"]["repr"]
-    twin = [int(clean.json("getglobal fp_agent.trace %s" % name)["value"]["repr"]) for name in ("MAX_STACK", "MAX_NODES")]
+    native = clean.json("getglobal fp_agent _native_trace -e \"target['limits']\"")["value"]["repr"]
+    twin = [
+        int(clean.json("getglobal fp_agent.trace %s" % name)["value"]["repr"]) for name in ("MAX_STACK", "MAX_NODES")
+    ]
     assert ast.literal_eval(native) == {"max_stack": twin[0], "max_nodes": twin[1]}, (native, twin)
 
 
 def test_limit_and_human_output(clean):
     run = clean.cmd("trace __main__ outer -n 3").ok()
     assert run.out.count("cost ") == 3 and "trace ended: 3 invocations shown, the -n limit was reached" in run.out
-    assert re.search(r"^tracing outer \(function, .*traced\.py:%d\); calls under 0\.1 ms hidden" % LINES["outer"],
-                     run.out, re.M), run.describe()
+    assert re.search(
+        r"^tracing outer \(function, .*traced\.py:%d\); calls under 0\.1 ms hidden" % LINES["outer"], run.out, re.M
+    ), run.describe()
     assert re.search(r"^\[100\.00%\s+\d+\.\d{3} ms\] outer  .*traced\.py:\d+$", run.out, re.M), run.describe()
     # The root's calls name the line that made them.
     with open(os.path.join(TARGETS, "traced.py")) as f:
         call = [i + 1 for i, line in enumerate(f) if line.strip() == "inner_slow()"][0]
-    assert re.search(r"^\+---\[\s*\d+\.\d\d%\s+\d+\.\d{3} ms\] inner_slow  .*traced\.py:"
-                     + "%d  from line %d$" % (LINES["inner_slow"], call), run.out, re.M), run.describe()
+    assert re.search(
+        r"^\+---\[\s*\d+\.\d\d%\s+\d+\.\d{3} ms\] inner_slow  .*traced\.py:"
+        + "%d  from line %d$" % (LINES["inner_slow"], call),
+        run.out,
+        re.M,
+    ), run.describe()
     assert re.search(r"^\|   \+---\[.*\] time\.sleep  \[C\]$", run.out, re.M), run.describe()
     assert re.search(r"^`---\(\d+ more calls?, \d+\.\d{3} ms, under -i or below -d\)$", run.out, re.M), run.describe()
 
@@ -297,8 +311,9 @@ def _background(t, command, *opts):
     by a thread so that a test never blocks on a pipe and fp never on a full one."""
     argv = [FP, str(t.pid)] + list(opts) + ["--cmd", command]
     t.fp_runs += 1
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            universal_newlines=True)
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True
+    )
     proc.lines = queue.Queue()
     proc.seen = []
 

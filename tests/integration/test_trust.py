@@ -7,18 +7,18 @@ checks its side too: only root and A may talk to it.
 
 Every planted directory, socket and link below is made by the user who would plant it, with
 that user's rights only (setpriv)."""
+
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 
 import pytest
-
 import users
-from conftest import FP, agent_socket, pid_namespace, run_fp, wait_until
 from users import user_spawn  # noqa: F401 - the fixture
+
+from conftest import FP, agent_socket, pid_namespace, wait_until
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_agent.py")
 UNSHARE = shutil.which("unshare")
@@ -31,10 +31,12 @@ class Fake:
         self.dir = users.user_dir(u, "fp-fake-")
         self.log = os.path.join(self.dir, "log")
         argv = u.argv([users.any_python(u), FAKE, sock, self.log] + [str(o) for o in opts])
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        wait_until(lambda: self.events("listening") or self.proc.poll() is not None, 10,
-                   "the fake agent to listen on %s" % sock)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until(
+            lambda: self.events("listening") or self.proc.poll() is not None,
+            10,
+            "the fake agent to listen on %s" % sock,
+        )
         assert self.proc.poll() is None, "fake agent failed: %s" % self.proc.stderr.read().decode()
 
     def events(self, kind):
@@ -62,8 +64,9 @@ def fp_as(u, t, *args):
 
 
 def run_fp_argv(argv, timeout=30):
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=timeout)
+    p = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout
+    )
     return p
 
 
@@ -123,11 +126,23 @@ def test_confused_deputy_symlink_to_roots_agent(python, owner_and_other, user_sp
     mine.cmd("status").ok()
     t = user_spawn(a)
     link = sock_of(t)
-    subprocess.run(a.argv(["sh", "-c", 'mkdir -m 700 "$1" && ln -s "$2" "$3"', "sh", os.path.dirname(link),
-                           agent_socket(mine.pid), link]), check=True, timeout=10)
+    subprocess.run(
+        a.argv(
+            [
+                "sh",
+                "-c",
+                'mkdir -m 700 "$1" && ln -s "$2" "$3"',
+                "sh",
+                os.path.dirname(link),
+                agent_socket(mine.pid),
+                link,
+            ]
+        ),
+        check=True,
+        timeout=10,
+    )
     r = t.cmd("status", "--json")
-    assert r.rc != 0, "root's fp ran `status` through A's link (answered by pid %s):\n%s" % (
-        r.out, r.describe())
+    assert r.rc != 0, "root's fp ran `status` through A's link (answered by pid %s):\n%s" % (r.out, r.describe())
     assert link in r.err and "symlink" in r.err, r.describe()
     mine.assert_healthy()
     t.assert_healthy()
@@ -141,8 +156,7 @@ def test_fake_agent_of_the_owner_is_refused_by_its_pid(python, owner_and_other, 
     fake = Fake(a, sock_of(t), "--dir-mode", "700")
     try:
         r = t.cmd("getglobal __main__ x")
-        assert_refused(r, sock_of(t),
-                       "process %d" % fake.proc.pid)
+        assert_refused(r, sock_of(t), "process %d" % fake.proc.pid)
         assert fake.events("request") == []
     finally:
         fake.stop()
@@ -197,16 +211,23 @@ def test_agent_closes_connections_of_other_users(python, owner_and_other, user_s
     os.chmod(os.path.dirname(sock), 0o711)
     os.chmod(sock, 0o777)
     try:
-        probe = ("import socket,sys\n"
-                 "s=socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])\n"
-                 "b=b'{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}'\n"
-                 "try:\n"
-                 "    s.sendall(b'Content-Length: %d\\r\\n\\r\\n' % len(b) + b)\n"
-                 "    print(repr(s.recv(4096)))\n"
-                 "except (ConnectionResetError, BrokenPipeError):\n"  # closed before or after the request
-                 "    print(repr(b''))\n")
-        r = subprocess.run(b.argv([users.any_python(b), "-c", probe, sock]), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=20)
+        probe = (
+            "import socket,sys\n"
+            "s=socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])\n"
+            'b=b\'{"jsonrpc":"2.0","id":1,"method":"ping"}\'\n'
+            "try:\n"
+            "    s.sendall(b'Content-Length: %d\\r\\n\\r\\n' % len(b) + b)\n"
+            "    print(repr(s.recv(4096)))\n"
+            "except (ConnectionResetError, BrokenPipeError):\n"  # closed before or after the request
+            "    print(repr(b''))\n"
+        )
+        r = subprocess.run(
+            b.argv([users.any_python(b), "-c", probe, sock]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=20,
+        )
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == "b''", "the agent answered uid %d: %s" % (b.uid, r.stdout)
     finally:
@@ -234,12 +255,10 @@ def test_peer_in_another_pid_namespace_must_confirm(python, owner_and_other, use
     t = user_spawn(a)
     fake = Fake(a, sock_of(t), "--dir-mode", "700", "--status-pid-ns", 1, "--status-start-time", 1)
     try:
-        r = run_fp_argv([UNSHARE, "--pid", "--fork", "--kill-child", FP, str(t.pid), "--cmd",
-                         "getglobal __main__ x"])
+        r = run_fp_argv([UNSHARE, "--pid", "--fork", "--kill-child", FP, str(t.pid), "--cmd", "getglobal __main__ x"])
         assert r.returncode != 0 and "PWNED" not in r.stdout, r.stdout + r.stderr
         assert "confirm" in r.stderr, r.stderr
-        assert [e["method"] for e in fake.events("request")] in (["ping", "status"], ["status"]), \
-            fake.events("request")
+        assert [e["method"] for e in fake.events("request")] in (["ping", "status"], ["status"]), fake.events("request")
     finally:
         fake.stop()
     mine.assert_healthy()
@@ -249,6 +268,7 @@ def test_peer_in_another_pid_namespace_must_confirm(python, owner_and_other, use
 def _agent_copy(owner=None, lib_mode=0o755, dir_mode=0o755, package_file_mode=0o644):
     """A copy of this build's agent (library + fp_agent package) in a new directory of /tmp."""
     from conftest import FP_BUILD
+
     src = os.path.join(FP_BUILD, "lib", "fp")
     d = users.shared_dir("fp-agentcopy-")
     shutil.copy2(os.path.join(src, "libfpagent.so"), d)
@@ -266,6 +286,7 @@ def test_agent_library_others_can_change_is_refused(python, spawn, owner_and_oth
     """FP_AGENT_LIB naming a library (or a package beside it) that another user could change:
     refused before anything is injected, whoever runs fp."""
     from conftest import agent_mappings
+
     _, b = owner_and_other
     t = spawn("sleeper")
     cases = {
@@ -299,8 +320,13 @@ def test_agent_library_of_another_user_is_refused_for_unprivileged_users(python,
     t = user_spawn(a)
     d, lib = _agent_copy(owner=b)
     try:
-        r = subprocess.run(a.argv(["env", "FP_AGENT_LIB=" + lib, FP, str(t.pid), "--cmd", "status"]),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        r = subprocess.run(
+            a.argv(["env", "FP_AGENT_LIB=" + lib, FP, str(t.pid), "--cmd", "status"]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+        )
         assert r.returncode != 0 and "refusing the agent library %s" % lib in r.stderr, r.stderr
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -3,10 +3,10 @@ exactly, with and without subclasses, with -n, -e, -x and -r, and refuses precis
 collects a known set of reference cycles (automatic collection is off in the target) and says
 what each generation collected.
 """
+
 import re
 
 import pytest
-
 from test_mem import MemTarget  # noqa: F401  (registers the target kind)
 
 
@@ -20,12 +20,16 @@ def test_instances_exact_and_with_subclasses(target):
     assert r["total"] == 7 and r["shown"] == 7 and not r["subclasses"], r
     assert r["by_class"] == [{"class": "__main__.Base", "count": 7}]
     assert all(i["class"] == "__main__.Base" and i["value"]["type"] == "__main__.Base" for i in r["instances"])
-    assert sorted(int([c for c in i["value"]["children"] if c["name"] == "n"][0]["value"]["repr"])
-                  for i in r["instances"]) == list(range(7))
+    assert sorted(
+        int([c for c in i["value"]["children"] if c["name"] == "n"][0]["value"]["repr"]) for i in r["instances"]
+    ) == list(range(7))
     r = target.json("vmtool -a getInstances -c __main__ Base --subclasses -n -1")
     assert r["total"] == 15 and r["shown"] == 15 and r["subclasses"], r
-    assert r["by_class"] == [{"class": "__main__.Base", "count": 7}, {"class": "__main__.Sub", "count": 5},
-                             {"class": "__main__.SubSub", "count": 3}], r["by_class"]
+    assert r["by_class"] == [
+        {"class": "__main__.Base", "count": 7},
+        {"class": "__main__.Sub", "count": 5},
+        {"class": "__main__.SubSub", "count": 3},
+    ], r["by_class"]
     assert r["classes"] == ["__main__.Base", "__main__.Sub", "__main__.SubSub"]
     assert sorted(i["class"] for i in r["instances"]).count("__main__.SubSub") == 3
     r = target.json("vmtool -a getInstances -c __main__ Sub --subclasses -n 2")
@@ -58,18 +62,23 @@ def test_instances_refusals(target):
         assert err["rpc_code"] == code, run.describe()
         if missing:
             assert err["data"]["missing"] == missing and err["data"]["suggestions"], run.describe()
-    for command, words in [("vmtool", "needs an action"), ("vmtool -a getInstances __main__ Base", "-c is missing"),
-                           ("vmtool -a forceGc -c __main__ Base", "takes no class"),
-                           ("vmtool -a getInstances -c __main__ Base -n 0", "-1 for all"),
-                           ("vmtool -a dump", "unknown vmtool action 'dump'")]:
+    for command, words in [
+        ("vmtool", "needs an action"),
+        ("vmtool -a getInstances __main__ Base", "-c is missing"),
+        ("vmtool -a forceGc -c __main__ Base", "takes no class"),
+        ("vmtool -a getInstances -c __main__ Base -n 0", "-1 for all"),
+        ("vmtool -a dump", "unknown vmtool action 'dump'"),
+    ]:
         run = target.cmd(command).failed()
         assert words in run.err and run.rc == 2, run.describe()
 
 
 def test_instances_human(target):
     run = target.cmd("vmtool -a getInstances -c __main__ Base --subclasses -n 2").ok()
-    assert run.out.startswith("15 live instances of __main__.Base and its subclasses: __main__.Base 7, "
-                              "__main__.Sub 5, __main__.SubSub 3; 2 shown (-n N shows more, -n -1 all)\n"), run.out
+    assert run.out.startswith(
+        "15 live instances of __main__.Base and its subclasses: __main__.Base 7, "
+        "__main__.Sub 5, __main__.SubSub 3; 2 shown (-n N shows more, -n -1 all)\n"
+    ), run.out
     assert re.search(r"^\[0\]: __main__\.\w+ = <__main__\.\w+ object at 0x[0-9a-f]+>$", run.out, re.M), run.out
     assert re.search(r"^  n: int = \d$", run.out, re.M), run.out
 
@@ -85,7 +94,11 @@ def test_force_gc_collects_known_cycles(target):
     assert target.json('getglobal __main__ WEAK -e "len(target)"')["value"]["repr"] == "0"
     target.request("cycles 5")
     run = target.cmd("vmtool -a forceGc").ok()
-    assert re.search(r"^full collection in \d+\.\d\d ms: \d+ unreachable objects found, \d+ collected, "
-                     r"0 uncollectable \(automatic collection is disabled in this process\)$", run.out, re.M), run.out
+    assert re.search(
+        r"^full collection in \d+\.\d\d ms: \d+ unreachable objects found, \d+ collected, "
+        r"0 uncollectable \(automatic collection is disabled in this process\)$",
+        run.out,
+        re.M,
+    ), run.out
     assert re.search(r"^  generation 2: \d+ collected, 0 uncollectable, \d+\.\d\d ms$", run.out, re.M), run.out
     assert target.json('getglobal __main__ WEAK -e "len(target)"')["value"]["repr"] == "0"

@@ -5,6 +5,7 @@ removal in every situation (checked from inside the target), two clients at once
 One target per interpreter serves the whole module: every test leaves it as it found it
 (check_pristine() == []), and its own checks (ERROR lines) prove its behaviour never changed.
 """
+
 import json
 import os
 import re
@@ -81,36 +82,77 @@ def values(event):
 
 KINDS_OF_FUNCTIONS = [
     # (command, expected kind, check on the values of one event)
-    ("watch __main__ add --expr 'args, kwargs, return_obj'", "function",
-     lambda v: v["kwargs"] == "{'c': 4, 'd': 5}" and re.match(r"\(\d+, 2, 3\)", v["args"])),
-    ("watch __main__ Shop buy --expr 'target.__class__.__name__, args[0], return_obj'", "method",
-     lambda v: v["target.__class__.__name__"] == "'Shop'" and re.search(r"x[12]'$", v["return_obj"])),
-    ("watch __main__ Shop create --expr 'target, args, len(return_obj)'", "classmethod",
-     lambda v: "Shop" in v["target"] and v["args"] == "(2,)" and v["len(return_obj)"] == "2"),
-    ("watch __main__ Shop tax --expr 'target, args, return_obj'", "staticmethod",
-     lambda v: v["target"] == "None" and int(v["return_obj"]) == 2 * int(v["args"][1:-2])),
-    ("watch __main__ Shop count --expr 'target.rate, return_obj'", "property",
-     lambda v: v["target.rate"] == "3" and int(v["return_obj"]) % 3 == 0),
-    ("watch __main__ fetch --expr 'args[0], return_obj, cost'", "function",
-     lambda v: int(v["return_obj"]) == 10 * int(v["args[0]"]) and float(v["cost"]) >= 0.9),
-    ("watch __main__ Shop afetch --expr 'args[0], return_obj'", "method",
-     lambda v: v["return_obj"] == "{'key': %s}" % v["args[0]"]),
-    ("watch __main__ numbers --expr 'args, return_obj'", "function",
-     lambda v: v["args"] == "(3,)" and v["return_obj"] == "6"),
-    ("watch __main__ Shop stock --expr 'args, return_obj'", "method",
-     lambda v: v["args"] == "(2,)" and v["return_obj"] == "None"),
-    ("watch __main__ decorated --expr 'args[0] + 100 == return_obj'", "function",
-     lambda v: v["args[0] + 100 == return_obj"] == "True"),
-    ("watch __main__ outer -nm inner --expr 'args, return_obj'", "nested",
-     lambda v: v["args"] == "(3,)" and int(v["return_obj"]) % 3 == 0),
-    ("watch observed_lib scale --expr 'args, return_obj'", "function",
-     lambda v: int(v["return_obj"]) in (2 * int(v["args"][1:].split(",")[0]),
-                                        3 * int(v["args"][1:].split(",")[0]))),
-    ("watch __main__ recurse --expr 'args[0], return_obj'", "function",
-     lambda v: int(v["return_obj"]) == sum(range(int(v["args[0]"]) + 1))),
+    (
+        "watch __main__ add --expr 'args, kwargs, return_obj'",
+        "function",
+        lambda v: v["kwargs"] == "{'c': 4, 'd': 5}" and re.match(r"\(\d+, 2, 3\)", v["args"]),
+    ),
+    (
+        "watch __main__ Shop buy --expr 'target.__class__.__name__, args[0], return_obj'",
+        "method",
+        lambda v: v["target.__class__.__name__"] == "'Shop'" and re.search(r"x[12]'$", v["return_obj"]),
+    ),
+    (
+        "watch __main__ Shop create --expr 'target, args, len(return_obj)'",
+        "classmethod",
+        lambda v: "Shop" in v["target"] and v["args"] == "(2,)" and v["len(return_obj)"] == "2",
+    ),
+    (
+        "watch __main__ Shop tax --expr 'target, args, return_obj'",
+        "staticmethod",
+        lambda v: v["target"] == "None" and int(v["return_obj"]) == 2 * int(v["args"][1:-2]),
+    ),
+    (
+        "watch __main__ Shop count --expr 'target.rate, return_obj'",
+        "property",
+        lambda v: v["target.rate"] == "3" and int(v["return_obj"]) % 3 == 0,
+    ),
+    (
+        "watch __main__ fetch --expr 'args[0], return_obj, cost'",
+        "function",
+        lambda v: int(v["return_obj"]) == 10 * int(v["args[0]"]) and float(v["cost"]) >= 0.9,
+    ),
+    (
+        "watch __main__ Shop afetch --expr 'args[0], return_obj'",
+        "method",
+        lambda v: v["return_obj"] == "{'key': %s}" % v["args[0]"],
+    ),
+    (
+        "watch __main__ numbers --expr 'args, return_obj'",
+        "function",
+        lambda v: v["args"] == "(3,)" and v["return_obj"] == "6",
+    ),
+    (
+        "watch __main__ Shop stock --expr 'args, return_obj'",
+        "method",
+        lambda v: v["args"] == "(2,)" and v["return_obj"] == "None",
+    ),
+    (
+        "watch __main__ decorated --expr 'args[0] + 100 == return_obj'",
+        "function",
+        lambda v: v["args[0] + 100 == return_obj"] == "True",
+    ),
+    (
+        "watch __main__ outer -nm inner --expr 'args, return_obj'",
+        "nested",
+        lambda v: v["args"] == "(3,)" and int(v["return_obj"]) % 3 == 0,
+    ),
+    (
+        "watch observed_lib scale --expr 'args, return_obj'",
+        "function",
+        lambda v: int(v["return_obj"]) in (2 * int(v["args"][1:].split(",")[0]), 3 * int(v["args"][1:].split(",")[0])),
+    ),
+    (
+        "watch __main__ recurse --expr 'args[0], return_obj'",
+        "function",
+        lambda v: int(v["return_obj"]) == sum(range(int(v["args[0]"]) + 1)),
+    ),
     # a parameter that is also a closure cell (captured by the nested function)
-    ("watch __main__ outer --expr 'args, return_obj'", "function",
-     lambda v: int(v["return_obj"]) == 3 * int(v["args"][1:-2])),
+    (
+        "watch __main__ outer --expr 'args, return_obj'",
+        "function",
+        lambda v: int(v["return_obj"]) == 3 * int(v["args"][1:-2]),
+    ),
 ]
 
 
@@ -199,13 +241,19 @@ def test_options(clean):
     evs = events(out[8][1])
     assert len(evs) == 4 and [v["expr"] for v in evs[0]["values"]] == ["args", "kwargs"]
     assert [e["index"] for e in evs] == [1, 2, 3, 4]
-    assert end_of(out[8][1]) == {"watch_id": out[8][0]["watch_id"], "reason": "limit", "count": 4, "dropped": 0,
-                                 "expr_errors": 0}
+    assert end_of(out[8][1]) == {
+        "watch_id": out[8][0]["watch_id"],
+        "reason": "limit",
+        "count": 4,
+        "dropped": 0,
+        "expr_errors": 0,
+    }
 
 
 def test_filter_runs_once_per_call(clean):
-    (start, notes), = stream(clean, "watch __main__ add -f 'fptarget.saw(args[0]) and args[0] % 2 == 0' "
-                                    "--expr 'args[0]' -n 3")
+    ((start, notes),) = stream(
+        clean, "watch __main__ add -f 'fptarget.saw(args[0]) and args[0] % 2 == 0' --expr 'args[0]' -n 3"
+    )
     got = [int(values(e)["args[0]"]) for e in events(notes)]
     assert start["filter_at"] == "call" and len(got) == 3 and all(v % 2 == 0 for v in got)
     # The filter has a side effect (it records its argument): it ran once per call, also for the
@@ -217,9 +265,11 @@ def test_filter_runs_once_per_call(clean):
 def test_python_twin_of_the_native_callbacks(clean):
     """3.12+: the C callbacks (agent/native/monitor.c) and their pure-Python twin give the same
     events; the twin is forced from a console inside the target."""
-    commands = ["watch __main__ Shop buy -f 'args[0].startswith(\"item\")' --expr 'args, kwargs' -n 2",
-                "watch __main__ add -f 'cost >= 0' --expr 'args, kwargs, return_obj' -n 2",
-                "watch __main__ boom -e -n 1"]
+    commands = [
+        "watch __main__ Shop buy -f 'args[0].startswith(\"item\")' --expr 'args, kwargs' -n 2",
+        "watch __main__ add -f 'cost >= 0' --expr 'args, kwargs, return_obj' -n 2",
+        "watch __main__ boom -e -n 1",
+    ]
     native = stream(clean, *commands)
     clean.cmd("console", input="import fp_agent.instrument as i\ni.use_python_callbacks(True)\n").ok()
     try:
@@ -240,8 +290,9 @@ def test_python_twin_of_the_native_callbacks(clean):
 def test_human_output(clean):
     run = clean.cmd("watch __main__ boom -e -n 1 --expr 'args[0]'").ok()
     assert re.search(r"^watching boom \(function, .*observed.py:\d+\)", run.out, re.M), run.describe()
-    assert re.search(r"^\[1\] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  worker \(\d+\)  cost \d+\.\d+ ms$", run.out,
-                     re.M), run.describe()
+    assert re.search(
+        r"^\[1\] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  worker \(\d+\)  cost \d+\.\d+ ms$", run.out, re.M
+    ), run.describe()
     assert re.search(r"^  args\[0\]: int = \d+$", run.out, re.M), run.describe()
     assert "  raised ValueError: odd" in run.out and "Traceback (most recent call last)" in run.out
     assert "watch ended: 1 call reported, the -n limit was reached" in run.out
@@ -262,8 +313,9 @@ def test_removed_at_limit_and_timeout(clean):
 def _background(t, command, *opts):
     argv = [FP, str(t.pid)] + list(opts) + ["--cmd", command]
     t.fp_runs += 1
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            universal_newlines=True)
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True
+    )
 
 
 def _wait_events(proc, n, timeout=15):
@@ -297,8 +349,11 @@ def test_removed_at_ctrl_c(clean):
     _wait_events(proc, 2)
     rc, out, err = _finish(proc, signal.SIGINT)
     assert rc == 0 and "stopped (Ctrl-C)" in err, (rc, err)
-    ends = [json.loads(l)["notification"]["params"] for l in out.splitlines()
-            if json.loads(l).get("notification", {}).get("method") == "watch/end"]
+    ends = [
+        json.loads(l)["notification"]["params"]
+        for l in out.splitlines()
+        if json.loads(l).get("notification", {}).get("method") == "watch/end"
+    ]
     assert ends and ends[0]["reason"] == "stopped", out[-2000:]
 
 
@@ -343,8 +398,10 @@ def test_two_clients_on_one_function(clean):
 def test_target_keeps_working_while_watched(clean):
     """The target checks every result, exception type and traceback of its own calls; watching
     everything at once must not change any of them."""
-    procs = [_background(clean, "watch __main__ %s -n 100000 --expr 'args'" % name, "--json")
-             for name in ("boom", "add", "numbers", "countdown", "afail", "fetch", "decorated")]
+    procs = [
+        _background(clean, "watch __main__ %s -n 100000 --expr 'args'" % name, "--json")
+        for name in ("boom", "add", "numbers", "countdown", "afail", "fetch", "decorated")
+    ]
     procs.append(_background(clean, "watch __main__ Shop afetch -n 100000", "--json"))
     procs.append(_background(clean, "watch __main__ outer -nm inner -n 100000", "--json"))
     for p in procs:

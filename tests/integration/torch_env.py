@@ -39,19 +39,28 @@ import pythons  # noqa: E402
 
 # The torch release each interpreter gets: the newest PyPI has for it, pinned so that a test run
 # is reproducible and interpreters of one release share their CUDA libraries.
-TORCH_FOR = {(3, 8): "2.4.1", (3, 9): "2.8.0", (3, 10): "2.14.1", (3, 11): "2.15.0", (3, 12): "2.15.0",
-             (3, 13): "2.15.0"}
+TORCH_FOR = {
+    (3, 8): "2.4.1",
+    (3, 9): "2.8.0",
+    (3, 10): "2.14.1",
+    (3, 11): "2.15.0",
+    (3, 12): "2.15.0",
+    (3, 13): "2.15.0",
+}
 DEFAULT = ("py3.13", "system-3.11")
 # Not needed to import torch and run a model on the CPU (see the docstring).
 LEFT_OUT = ("triton", "cuda-bindings", "cuda-pathfinder", "cuda-toolkit")
 MARKER = ".fp-torch-ok"
-CHECK = ("import torch, sys; m = torch.nn.Linear(8, 4); y = m(torch.randn(2, 8)).sum(); y.backward(); "
-         "sys.stdout.write(torch.__version__)")
+CHECK = (
+    "import torch, sys; m = torch.nn.Linear(8, 4); y = m(torch.randn(2, 8)).sum(); y.backward(); "
+    "sys.stdout.write(torch.__version__)"
+)
 
 
 def cache_dir():
     return os.environ.get("FP_TORCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fp", "torch")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fp", "torch"
+    )
 
 
 def venv_path(python):
@@ -85,8 +94,9 @@ def ready(python):
         with open(os.path.join(venv, MARKER)) as f:
             if f.read().strip() != TORCH_FOR[python.version]:
                 return None
-        subprocess.run([exe, "-c", "import torch"], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=120)
+        subprocess.run(
+            [exe, "-c", "import torch"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return exe
@@ -108,7 +118,7 @@ def _pip(exe):
 
 def _wheel_name(filename):
     """(normalised name, version) of a wheel file: name-version-tags.whl."""
-    parts = filename[:-len(".whl")].split("-")
+    parts = filename[: -len(".whl")].split("-")
     return parts[0].lower().replace("_", "-"), parts[1]
 
 
@@ -118,8 +128,10 @@ def _download(exe, version):
     dependencies without fetching their wheels anyway. Returns (directory, [(name, version)])."""
     wheels = os.path.join(cache_dir(), "wheels-torch%s-first" % version)
     shutil.rmtree(wheels, ignore_errors=True)
-    _run(_pip(exe) + ["download", "--quiet", "--no-cache-dir", "--dest", wheels, "torch==" + version],
-         "downloading torch %s and its dependencies" % version)
+    _run(
+        _pip(exe) + ["download", "--quiet", "--no-cache-dir", "--dest", wheels, "torch==" + version],
+        "downloading torch %s and its dependencies" % version,
+    )
     resolved = sorted(_wheel_name(f) for f in os.listdir(wheels) if f.endswith(".whl"))
     return wheels, resolved
 
@@ -179,8 +191,12 @@ def install(python):
             wheels, resolved = _download(exe, version)
         else:
             shutil.rmtree(wheels, ignore_errors=True)
-            _run(_pip(exe) + ["download", "--quiet", "--no-cache-dir", "--no-deps", "--dest", wheels]
-                 + _wants(python, resolved), "downloading torch %s" % version)
+            _run(
+                _pip(exe)
+                + ["download", "--quiet", "--no-cache-dir", "--no-deps", "--dest", wheels]
+                + _wants(python, resolved),
+                "downloading torch %s" % version,
+            )
         _run(_pip(exe) + ["download", "--quiet", "--no-cache-dir", "--dest", wheels, "numpy"], "downloading numpy")
         info["download_s"] = round(time.monotonic() - t, 1)
         info["downloaded_mb"] = _size_mb(wheels)
@@ -188,20 +204,28 @@ def install(python):
         local = ["install", "--quiet", "--no-index", "--find-links", wheels, "--no-deps"]
         if first:
             shutil.rmtree(libs, ignore_errors=True)
-            spent, _ = _run(_pip(exe) + local + ["--target", libs] + ["%s==%s" % nv for nv in nvidia],
-                            "installing the CUDA libraries for torch %s" % version)
+            spent, _ = _run(
+                _pip(exe) + local + ["--target", libs] + ["%s==%s" % nv for nv in nvidia],
+                "installing the CUDA libraries for torch %s" % version,
+            )
             info["cuda_libs_s"] = round(spent, 1)
             with open(os.path.join(libs, MARKER), "w") as f:
                 f.write(version + "\n")
             _save_pins(version, resolved)
-        spent, _ = _run(_pip(exe) + local + (["%s==%s" % nv for nv in rest] if first else _wants(python, resolved)),
-                        "installing torch %s" % version)
+        spent, _ = _run(
+            _pip(exe) + local + (["%s==%s" % nv for nv in rest] if first else _wants(python, resolved)),
+            "installing torch %s" % version,
+        )
         info["torch_s"] = round(spent, 1)
         _run(_pip(exe) + ["install", "--quiet", "--no-index", "--find-links", wheels, "numpy"], "installing numpy")
     finally:
         shutil.rmtree(wheels, ignore_errors=True)
-    site = subprocess.run([exe, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [exe, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        stdout=subprocess.PIPE,
+        universal_newlines=True,
+        check=True,
+    ).stdout.strip()
     with open(os.path.join(site, "fp-cuda-libraries.pth"), "w") as f:
         f.write(libs + "\n")
     _, out = _run([exe, "-c", CHECK], "importing torch and running a model")
@@ -235,11 +259,14 @@ def for_tests(python):
     except OSError:
         pass
     if python.id not in [p.id for p in wanted()]:
-        return None, ("torch is not installed for %s: make test installs it for %s only (each torch release "
-                      "brings 2.3 GB of CUDA libraries); FP_TORCH_PYTHONS=%s or =all adds it"
-                      % (python.id, ",".join(DEFAULT), python.id))
+        return None, (
+            "torch is not installed for %s: make test installs it for %s only (each torch release "
+            "brings 2.3 GB of CUDA libraries); FP_TORCH_PYTHONS=%s or =all adds it"
+            % (python.id, ",".join(DEFAULT), python.id)
+        )
     return None, "torch is not installed for %s: run `python3 tests/integration/torch_env.py` (make test does)" % (
-        python.id)
+        python.id
+    )
 
 
 def main():
@@ -250,16 +277,21 @@ def main():
         if exe or listing:
             print("torch for %s: %s" % (python.id, exe or "not installed"))
             continue
-        print("torch for %s: installing torch %s into %s ..." % (python.id, TORCH_FOR[python.version],
-                                                                 venv_path(python)), flush=True)
+        print(
+            "torch for %s: installing torch %s into %s ..." % (python.id, TORCH_FOR[python.version], venv_path(python)),
+            flush=True,
+        )
         try:
             info = install(python)
         except (OSError, RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as exc:
             shutil.rmtree(venv_path(python), ignore_errors=True)
             with open(error_path(python), "w") as f:
                 f.write("installing torch %s for %s failed: %s\n" % (TORCH_FOR[python.version], python.id, exc))
-            print("torch for %s: FAILED (the torch tests of %s will be skipped): %s"
-                  % (python.id, python.id, str(exc).splitlines()[0]), flush=True)
+            print(
+                "torch for %s: FAILED (the torch tests of %s will be skipped): %s"
+                % (python.id, python.id, str(exc).splitlines()[0]),
+                flush=True,
+            )
             continue
         try:
             os.unlink(error_path(python))

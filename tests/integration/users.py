@@ -5,6 +5,7 @@ targets owned by one of them.
 
 Without root none of this can be set up: the tests that need it skip, saying so.
 """
+
 import grp
 import os
 import pwd
@@ -38,8 +39,12 @@ class User:
 
     def can(self, test_flag, path):
         """Whether `test -x PATH` (or -r, -w) holds for this user."""
-        return subprocess.run(self.argv(["test", test_flag, path]), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+        return (
+            subprocess.run(
+                self.argv(["test", test_flag, path]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10
+            ).returncode
+            == 0
+        )
 
     def __repr__(self):
         return "%s(%d)" % (self.name, self.uid)
@@ -55,9 +60,23 @@ def _create(name):
             return
         except KeyError:
             pass
-        r = subprocess.run([USERADD, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                            "--shell", "/usr/sbin/nologin", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, timeout=30)
+        r = subprocess.run(
+            [
+                USERADD,
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=30,
+        )
         last = r.stdout
         if r.returncode == 0:
             return
@@ -114,8 +133,9 @@ def remove_socket_dir(uid):
 def require_runnable(u, python):
     """Skips unless user u can run this interpreter (pyenv's under /root are not reachable)."""
     if not u.can("-x", python.path):
-        pytest.skip("%s cannot run %s (%s): its directory is not reachable by other users"
-                    % (u.name, python.id, python.path))
+        pytest.skip(
+            "%s cannot run %s (%s): its directory is not reachable by other users" % (u.name, python.id, python.path)
+        )
 
 
 class UserTarget:
@@ -155,8 +175,11 @@ class UserSleeper(UserTarget, Sleeper):
 
 def user_kind(cls):
     """cls (a conftest Target class) run as another user."""
-    return type("User" + cls.__name__, (UserTarget, cls), {"kind": "user_" + cls.kind,
-                                                          "script_kind": cls.script_kind or cls.kind})
+    return type(
+        "User" + cls.__name__,
+        (UserTarget, cls),
+        {"kind": "user_" + cls.kind, "script_kind": cls.script_kind or cls.kind},
+    )
 
 
 class Spawner:
@@ -191,6 +214,7 @@ class Spawner:
 def any_python(u):
     """An interpreter user u can run, for helper scripts (fake agents, clients)."""
     import sys
+
     for path in ("/usr/bin/python3", sys.executable):
         if os.access(path, os.X_OK) and u.can("-x", path):
             return path

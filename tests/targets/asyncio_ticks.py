@@ -3,6 +3,7 @@
 Usage: asyncio_ticks.py READY
 Progress: "task NAME tick N". Errors: "ERROR ...".
 """
+
 import asyncio
 import sys
 

@@ -4,6 +4,7 @@ RATE times a second (in bursts that keep the average exact), from a worker threa
 Usage: firehose.py READY [RATE=10000]
 Progress: "second N calls=C" once a second: C calls of fire() made so far.
 """
+
 import sys
 import threading
 import time

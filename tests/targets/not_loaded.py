@@ -1,2 +1,3 @@
 """Never imported by any target: `module FILE` must say it is not loaded."""
+
 VALUE = 1

@@ -269,7 +269,7 @@ static void test_name_slots(void)
     /* Options and their values are not names. */
     CHECK(slot_of("watch -x 2 --expr args shop ", &s) && s.nwords == 1);
     CHECK_STR(s.words[0], "shop");
-    CHECK(!slot_of("watch shop -n ", &s)); /* the value of -n */
+    CHECK(!slot_of("watch shop -n ", &s));  /* the value of -n */
     CHECK(!slot_of("watch shop --ex", &s)); /* an option being typed */
     CHECK(slot_of("getglobal shop ", &s) && strcmp(s.kind, "global") == 0);
     /* Names only after the flag that introduces them. */
