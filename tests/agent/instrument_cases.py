@@ -144,6 +144,7 @@ class Callable(object):
 partial_f = functools.partial(plain, 1)
 CALLABLE = Callable()
 builtin_alias = len
+from os.path import join as joined  # noqa: E402, F401  (a function of another module, imported here)
 
 
 def lam_holder():
