@@ -197,6 +197,13 @@ cJSON *lsp_procs_list(void);
 
 /* The exec x (a stream started on p) is driven with p's channel and freed once done. */
 void lsp_proc_track(lsp_proc *p, fp_exec *x);
+/* Starts command (watch, trace) in p on the function fn (an entry of the agent's code.map: its
+ * "locate"), with the members of options added to its params, and tracks it with p. Returns
+ * 0 with *running (NULL when it already ended), or -1 with err. */
+int lsp_proc_exec_at(lsp_proc *p, const char *command, const cJSON *fn, const cJSON *options,
+                     const fp_exec_sink *sink, fp_exec **running, fp_error *err);
+/* The error of a process that cannot take a command: why, or "no longer attached". */
+void lsp_proc_absent_error(const lsp_proc *p, const fp_error *why, fp_error *out);
 /* A request to the agent of p, answered through cb (on the loop). */
 int64_t lsp_proc_request(lsp_proc *p, const char *method, cJSON *params, int timeout_ms,
                          fp_channel_reply_fn cb, void *ud);

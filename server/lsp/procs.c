@@ -206,6 +206,38 @@ void lsp_proc_track(lsp_proc *p, fp_exec *x)
     procs_arm(e);
 }
 
+int lsp_proc_exec_at(lsp_proc *p, const char *command, const cJSON *fn, const cJSON *options,
+                     const fp_exec_sink *sink, fp_exec **running, fp_error *err)
+{
+    *running = NULL;
+    cJSON *params = cJSON_Duplicate(fp_json_get(fn, "locate"), 1);
+    const cJSON *opt;
+    cJSON_ArrayForEach(opt, options)
+    {
+        cJSON_AddItemToObject(params, opt->string, cJSON_Duplicate(opt, 1));
+    }
+    fp_cmd_parsed parsed = {.cmd = fp_commands_find(command), .params = params};
+    fp_exec_env env = {.ch = p->ch, .pid = p->pid, .timeout_ms = 10000, .debug = lsp.debug};
+    fp_exec *x = parsed.cmd && params ? fp_exec_start(&env, &parsed, sink) : NULL;
+    cJSON_Delete(params);
+    if (!x) {
+        fp_error_set(err, FP_E_INTERNAL, NULL, "out of memory");
+        return -1;
+    }
+    /* An exec that ended at once (its end already came) is only freed. */
+    *running = fp_exec_done(x) ? NULL : x;
+    lsp_proc_track(p, x);
+    return 0;
+}
+
+void lsp_proc_absent_error(const lsp_proc *p, const fp_error *why, fp_error *out)
+{
+    if (why)
+        *out = *why;
+    else
+        fp_error_set(out, FP_E_CLOSED, NULL, "process %d is no longer attached", p->pid);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Attaching
  */
@@ -451,7 +483,7 @@ static void procs_maps_drop(lsp_proc *p)
         }
         *rr = r->next;
         fp_error gone;
-        fp_error_set(&gone, FP_E_CLOSED, NULL, "process %d is no longer attached", p->pid);
+        lsp_proc_absent_error(p, NULL, &gone);
         while (r->waiters) {
             procs_map_wait *next = r->waiters->next;
             r->waiters->cb(p, r->path, NULL, &gone, r->waiters->ud);

@@ -168,10 +168,7 @@ static void reload_on_located(lsp_proc *p, const cJSON *fn, const fp_error *err,
     reload_one *r = ud;
     if (!fn || p->closing) {
         fp_error e;
-        if (err)
-            e = *err;
-        else
-            fp_error_set(&e, FP_E_CLOSED, NULL, "process %d is no longer attached", p->pid);
+        lsp_proc_absent_error(p, err, &e);
         if (r->fan) lsp_fan_fail(r->fan, p->pid, &e);
         reload_one_free(r);
         return;
@@ -180,7 +177,7 @@ static void reload_on_located(lsp_proc *p, const cJSON *fn, const fp_error *err,
     cJSON_AddStringToObject(params, "source", r->text);
     if (lsp_proc_request(p, "reload", params, RELOAD_MS, reload_on_answer, r) == 0) {
         fp_error e;
-        fp_error_set(&e, FP_E_CLOSED, NULL, "process %d is no longer attached", p->pid);
+        lsp_proc_absent_error(p, NULL, &e);
         if (r->fan) lsp_fan_fail(r->fan, p->pid, &e);
         reload_one_free(r);
     }

@@ -154,36 +154,19 @@ static void trace_on_located(lsp_proc *p, const cJSON *fn, const fp_error *err, 
     lsp_trace *t = s->t;
     if (!fn || p->closing || t->nruns == LSP_MAX_PROCS || t->stopped) {
         fp_error e;
-        if (err)
-            e = *err;
-        else
-            fp_error_set(&e, FP_E_CLOSED, NULL, "process %d is no longer attached", p->pid);
+        lsp_proc_absent_error(p, err, &e);
         lsp_fan_fail(s->fan, p->pid, &e);
         goto done;
     }
-    cJSON *params = cJSON_Duplicate(fp_json_get(fn, "locate"), 1);
-    const cJSON *opt;
-    cJSON_ArrayForEach(opt, s->options)
-    {
-        cJSON_AddItemToObject(params, opt->string, cJSON_Duplicate(opt, 1));
-    }
-    fp_cmd_parsed parsed = {.cmd = fp_commands_find("trace"), .params = params};
     trace_run *r = &t->runs[t->nruns++];
     *r = (trace_run){.p = p, .t = t, .fan = s->fan};
-    fp_exec_env env = {.ch = p->ch, .pid = p->pid, .timeout_ms = 10000, .debug = lsp.debug};
     fp_exec_sink sink = trace_sink;
     sink.ud = r;
-    fp_exec *x = parsed.cmd ? fp_exec_start(&env, &parsed, &sink) : NULL;
-    cJSON_Delete(params);
-    if (!x) {
-        fp_error e;
-        fp_error_set(&e, FP_E_INTERNAL, NULL, "out of memory");
+    fp_error e;
+    if (lsp_proc_exec_at(p, "trace", fn, s->options, &sink, &r->x, &e) != 0) {
         r->fan = NULL;
         lsp_fan_fail(s->fan, p->pid, &e);
-        goto done;
     }
-    r->x = fp_exec_done(x) ? NULL : x;
-    lsp_proc_track(p, x);
 done:
     cJSON_Delete(s->options);
     free(s);

@@ -162,37 +162,19 @@ static void watch_on_located(lsp_proc *p, const cJSON *fn, const fp_error *err, 
     lsp_watch *w = s->w;
     if (!fn || p->closing || w->nruns == LSP_MAX_PROCS) {
         fp_error e;
-        if (err)
-            e = *err;
-        else
-            fp_error_set(&e, FP_E_CLOSED, NULL, "process %d is no longer attached", p->pid);
+        lsp_proc_absent_error(p, err, &e);
         lsp_fan_fail(s->fan, p->pid, &e);
         goto done;
     }
-    cJSON *params = cJSON_Duplicate(fp_json_get(fn, "locate"), 1);
-    const cJSON *opt;
-    cJSON_ArrayForEach(opt, s->options)
-    {
-        cJSON_AddItemToObject(params, opt->string, cJSON_Duplicate(opt, 1));
-    }
-    fp_cmd_parsed parsed = {.cmd = fp_commands_find("watch"), .params = params};
     watch_run *r = &w->runs[w->nruns++];
     *r = (watch_run){.p = p, .w = w, .fan = s->fan};
-    fp_exec_env env = {.ch = p->ch, .pid = p->pid, .timeout_ms = 10000, .debug = lsp.debug};
     fp_exec_sink sink = watch_sink;
     sink.ud = r;
-    fp_exec *x = fp_exec_start(&env, &parsed, &sink);
-    cJSON_Delete(params);
-    if (!x) {
-        fp_error e;
-        fp_error_set(&e, FP_E_INTERNAL, NULL, "out of memory");
+    fp_error e;
+    if (lsp_proc_exec_at(p, "watch", fn, s->options, &sink, &r->x, &e) != 0) {
         r->fan = NULL;
         lsp_fan_fail(s->fan, p->pid, &e);
-        goto done;
     }
-    /* An exec that ended at once (its end already came) is only freed. */
-    r->x = fp_exec_done(x) ? NULL : x;
-    lsp_proc_track(p, x);
 done:
     cJSON_Delete(s->options);
     free(s);

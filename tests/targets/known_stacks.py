@@ -30,8 +30,8 @@ def record(name):
 
 
 def leaf_sleep(name):
-    record(name)
-    time.sleep(100000)  # noqa: E702 - one line: the recorded line is the blocked one
+    # One line (fmt: skip): the recorded line is the blocked one.
+    record(name); time.sleep(100000)  # noqa: E702  # fmt: skip
 
 
 def middle(name, depth):
@@ -47,13 +47,11 @@ class Worker:
     def run(self):
         lock = threading.Lock()
         lock.acquire()
-        record(self.name)
-        lock.acquire()  # noqa: E702
+        record(self.name); lock.acquire()  # noqa: E702  # fmt: skip
 
 
 def unicode_ünïcødé_λ(name):
-    record(name)
-    time.sleep(100000)  # noqa: E702
+    record(name); time.sleep(100000)  # noqa: E702  # fmt: skip
 
 
 WORKERS = {
