@@ -4,7 +4,6 @@ Usage: acceptor.py READY
 Ready facts: port=PORT. Each connection: reads one line, answers "echo LINE", reports
 "accepted N". Errors: "ERROR exception in accept ...".
 """
-
 import socket
 import sys
 

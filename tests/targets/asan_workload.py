@@ -6,7 +6,6 @@ runs at exit.
 Usage: asan_workload.py READY
 Progress: "tick N". At SIGINT: "bye".
 """
-
 import sys
 import threading
 import time

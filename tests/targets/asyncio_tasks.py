@@ -4,7 +4,6 @@ another task; finished, failed and cancelled ones kept alive; and a ticker for p
 Usage: asyncio_tasks.py READY
 Progress: "tick N". Errors: "ERROR ...".
 """
-
 import asyncio
 import sys
 

@@ -3,7 +3,6 @@
 Usage: asyncio_ticks.py READY
 Progress: "task NAME tick N". Errors: "ERROR ...".
 """
-
 import asyncio
 import sys
 

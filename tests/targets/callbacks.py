@@ -5,7 +5,6 @@ trampoline) on the C stack. Sampling must never show one.
 Usage: callbacks.py READY
 Progress: "rounds N" once a second. Errors: "ERROR ..." when a result is wrong.
 """
-
 import sys
 import threading
 import time

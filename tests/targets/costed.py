@@ -15,7 +15,6 @@ sys.monitoring tool has events on work's code or global events; else 0.
 work() releases and takes the GIL once per call (a write to /dev/null), so probes on the GIL count
 too.
 """
-
 import os
 import sys
 import threading

@@ -6,7 +6,6 @@ Progress: "rate N ips=I cpu_ips=C" once per window: I iterations per second of w
 the process counted, so time other processes take from it does not count, time the agent's
 threads use does).
 """
-
 import sys
 import time
 

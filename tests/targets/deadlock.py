@@ -4,7 +4,6 @@ the main thread goes on sleeping and reporting.
 Usage: deadlock.py READY
 Ready facts: first=NATIVE_ID, second=NATIVE_ID (announced once both wait). Progress: "tick N".
 """
-
 import sys
 import threading
 import time

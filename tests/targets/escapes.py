@@ -5,7 +5,6 @@ hostile or careless program could produce. A worker calls work(VALUE) all the ti
 Usage: escapes.py READY
 Progress: "tick N".
 """
-
 import asyncio
 import sys
 import threading

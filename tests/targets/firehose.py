@@ -4,7 +4,6 @@ RATE times a second (in bursts that keep the average exact), from a worker threa
 Usage: firehose.py READY [RATE=10000]
 Progress: "second N calls=C" once a second: C calls of fire() made so far.
 """
-
 import sys
 import threading
 import time

@@ -5,7 +5,6 @@ reports each child's exit status.
 Usage: forker.py READY
 Progress: "forked N status=S" (S: the child's exit status, 0 expected). Errors: "ERROR ...".
 """
-
 import os
 import sys
 import time

@@ -5,7 +5,6 @@ writes "pid=N", any "key=value" facts the test needs, then "ready", one per line
 that its stdout carries only its own progress lines, so a test can tell that fp wrote
 nothing into it; "ERROR ..." lines report anything the target's code noticed going wrong.
 """
-
 import os
 import stat
 import sys

@@ -5,7 +5,6 @@ suspended, with no caller; such a read is torn and must never be shown as a stac
 Usage: generators.py READY
 Progress: "rounds N" once a second. Errors: "ERROR ..." when a sum is wrong.
 """
-
 import sys
 import threading
 import time

@@ -7,7 +7,6 @@ prctl, so the kernel's comm shows it). Progress: "tick N ops=K cpu_ops=C" about 
 second from the main thread: iterations of all workers together since the last tick, K per
 second of wall time, C per second of the process's CPU time (time.process_time).
 """
-
 import ctypes
 import sys
 import threading
@@ -61,9 +60,8 @@ def main():
         now, cpu = time.monotonic(), time.process_time()
         total = sum(w.ops for w in workers)
         n += 1
-        fptarget.report(
-            "tick %d ops=%.0f cpu_ops=%.0f" % (n, (total - last) / (now - t0), (total - last) / max(cpu - c0, 1e-9))
-        )
+        fptarget.report("tick %d ops=%.0f cpu_ops=%.0f"
+                        % (n, (total - last) / (now - t0), (total - last) / max(cpu - c0, 1e-9)))
         last = total
         t0, c0 = now, cpu
 

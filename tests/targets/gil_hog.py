@@ -4,7 +4,6 @@ does not release the GIL); the main thread then waits for the GIL forever.
 Usage: gil_hog.py READY
 Ready facts: hog=THREAD_NATIVE_ID (announced just before the hog's call). Progress: none.
 """
-
 import ctypes
 import sys
 import threading

@@ -7,7 +7,6 @@ Ready facts: hog=TID (the holder, named gil-hold50), waiter=TID (named gil-waite
 Progress: "tick N holds=H wakeups=W" twice a second: the holds done and the waiter's
 wake-ups since the last tick (both must keep growing).
 """
-
 import ctypes
 import sys
 import threading

@@ -6,7 +6,6 @@ Progress: "round N ops=K cpu_ops=C" once per window: K pieces of work per second
 (time.monotonic), C per second of the process's CPU time (time.process_time: every thread,
 so time other processes take from the machine does not count), all threads together.
 """
-
 import sys
 import threading
 import time
@@ -42,9 +41,8 @@ def main():
         now, cpu = time.monotonic(), time.process_time()
         total = sum(w.ops for w in workers)
         n += 1
-        fptarget.report(
-            "round %d ops=%.0f cpu_ops=%.0f" % (n, (total - last) / (now - t0), (total - last) / max(cpu - c0, 1e-9))
-        )
+        fptarget.report("round %d ops=%.0f cpu_ops=%.0f"
+                        % (n, (total - last) / (now - t0), (total - last) / max(cpu - c0, 1e-9)))
         last = total
         t0, c0 = now, cpu
 

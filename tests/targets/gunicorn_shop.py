@@ -7,14 +7,12 @@ Ready facts: port=PORT (announced when the arbiter listens; its workers boot nex
 GET /total?n=N prices a basket, spelling the call of Pricing.total one of five ways (N % 5, as
 tests/targets/thread_server.py), and answers the total.
 """
-
 import socket
 import sys
 
+import fptarget
 from flask import Flask, request
 from gunicorn.app.base import BaseApplication
-
-import fptarget
 
 app = Flask(__name__)
 

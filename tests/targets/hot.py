@@ -7,7 +7,6 @@ rate of the whole hot_loop + cold work per second of wall time and per second of
 process's CPU time (a benchmark reads the target's own throughput; the CPU figure is immune
 to other processes taking the cores).
 """
-
 import sys
 import time
 

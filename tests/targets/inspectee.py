@@ -4,12 +4,10 @@ Usage: inspectee.py READY
 Progress: "tick N" every 0.2 s (the sleeps checked as in sleeper.py).
 Imports fpt_helper (tests/targets/fpt_helper.py) so `module FILE` has a second module to name.
 """
-
 import sys
 import time
 
 import fpt_helper
-
 import fptarget
 
 CONFIG = {

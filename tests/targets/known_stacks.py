@@ -7,7 +7,6 @@ Usage: known_stacks.py READY
 Ready facts: expected=JSON {thread name: [[file, line, function], ...] outermost first},
 native=JSON {thread name: native id}. Progress: "tick N slept=S". Errors: "ERROR ...".
 """
-
 import json
 import sys
 import threading
@@ -30,8 +29,7 @@ def record(name):
 
 
 def leaf_sleep(name):
-    # One line (fmt: skip): the recorded line is the blocked one.
-    record(name); time.sleep(100000)  # noqa: E702  # fmt: skip
+    record(name); time.sleep(100000)  # noqa: E702 - one line: the recorded line is the blocked one
 
 
 def middle(name, depth):
@@ -47,11 +45,11 @@ class Worker:
     def run(self):
         lock = threading.Lock()
         lock.acquire()
-        record(self.name); lock.acquire()  # noqa: E702  # fmt: skip
+        record(self.name); lock.acquire()  # noqa: E702
 
 
 def unicode_ünïcødé_λ(name):
-    record(name); time.sleep(100000)  # noqa: E702  # fmt: skip
+    record(name); time.sleep(100000)  # noqa: E702
 
 
 WORKERS = {

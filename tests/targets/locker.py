@@ -4,7 +4,6 @@ checking each wait lasted the full timeout and did not acquire.
 Usage: locker.py READY [TIMEOUT_S=0.3]
 Progress: "tick N waited=S". Errors: "ERROR short wait ...", "ERROR acquired ...", "ERROR exception ...".
 """
-
 import sys
 import threading
 import time

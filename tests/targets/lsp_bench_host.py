@@ -7,7 +7,6 @@ Every PERIOD_S it calls once each function of the module whose name starts with 
 argument). On SIGUSR1 it calls watched(seq) with the next seq and reports "called SEQ T", T being
 time.time() just before the call. Errors: "ERROR ...".
 """
-
 import importlib.util
 import signal
 import sys

@@ -7,7 +7,6 @@ Usage: lsp_service.py READY
 Progress: "tick N price=P" every 50 ms (P: price("apple", 2), which a reload changes),
 "burst N" after each burst of rare(). Errors: "ERROR ...".
 """
-
 import asyncio
 import os
 import signal

@@ -4,7 +4,6 @@ one of them three times from one line, once per tick.
 Usage: lsp_views.py READY
 Progress: "tick N total=T" every 20 ms (T: handle(200), always the same). Errors: "ERROR ...".
 """
-
 import sys
 import time
 

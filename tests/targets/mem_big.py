@@ -10,7 +10,6 @@ itself (pympler imported from DIR, the way PyFlightProfiler's mem does inside th
 peak RSS reset just before (/proc/self/clear_refs), and prints "pympler seconds=S rss=R hwm=H
 rows=N" (R: VmRSS before it started, H: the peak during it), then idles.
 """
-
 import gc
 import sys
 import time
@@ -54,7 +53,8 @@ def main():
         t0 = time.perf_counter()
         rows = summary.summarize(muppy.get_objects())
         seconds = time.perf_counter() - t0
-        fptarget.report("pympler seconds=%.3f rss=%d hwm=%d rows=%d" % (seconds, before, status()["VmHWM"], len(rows)))
+        fptarget.report("pympler seconds=%.3f rss=%d hwm=%d rows=%d" % (seconds, before, status()["VmHWM"],
+                                                                        len(rows)))
         del rows
     while records:
         time.sleep(1)

@@ -10,7 +10,6 @@ bytearrays of 1000 bytes at ALLOC_LINE (kept), "clear" drops what grow and alloc
 announced with "did SEQ REQUEST". Progress: "tick N" every TICK seconds. With --tracemalloc the
 program starts tracemalloc itself before it announces readiness.
 """
-
 import gc
 import os
 import sys

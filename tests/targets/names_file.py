@@ -5,7 +5,6 @@ Usage: names_file.py READY FILENAME LINE
 The function's sleeping line is LINE of FILENAME (whatever that file holds).
 Progress: "tick N".
 """
-
 import sys
 import time
 

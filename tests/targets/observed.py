@@ -7,7 +7,6 @@ ones. Progress: "tick N" per round; "ERROR ..." when a result is not what the co
 check_pristine() (called by the tests through getglobal -e) lists what is not as it was at start:
 function objects and their __code__, sys.monitoring tools and events (3.12+).
 """
-
 import asyncio
 import functools
 import sys
@@ -15,9 +14,8 @@ import threading
 import time
 import traceback
 
-from observed_lib import scale  # a `from m import f` reference taken before any watch
-
 import fptarget
+from observed_lib import scale  # a `from m import f` reference taken before any watch
 
 TICK = 0.02
 
@@ -116,30 +114,13 @@ SHOP = Shop()
 CALLBACKS = [SHOP.buy, scale]  # bound method and function registered before any watch
 DATA = {"calls": 0}
 
-_FUNCS = [
-    add,
-    boom,
-    recurse,
-    numbers,
-    countdown,
-    afail,
-    fetch,
-    decorated,
-    decorated.__wrapped__,
-    outer,
-    scale,
-    Shop.__dict__["buy"],
-    Shop.__dict__["create"].__func__,
-    Shop.__dict__["tax"].__func__,
-    Shop.__dict__["count"].fget,
-    Shop.__dict__["afetch"],
-    Shop.__dict__["stock"],
-]
+_FUNCS = [add, boom, recurse, numbers, countdown, afail, fetch, decorated, decorated.__wrapped__, outer, scale,
+          Shop.__dict__["buy"], Shop.__dict__["create"].__func__, Shop.__dict__["tax"].__func__,
+          Shop.__dict__["count"].fget, Shop.__dict__["afetch"], Shop.__dict__["stock"]]
 ORIGINAL = [(f, f.__code__) for f in _FUNCS]
 NESTED = [c for c in outer.__code__.co_consts if getattr(c, "co_name", None) == "inner"][0]
-TOOLS_AT_START = (
-    set(t for t in range(6) if sys.monitoring.get_tool(t) is not None) if sys.version_info >= (3, 12) else set()
-)
+TOOLS_AT_START = (set(t for t in range(6) if sys.monitoring.get_tool(t) is not None)
+                  if sys.version_info >= (3, 12) else set())
 
 
 def check_pristine():
@@ -195,9 +176,8 @@ def _check_countdown():
             got.append(v)
     except KeyError as e:
         _expect("countdown", got, [2, 1])
-        _expect_traceback(
-            "countdown", e, [("_check_countdown", "for v in countdown(2):"), ("countdown", 'raise KeyError("liftoff")')]
-        )
+        _expect_traceback("countdown", e, [("_check_countdown", "for v in countdown(2):"),
+                                           ("countdown", 'raise KeyError("liftoff")')])
     else:
         fptarget.error("countdown did not raise")
 

@@ -6,7 +6,6 @@ Progress: "rate N ns=W cpu_ns=C" once per window: W wall nanoseconds (time.perf_
 iteration of the loop, C nanoseconds of the process's CPU time (every thread) per iteration.
 An iteration is one call of handle() plus the loop around it.
 """
-
 import sys
 import time
 

@@ -5,7 +5,6 @@ next deadline. A sampler at exactly that rate with a fixed schedule sees `work` 
 Usage: paced.py READY [PERIOD_S=0.01] [BUSY_S=0.002]
 Progress: "paced N late=L" once a second (L: deadlines missed, on a loaded machine).
 """
-
 import sys
 import time
 

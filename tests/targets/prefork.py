@@ -5,7 +5,6 @@ The master runs no request code.
 Usage: prefork.py READY
 Ready facts: workers=PID,PID. Progress: "worker N served M" lines from the workers.
 """
-
 import os
 import signal
 import sys

@@ -1,7 +1,6 @@
 """Functions of every kind that tests/integration/test_reload.py replaces while
 tests/targets/reloadable.py calls them. The test copies this file to a directory of its own and
 edits the copy: the target imports it from there (the path is its second argument)."""
-
 import asyncio
 import functools
 import threading

@@ -7,7 +7,6 @@ Progress: "tick N plain=.. defaults=.. method=.. klass=.. static=.. prop=.. coro
 decorated=.. outer=.." every TICK seconds. A thread `looper` stays inside reload_lib.forever(), and
 SUSPENDED is a generator of Shop.gen started and left suspended.
 """
-
 import asyncio
 import sys
 import threading

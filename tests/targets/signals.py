@@ -5,7 +5,6 @@ Progress: "signal N" for each SIGUSR1 handled, "tick N" every 0.2 s of sleep (ch
 sleeps as in sleeper.py). A test sends one signal at a time and waits for its line, so a signal
 swallowed while fp has the process stopped shows up as a missing line.
 """
-
 import signal
 import sys
 import time

@@ -5,7 +5,6 @@ Progress: "tick N slept=S". Errors: "ERROR short sleep ...", "ERROR exception ..
 SIGINT (KeyboardInterrupt) ends it normally: it prints "bye" and the interpreter shuts down as
 usual (atexit, threading's shutdown), so a test can check an attached process still exits cleanly.
 """
-
 import sys
 import time
 

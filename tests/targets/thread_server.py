@@ -7,7 +7,6 @@ Each request prices a basket, spelling the call of Pricing.total in one of the w
 may (SPELLINGS, in turn; the first price of the basket says which), and calls spread(1, 2, 3, 4).
 Progress: "served N". Errors: "ERROR ..." when a result is not what the code computes.
 """
-
 import socket
 import socketserver
 import sys

@@ -4,7 +4,6 @@ Usage: threads50.py READY
 Progress: "tick N alive=A stalled=S ops=O" every 0.5 s: A threads alive, S threads that made
 no progress since the previous tick, O operations in total.
 """
-
 import sys
 import threading
 import time
@@ -23,7 +22,10 @@ def worker(i):
 
 
 def main():
-    threads = [threading.Thread(target=worker, args=(i,), name="worker-%02d" % i, daemon=True) for i in range(COUNT)]
+    threads = [
+        threading.Thread(target=worker, args=(i,), name="worker-%02d" % i, daemon=True)
+        for i in range(COUNT)
+    ]
     for t in threads:
         t.start()
     fptarget.announce(sys.argv[1], threads=COUNT)

@@ -10,7 +10,6 @@ Usage: torch_model.py READY [own|cuda]
   cuda: the models and data live on the GPU (bench/torch_cuda_check.sh, on a GPU machine).
 Progress: "tick N loss=L" from the main thread, "slow N" from the slow thread.
 """
-
 import sys
 import threading
 import time

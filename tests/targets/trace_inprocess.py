@@ -10,7 +10,6 @@ and socket); one getglobal request on that socket makes it import its Python pac
 `_native_trace` holds the recorder. On 3.12+ the recorder hears the calls through
 sys.monitoring (tool 5, the events trace.py sets), before through a profile function.
 """
-
 import ctypes
 import json
 import os
@@ -31,9 +30,8 @@ def load_recorder(library):
         time.sleep(0.01)
     client = socket.socket(socket.AF_UNIX)
     client.connect(path)
-    body = json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": "getglobal", "params": {"module": "__main__", "field": "__name__"}}
-    ).encode()
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getglobal",
+                       "params": {"module": "__main__", "field": "__name__"}}).encode()
     client.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
     answer = b""
     while b'"result"' not in answer:  # the worker answers once the package is imported
@@ -47,17 +45,9 @@ def load_recorder(library):
         sys.exit("the agent library has no recorder for this Python")
     if sys.version_info >= (3, 12):
         mon = sys.monitoring
-        callbacks = (
-            ("PY_START", "ev_start"),
-            ("PY_RESUME", "ev_start"),
-            ("PY_THROW", "ev_start"),
-            ("PY_RETURN", "ev_return"),
-            ("PY_YIELD", "ev_return"),
-            ("PY_UNWIND", "ev_return"),
-            ("CALL", "ev_call"),
-            ("C_RETURN", "ev_c_return"),
-            ("C_RAISE", "ev_c_return"),
-        )
+        callbacks = (("PY_START", "ev_start"), ("PY_RESUME", "ev_start"), ("PY_THROW", "ev_start"),
+                     ("PY_RETURN", "ev_return"), ("PY_YIELD", "ev_return"), ("PY_UNWIND", "ev_return"),
+                     ("CALL", "ev_call"), ("C_RETURN", "ev_c_return"), ("C_RAISE", "ev_c_return"))
         mask = 0
         mon.use_tool_id(5, "fp trace")
         for event, name in callbacks:

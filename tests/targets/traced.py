@@ -17,7 +17,6 @@ exhausts them: an invocation that starts on one thread and ends on another.
 check_pristine() lists what is not as it was before fp came (for the tests, through getglobal).
 Progress: "tick N" every round.
 """
-
 import asyncio
 import gc
 import queue
@@ -173,7 +172,7 @@ def bystander_work():
     global BYSTANDER_CALLS
     while True:
         x = 0
-        for _i in range(1000):
+        for i in range(1000):
             x = bystander_only(x)
         BYSTANDER_CALLS += 1
         time.sleep(0.001)
@@ -197,24 +196,8 @@ def one_round(service):
         PROFILE_SEEN_AT = ROUNDS
 
 
-TRACEABLE = (
-    inner_fast,
-    inner_slow,
-    fails,
-    raises_inside,
-    outer,
-    Service.handle,
-    gen,
-    consume,
-    recursive,
-    coro,
-    run_coro,
-    long_call,
-    profiled_call,
-    handoff_gen,
-    bystander_only,
-    bystander_work,
-)
+TRACEABLE = (inner_fast, inner_slow, fails, raises_inside, outer, Service.handle, gen, consume, recursive, coro,
+             run_coro, long_call, profiled_call, handoff_gen, bystander_only, bystander_work)
 ORIGINAL = [(f, f.__code__) for f in TRACEABLE]
 TOOLS_AT_START = set(t for t in range(6) if sys.version_info >= (3, 12) and sys.monitoring.get_tool(t))
 

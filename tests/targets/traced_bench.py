@@ -18,7 +18,6 @@ also has "on_cpu_us=A off_cpu_us=B": the median thread CPU time of the calls of 
 The module is also imported as traced_bench (its directory is sys.path[0]), and the loop calls
 traced_bench.serve or traced_bench.handle_request: that is what the bench traces.
 """
-
 import hashlib
 import json
 import re
@@ -35,15 +34,13 @@ RECORDS = []
 def make_records(n):
     out = []
     for i in range(n):
-        out.append(
-            {
-                "id": i,
-                "name": "  User %d Name " % i,
-                "email": "user.%d@example-%d.com" % (i, i % 7),
-                "values": [((i * 7919 + k * 104729) % 1000) / 10.0 for k in range(12)],
-                "tags": ["t%d" % (k % 5) for k in range(i % 4 + 1)],
-            }
-        )
+        out.append({
+            "id": i,
+            "name": "  User %d Name " % i,
+            "email": "user.%d@example-%d.com" % (i, i % 7),
+            "values": [((i * 7919 + k * 104729) % 1000) / 10.0 for k in range(12)],
+            "tags": ["t%d" % (k % 5) for k in range(i % 4 + 1)],
+        })
     return out
 
 
@@ -83,12 +80,8 @@ def by_domain(rows):
 def summarize(groups):
     for domain, rows in groups.items():
         rows.sort(key=lambda r: (-r["score"], r["id"]))
-        yield {
-            "domain": domain,
-            "count": len(rows),
-            "top": [r["id"] for r in rows[:3]],
-            "mean": sum(r["score"] for r in rows) / len(rows),
-        }
+        yield {"domain": domain, "count": len(rows), "top": [r["id"] for r in rows[:3]],
+               "mean": sum(r["score"] for r in rows) / len(rows)}
 
 
 def handle_request(records, flag=None):
@@ -108,24 +101,11 @@ DB = []  # [connection], made by setup_db
 
 def setup_db(orders):
     db = sqlite3.connect(":memory:", check_same_thread=False)
-    db.execute(
-        "CREATE TABLE orders (id INTEGER PRIMARY KEY, user INTEGER, amount REAL, status TEXT, "
-        "created INTEGER, note TEXT)"
-    )
-    db.executemany(
-        "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (
-                i,
-                i % 97,
-                (i * 7919 % 10000) / 100.0,
-                STATUSES[i % 4],
-                i * 13 % 100000,
-                "order %d for user %d" % (i, i % 97),
-            )
-            for i in range(orders)
-        ],
-    )
+    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, user INTEGER, amount REAL, status TEXT, "
+               "created INTEGER, note TEXT)")
+    db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)",
+                   [(i, i % 97, (i * 7919 % 10000) / 100.0, STATUSES[i % 4], i * 13 % 100000,
+                     "order %d for user %d" % (i, i % 97)) for i in range(orders)])
     db.execute("CREATE INDEX by_user ON orders (user)")
     db.commit()
     DB[:] = [db]
@@ -133,9 +113,8 @@ def setup_db(orders):
 
 def fetch_orders(users):
     marks = ",".join("?" * len(users))
-    cur = DB[0].execute(
-        "SELECT id, user, amount, status, created, note FROM orders WHERE user IN (%s) ORDER BY created" % marks, users
-    )
+    cur = DB[0].execute("SELECT id, user, amount, status, created, note FROM orders WHERE user IN (%s) "
+                        "ORDER BY created" % marks, users)
     return cur.fetchall()
 
 
@@ -145,14 +124,8 @@ def money(value):
 
 def order_view(row):
     oid, user, amount, status, created, note = row
-    return {
-        "id": oid,
-        "user": user,
-        "amount": money(amount),
-        "status": status.upper(),
-        "note": note.title(),
-        "late": created > 50000,
-    }
+    return {"id": oid, "user": user, "amount": money(amount), "status": status.upper(),
+            "note": note.title(), "late": created > 50000}
 
 
 def totals(views):
@@ -165,11 +138,8 @@ def totals(views):
 
 
 def stats_by_status(since):
-    cur = DB[0].execute(
-        "SELECT status, COUNT(*), SUM(amount), AVG(amount) FROM orders WHERE created > ? "
-        "AND note LIKE ? GROUP BY status",
-        (since, "%user 1%"),
-    )
+    cur = DB[0].execute("SELECT status, COUNT(*), SUM(amount), AVG(amount) FROM orders WHERE created > ? "
+                        "AND note LIKE ? GROUP BY status", (since, "%user 1%"))
     return dict((status, {"orders": n, "sum": money(total), "mean": money(mean)}) for status, n, total, mean in cur)
 
 
