@@ -147,6 +147,8 @@ void lsp_commands_execute(const cJSON *id, const cJSON *params)
         return;
     }
     const cJSON *arg = cJSON_GetArrayItem(args, 0);
+    /* An empty array stands for no argument: Lua clients encode an empty table as []. */
+    if (cJSON_IsArray(arg) && cJSON_GetArraySize(arg) == 0) arg = NULL;
     for (size_t i = 0; i < sizeof commands_table / sizeof commands_table[0]; i++) {
         if (strcmp(name, commands_table[i].name) == 0) {
             commands_table[i].fn(id, arg);

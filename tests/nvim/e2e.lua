@@ -361,7 +361,8 @@ steps.stack_buffer = function()
   local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
   local row
   for i, l in ipairs(lines) do
-    if l:find('File "' .. SOURCE .. '", line %d+, in main') then
+    -- fp stack's text (File "...", line N, in f) or fp-lsp's stacks document (path:N in f).
+    if l:find('File "' .. SOURCE .. '", line %d+, in main') or l:find(vim.pesc(SOURCE) .. ':%d+ in main') then
       row = i
     end
   end
@@ -378,6 +379,7 @@ steps.stack_buffer = function()
 end
 
 steps.health = function()
+  vim.cmd('enew') -- from an ordinary buffer, as a user runs it (not the read-only stacks one)
   vim.cmd('checkhealth fp')
   local text = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\n')
   report.health = text
@@ -405,7 +407,7 @@ steps.detach = function()
   end)
 end
 
-local order = { 'attach', 'open', 'monitor_and_watch', 'raising_and_file', 'reload', 'missing_commands', 'stack_buffer', 'health', 'detach' }
+local order = { 'attach', 'open', 'monitor_and_watch', 'raising_and_file', 'reload', 'missing_commands', 'health', 'stack_buffer', 'detach' }
 if env.FP_TEST_STEPS and env.FP_TEST_STEPS ~= '' then
   order = vim.split(env.FP_TEST_STEPS, ',')
 end

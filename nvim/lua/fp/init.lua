@@ -114,7 +114,7 @@ function M.detach(pid)
     client.notify('fp: ' .. why, vim.log.levels.ERROR)
     return
   end
-  client.execute('fp.detach', n and { pid = n } or {}, function(r)
+  client.execute('fp.detach', n and { pid = n } or vim.empty_dict(), function(r)
     local gone = r and r.detached or {}
     client.notify(#gone > 0 and ('fp: detached from %s'):format(pids_text(gone)) or 'fp: nothing was attached')
     refresh_all()
@@ -187,7 +187,7 @@ function M.profile(arg, stop)
     return
   end
   local command = stop and 'fp.profile.stop' or 'fp.profile'
-  client.execute(command, n and { pid = n } or {}, function()
+  client.execute(command, n and { pid = n } or vim.empty_dict(), function()
     client.notify(stop and 'fp: profile stopped' or 'fp: profiling (hot lines appear as they are found)')
     refresh_all()
   end)
@@ -225,7 +225,7 @@ function M.stack(pid)
   end
   local function go(which)
     require('fp.stack').expect()
-    client.execute('fp.stack', which and { pid = which } or {}, function(r)
+    client.execute('fp.stack', which and { pid = which } or vim.empty_dict(), function(r)
       require('fp.stack').show(r)
     end)
   end

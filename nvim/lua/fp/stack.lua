@@ -42,8 +42,16 @@ function M.open(lines)
 end
 
 --- The result of fp.stack, shown. A result naming a document (uri or path) shows its text.
+-- The stacks document fp-lsp wrote for the last fp.stack answered (its answer's "document"):
+-- its window/showDocument may come before the answer (it opens the stacks buffer then) or after
+-- it (the buffer is shown already: nothing to do).
+local last_document
+
 function M.show(result)
   expecting = math.max(expecting - 1, 0)
+  if type(result) == 'table' and type(result.document) == 'string' and result.document ~= '' then
+    last_document = vim.uri_to_fname(result.document)
+  end
   local lines = util.stack_lines(result)
   if not lines and type(result) == 'table' and (result.uri or result.path) then
     local path = result.path or vim.uri_to_fname(result.uri)
@@ -124,6 +132,9 @@ function M.show_document(params)
   end
   local path = vim.uri_to_fname(uri)
   vim.schedule(function()
+    if path == last_document then
+      return -- the answer came first and showed it already
+    end
     if expecting > 0 and vim.fn.filereadable(path) == 1 then
       M.open(vim.fn.readfile(path))
       return
