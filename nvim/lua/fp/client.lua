@@ -121,25 +121,20 @@ local function handlers()
   end
   -- fp-lsp's messages start with "fp: " and say what to do: shown as they are, through
   -- vim.notify (so a notification plugin gets them) at their level.
-  h['window/showMessage'] = function(_, params)
+  local function show_message(_, params)
     local levels = { vim.log.levels.ERROR, vim.log.levels.WARN, vim.log.levels.INFO, vim.log.levels.DEBUG }
     if type(params) == 'table' and type(params.message) == 'string' then
       notify(params.message, levels[params.type] or vim.log.levels.INFO)
     end
     return vim.NIL
   end
+  h['window/showMessage'] = show_message
+  -- fp-lsp's offers (the flame graph written at a profile's stop): told the same way, never a
+  -- blocking prompt (Neovim's own handler waits in inputlist(), which freezes the editor until
+  -- answered, and a headless one for ever); the message names the file to open.
+  h['window/showMessageRequest'] = show_message
   h['window/showDocument'] = function(_, params)
     return require('fp.stack').show_document(params)
-  end
-  -- fp-lsp's offers (the flame graph written at a profile's stop): told, never a blocking
-  -- prompt (Neovim's own handler waits in inputlist(), which freezes the editor until answered
-  -- and a headless one for ever); the message names the file to open.
-  h['window/showMessageRequest'] = function(_, params)
-    local levels = { vim.log.levels.ERROR, vim.log.levels.WARN, vim.log.levels.INFO, vim.log.levels.DEBUG }
-    if type(params) == 'table' and type(params.message) == 'string' then
-      notify(params.message, levels[params.type] or vim.log.levels.INFO)
-    end
-    return vim.NIL
   end
   return h
 end
