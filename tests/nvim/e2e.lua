@@ -362,7 +362,7 @@ steps.stack_buffer = function()
   local row
   for i, l in ipairs(lines) do
     -- fp stack's text (File "...", line N, in f) or fp-lsp's stacks document (path:N in f).
-    if l:find('File "' .. SOURCE .. '", line %d+, in main') or l:find(vim.pesc(SOURCE) .. ':%d+ in main') then
+    if l:find('File "' .. vim.pesc(SOURCE) .. '", line %d+, in main') or l:find(vim.pesc(SOURCE) .. ':%d+ in main') then
       row = i
     end
   end
