@@ -65,6 +65,28 @@ def workers(pid):
     return [n for n in names if n in ("fp-agent-work", "fp-agent-intr")]
 
 
+def connections(pid):
+    """The target's connected Unix sockets: a client's, until the agent's I/O thread has seen it
+    go (its worker may end first). The listening socket is not connected."""
+    inodes = set()
+    for fd in fds(pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]$", link)
+        if m:
+            inodes.add(m.group(1))
+    with open("/proc/net/unix") as f:
+        next(f)
+        connected = {cols[6] for cols in (line.split() for line in f) if cols[5] == "03"}
+    return sorted(inodes & connected)
+
+
+def quiet(pid):
+    return not workers(pid) and not connections(pid)
+
+
 def resources(pid):
     return thread_count(pid), fds(pid), rss_kb(pid)
 
@@ -82,14 +104,15 @@ def test_attach_command_detach_cycles(spawn, python):
     ]
     for c in commands * 2:  # first use: the package's modules, the recorder, sys.monitoring's tool
         t.cmd(c).ok()
-    wait_until(lambda: not workers(t.pid), 10, "the agent's workers to end")
+    wait_until(lambda: quiet(t.pid), 10, "the agent's workers and connections to end")
     threads, fd0, rss0 = resources(t.pid)
     for i in range(CYCLES):
         t.cmd(commands[i % len(commands)]).ok()
     wait_until(
-        lambda: thread_count(t.pid) == threads,
+        lambda: quiet(t.pid) and thread_count(t.pid) == threads,
         10,
-        lambda: "the threads to be %d again (%d)" % (threads, thread_count(t.pid)),
+        lambda: "the threads to be %d again (%d), no worker or connection left (%s, %s)"
+        % (threads, thread_count(t.pid), workers(t.pid), connections(t.pid)),
     )
     _, fd1, rss1 = resources(t.pid)
     print(
