@@ -59,6 +59,13 @@ cJSON *fp_rpc_result(const cJSON *id, cJSON *result);
 cJSON *fp_rpc_error(const cJSON *id, int code, const char *message, cJSON *data);
 /* Compact text of a message, malloc'd. */
 char *fp_rpc_print(const cJSON *msg);
+/* Compact text of any cJSON value, malloc'd, as cJSON_PrintUnformatted writes it but with
+ * integers written without a printf round trip; its length in *len when len is not NULL. NULL
+ * when out of memory, nested too deep or holding a raw item without text. */
+char *fp_json_print(const cJSON *v, size_t *len);
+/* s as a JSON string, quotes included, malloc'd (NULL when out of memory): for text built
+ * around it, such as a cJSON_CreateRaw item. */
+char *fp_json_quote(const char *s);
 /* Convenience: print msg compactly and write it framed to fd (see fp_frame_write). */
 int fp_rpc_send(int fd, const cJSON *msg, int timeout_ms);
 /* Like fp_rpc_send, but -EMSGSIZE (nothing written) when the body is longer than max. */

@@ -154,7 +154,7 @@ cJSON *fp_rpc_error(const cJSON *id, int code, const char *message, cJSON *data)
 
 char *fp_rpc_print(const cJSON *msg)
 {
-    return msg ? cJSON_PrintUnformatted(msg) : NULL;
+    return fp_json_print(msg, NULL);
 }
 
 int fp_rpc_send(int fd, const cJSON *msg, int timeout_ms)
@@ -164,9 +164,9 @@ int fp_rpc_send(int fd, const cJSON *msg, int timeout_ms)
 
 int fp_rpc_send_bounded(int fd, const cJSON *msg, size_t max, int timeout_ms)
 {
-    char *text = fp_rpc_print(msg);
+    size_t len;
+    char *text = msg ? fp_json_print(msg, &len) : NULL;
     if (!text) return -ENOMEM;
-    size_t len = strlen(text);
     int rc = len > max ? -EMSGSIZE : fp_frame_write(fd, text, len, timeout_ms);
     cJSON_free(text);
     return rc;

@@ -10,6 +10,13 @@
 
 static lsp_doc *docs;
 
+lsp_doc *lsp_doc_numbered(int number)
+{
+    for (lsp_doc *d = docs; d; d = d->next)
+        if (d->number == number) return d;
+    return NULL;
+}
+
 lsp_doc *lsp_doc_find(const char *uri)
 {
     if (!uri) return NULL;
@@ -193,7 +200,9 @@ void lsp_doc_did_open(const cJSON *params)
     if (!doc) {
         doc = calloc(1, sizeof *doc);
         if (!doc) return;
+        static int numbers;
         doc->uri = strdup(uri);
+        doc->number = ++numbers;
         char path[4096];
         doc->path = strdup(lsp_uri_to_path(uri, path, sizeof path) ? path : "");
         doc->next = docs;

@@ -67,6 +67,7 @@ typedef struct lsp_doc {
     struct lsp_doc *next;
     char *uri;
     char *path; /* the file the uri names ("" for a uri that is not a file) */
+    int number; /* given at didOpen, never reused: lens data names the document by it */
     int version;
     char *text;
     size_t len, cap;
@@ -75,6 +76,8 @@ typedef struct lsp_doc {
 } lsp_doc;
 
 lsp_doc *lsp_doc_find(const char *uri);
+/* The open document given that number at didOpen, or NULL (closed since). */
+lsp_doc *lsp_doc_numbered(int number);
 /* The defs of doc's current text. */
 const lsp_defs *lsp_doc_defs(lsp_doc *doc);
 /* Every open document, for a walk. */
@@ -219,6 +222,9 @@ void lsp_proc_map(lsp_proc *p, const char *path, lsp_map_fn cb, void *ud);
 const cJSON *lsp_proc_map_cached(const lsp_proc *p, const char *path);
 /* The function entry named qualname in a map, or NULL. */
 const cJSON *lsp_map_function(const cJSON *map, const char *qualname);
+/* The same, searching from `from` (a member of the map's functions, or NULL: the first) to the
+ * end and then from the first: linear over a file when asked in the file's order. */
+const cJSON *lsp_map_function_from(const cJSON *map, const char *qualname, const cJSON *from);
 /* The entry of the function qualname that p runs from path, through its code map; err when
  * there is none (the file is not imported there, no such function, one fp cannot reach). */
 typedef void (*lsp_locate_fn)(lsp_proc *p, const cJSON *fn, const fp_error *err, void *ud);
@@ -306,6 +312,8 @@ int lsp_trace_stop(const char *path, const char *qualname);
 void lsp_trace_proc_gone(lsp_proc *p);
 int lsp_trace_count(void);
 void lsp_trace_hints(lsp_doc *doc, int from, int to, cJSON *out);
+/* Whether fp-lsp traces qualname of path (its lens shows). */
+bool lsp_trace_active(const char *path, const char *qualname);
 char *lsp_trace_lens(const char *path, const char *qualname);
 char *lsp_trace_hover(const char *path, const char *qualname);
 

@@ -3,6 +3,7 @@
  * of an event per call), summed over every attached process and shown on the function's lens:
  * "1,204 calls · 38/s · p50 1.2 ms · p95 4.8 ms · max 12 ms · 2 errors". After a reload of a
  * monitored function the lens puts the figures since the reload beside those before it. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ typedef struct mon_figures {
 typedef struct mon_fn {
     struct mon_fn *next;
     char *path, *qualname;
+    uint32_t hash; /* of path and qualname: a file's lenses look up each of its functions */
     mon_figures procs[LSP_MAX_PROCS];
     int nprocs;
     /* Figures summed at the last reload, to show what came since beside what was before. */
@@ -58,10 +60,23 @@ int lsp_monitor_count(void)
     return n;
 }
 
+static uint32_t mon_hash(const char *path, const char *qualname)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *s = path; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    h = (h ^ 0xFF) * 16777619u;
+    for (const char *s = qualname; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
 static mon_fn *mon_find(const char *path, const char *qualname)
 {
+    uint32_t h = mon_hash(path, qualname);
     for (mon_fn *f = fns; f; f = f->next)
-        if (strcmp(f->path, path) == 0 && strcmp(f->qualname, qualname) == 0) return f;
+        if (f->hash == h && strcmp(f->path, path) == 0 && strcmp(f->qualname, qualname) == 0)
+            return f;
     return NULL;
 }
 
@@ -73,6 +88,7 @@ static mon_fn *mon_get(const char *path, const char *qualname)
     if (!f) return NULL;
     f->path = strdup(path);
     f->qualname = strdup(qualname);
+    f->hash = mon_hash(path, qualname);
     f->next = fns;
     fns = f;
     return f;

@@ -500,14 +500,21 @@ const cJSON *lsp_proc_map_cached(const lsp_proc *p, const char *path)
     return fp_json_get(p->maps, path);
 }
 
+const cJSON *lsp_map_function_from(const cJSON *map, const char *qualname, const cJSON *from)
+{
+    const cJSON *list = fp_json_get(map, "functions");
+    const cJSON *first = list ? list->child : NULL;
+    if (!from) from = first;
+    for (const cJSON *f = from; f; f = f->next)
+        if (strcmp(fp_json_str(f, "qualname", ""), qualname) == 0) return f;
+    for (const cJSON *f = first; f && f != from; f = f->next)
+        if (strcmp(fp_json_str(f, "qualname", ""), qualname) == 0) return f;
+    return NULL;
+}
+
 const cJSON *lsp_map_function(const cJSON *map, const char *qualname)
 {
-    const cJSON *f;
-    cJSON_ArrayForEach(f, fp_json_get(map, "functions"))
-    {
-        if (strcmp(fp_json_str(f, "qualname", ""), qualname) == 0) return f;
-    }
-    return NULL;
+    return lsp_map_function_from(map, qualname, NULL);
 }
 
 void lsp_proc_maps_forget(lsp_proc *p, const char *path)

@@ -40,38 +40,34 @@ static struct {
 
 typedef struct rpc_write {
     uv_write_t req;
-    char *data;
+    char *body;
+    char header[48];
 } rpc_write;
 
 static void rpc_on_written(uv_write_t *req, int status)
 {
     (void)status; /* a client gone: the read side notices and the server ends */
     rpc_write *w = (rpc_write *)req;
-    free(w->data);
+    free(w->body);
     free(w);
 }
 
+/* Writes msg framed: its header and its text as two buffers, the text not copied again. */
 static void rpc_send(cJSON *msg)
 {
-    char *text = msg ? fp_rpc_print(msg) : NULL;
+    size_t len = 0;
+    char *text = msg ? fp_json_print(msg, &len) : NULL;
     cJSON_Delete(msg);
-    if (!text || !rpc.out_open) {
+    rpc_write *w = text && rpc.out_open ? calloc(1, sizeof *w) : NULL;
+    if (!w) {
         free(text);
         return;
     }
-    size_t len = 0;
-    char *framed = fp_frame_encode(text, strlen(text), &len);
-    free(text);
-    rpc_write *w = calloc(1, sizeof *w);
-    if (!framed || !w) {
-        free(framed);
-        free(w);
-        return;
-    }
-    w->data = framed;
-    uv_buf_t buf = uv_buf_init(framed, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&rpc.out, &buf, 1, rpc_on_written) != 0) {
-        free(framed);
+    w->body = text;
+    int hlen = snprintf(w->header, sizeof w->header, "Content-Length: %zu\r\n\r\n", len);
+    uv_buf_t bufs[2] = {uv_buf_init(w->header, (unsigned)hlen), uv_buf_init(text, (unsigned)len)};
+    if (uv_write(&w->req, (uv_stream_t *)&rpc.out, bufs, 2, rpc_on_written) != 0) {
+        free(text);
         free(w);
     }
 }

@@ -418,6 +418,11 @@ void lsp_trace_hints(lsp_doc *doc, int from, int to, cJSON *out)
     }
 }
 
+bool lsp_trace_active(const char *path, const char *qualname)
+{
+    return trace_find(path, qualname) != NULL;
+}
+
 char *lsp_trace_lens(const char *path, const char *qualname)
 {
     lsp_trace *t = trace_find(path, qualname);

@@ -186,6 +186,9 @@ class Lsp:
         )
         return uri
 
+    def close(self, uri):
+        self.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+
     def change(self, uri, version, changes):
         self.notify(
             "textDocument/didChange", {"textDocument": {"uri": uri, "version": version}, "contentChanges": changes}

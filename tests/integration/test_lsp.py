@@ -160,6 +160,12 @@ def test_a_file_the_process_never_imported(spawn, lsp, tmp_path):
     lenses = lsp.lenses_when(uri, lambda ls: len(ls) > 0, 15, "the not-loaded lens")
     assert len(lenses) == 1 and lenses[0]["range"]["start"]["line"] == 0
     assert lenses[0]["command"]["title"] == "fp: not loaded in process %d" % t.pid
+    # Its lens resolved after the document closed: a title, nothing to run.
+    unresolved = dict(lenses[0])
+    del unresolved["command"]
+    lsp.close(uri)
+    late = lsp.request("codeLens/resolve", unresolved)
+    assert late["command"]["title"] == "fp: the document was closed" and not late["command"]["command"], late
 
 
 def test_watch_diagnostics_carry_real_values_and_the_raising_line(spawn, lsp):
@@ -266,6 +272,10 @@ def test_lifecycle_and_malformed_input(spawn, lsp):
     with pytest.raises(LspError) as e:
         lsp.request("textDocument/hover", "a string")
     assert e.value.code == -32602
+    for data in (None, {"action": "watch"}, {"doc": 1, "action": "dance"}):
+        with pytest.raises(LspError) as e:
+            lsp.request("codeLens/resolve", {"range": {}, "data": data})
+        assert e.value.code == -32602, data
     # Attaching to what cannot be attached to: a clear error with what to do.
     with pytest.raises(LspError) as e:
         lsp.execute("fp.attach", {"pid": 1})

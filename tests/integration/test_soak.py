@@ -111,8 +111,10 @@ def test_attach_command_detach_cycles(spawn, python):
     wait_until(
         lambda: quiet(t.pid) and thread_count(t.pid) == threads,
         10,
-        lambda: "the threads to be %d again (%d), no worker or connection left (%s, %s)"
-        % (threads, thread_count(t.pid), workers(t.pid), connections(t.pid)),
+        lambda: (
+            "the threads to be %d again (%d), no worker or connection left (%s, %s)"
+            % (threads, thread_count(t.pid), workers(t.pid), connections(t.pid))
+        ),
     )
     _, fd1, rss1 = resources(t.pid)
     print(

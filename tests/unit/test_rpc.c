@@ -4,6 +4,7 @@
 #include "fp_frame.h"
 #include "fp_rpc.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -306,8 +307,71 @@ static void test_send(void)
     close(sv[0]);
 }
 
+/* fp_json_print writes what cJSON_PrintUnformatted writes, for every kind of value, and text
+ * that reads back to the same numbers. */
+static void check_print_like_cjson(const char *json)
+{
+    cJSON *v = cJSON_Parse(json);
+    CHECK(v != NULL);
+    char *want = cJSON_PrintUnformatted(v);
+    size_t len = 0;
+    char *got = fp_json_print(v, &len);
+    CHECK_STR(got, want);
+    CHECK(got && len == strlen(got));
+    free(got);
+    cJSON_free(want);
+    cJSON_Delete(v);
+}
+
+static void test_print(void)
+{
+    check_print_like_cjson("{\"a\":[1,-2,0,3.5,-0.25,1e300,123456789012345,1e15,-1e16,"
+                           "0.1,2.5e-7],\"b\":{\"c\":null,\"d\":true,"
+                           "\"e\":false},\"s\":\"q\\\"b\\\\s\\/n\\n\\r\\t\\b\\f"
+                           "\\u0001\\u001f\u00e9\u2192\",\"\":[],\"o\":{},\"k\\n\":\"\"}");
+    check_print_like_cjson("[]");
+    check_print_like_cjson("\"only\"");
+    check_print_like_cjson("-7");
+    /* Numbers read back exactly, where cJSON accepts 15 digits that are only close. */
+    cJSON *big = cJSON_CreateNumber(9007199254740992.0);
+    char *big_text = fp_json_print(big, NULL);
+    CHECK_STR(big_text, "9007199254740992");
+    free(big_text);
+    cJSON_Delete(big);
+    for (int i = 0; i < 2000; i++) {
+        double d = (double)(i * 7919 % 10007) / (i + 1) * (i % 2 ? 1e-9 : 1e9);
+        cJSON *n = cJSON_CreateNumber(d);
+        char *text = fp_json_print(n, NULL);
+        CHECK(text && strtod(text, NULL) == d);
+        free(text);
+        cJSON_Delete(n);
+    }
+    /* What JSON cannot say: NaN and infinities are null, as cJSON prints them. */
+    cJSON *n = cJSON_CreateNumber(NAN);
+    char *text = fp_json_print(n, NULL);
+    CHECK_STR(text, "null");
+    free(text);
+    cJSON_Delete(n);
+    cJSON *raw = cJSON_CreateRaw("{\"r\":1}");
+    text = fp_json_print(raw, NULL);
+    CHECK_STR(text, "{\"r\":1}");
+    free(text);
+    cJSON_Delete(raw);
+    CHECK(fp_json_print(NULL, NULL) == NULL);
+    /* Nesting past cJSON's limit is refused, not a stack overflow. */
+    cJSON *deep = cJSON_CreateArray(), *at = deep;
+    for (int i = 0; i < CJSON_NESTING_LIMIT + 2; i++) {
+        cJSON *inner = cJSON_CreateArray();
+        cJSON_AddItemToArray(at, inner);
+        at = inner;
+    }
+    CHECK(fp_json_print(deep, NULL) == NULL);
+    cJSON_Delete(deep);
+}
+
 int main(void)
 {
+    test_print();
     test_request();
     test_notification();
     test_responses();
