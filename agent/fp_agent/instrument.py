@@ -249,6 +249,39 @@ def _rekey(site, key):
     _sites[key] = site
 
 
+# CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
+_SUSPENDING = 0x20 | 0x80 | 0x100 | 0x200
+
+
+def refresh(probe):
+    """The probe's wishes changed (counts_natively): the engine's fast path is told."""
+    with _lock:
+        for site in list(_sites.values()):
+            if probe in site.probes:
+                site.changed()
+
+
+def native_counts(probe):
+    """What the engine counted in C for the probe's function since the last call (one tuple per
+    code it runs: a reload adds one), for a probe that counts_natively() now or did last on its
+    site. [] when nothing is counted natively."""
+    site = getattr(probe, "native_site", None)
+    if site is None or site.owner is not probe:
+        return []
+    return site.native_counts()
+
+
+def _done_any(pairs, result, cost_ns):
+    """The probes' exit() for a call that ended well (called by the wrapper, or by counter.c
+    for a call that started while the probes ran in Python)."""
+    ident = _get_ident()
+    _busy.add(ident)
+    try:
+        _exit_probes(pairs, result, None, cost_ns)
+    finally:
+        _busy.discard(ident)
+
+
 def _remove(site, probe):
     with _lock:
         if not site.remove(probe) or site.probes:
@@ -334,6 +367,25 @@ class _Site(object):
     def changed(self):
         """The probes changed (the engines refresh what their fast paths read)."""
 
+    owner = None  # the probe counted in C now, or last: what was counted there is its own
+
+    def _claim_counter(self):
+        """The probe whose calls the engine may count in C, calling no Python, or None: the
+        only probe, a monitor's that asks for it (counts_natively). What was counted for
+        another one before is handed to it first."""
+        probes = self.probes
+        wants = getattr(probes[0], "counts_natively", None) if len(probes) == 1 else None
+        counter = probes[0] if wants is not None and wants() else None
+        if counter is not None and self.owner is not None and self.owner is not counter:
+            self.owner.sync(lock=True)
+        if counter is not None:
+            self.owner = counter
+            counter.native_site = self
+        return counter
+
+    def native_counts(self):
+        return []
+
     def code_replaced(self, old, new):
         """Reload gave the function new code: the probes follow it."""
         self.code = new
@@ -400,6 +452,16 @@ def _native_monitor():
         return None
     package = sys.modules.get(__name__.rpartition(".")[0])
     functions = getattr(package, "_native_monitor", None)
+    return functions if isinstance(functions, dict) else None
+
+
+def _native_counter():
+    """counter.c's functions (dict) for the code-swap engine, or None: the site's Python
+    methods count then."""
+    if _FORCE_PYTHON:
+        return None
+    package = sys.modules.get(__name__.rpartition(".")[0])
+    functions = getattr(package, "_native_counter", None)
     return functions if isinstance(functions, dict) else None
 
 
@@ -576,12 +638,27 @@ class _MonitorSite(_Site):
         _Site.__init__(self, located)
 
     def changed(self):
+        counter = self._claim_counter()
         for key, (code, spec, _reader) in list(self.codes.items()):
             if key in _native_sites:
                 pos, _posonly, kwonly, varargs, varkw = spec
-                spec = (pos, varargs, kwonly, varkw, self.pre)
+                # Generators and coroutines are never counted in C: their frames leave at each
+                # yield without an end event.
+                counting = counter is not None and not code.co_flags & _SUSPENDING
+                spec = (pos, varargs, kwonly, varkw, self.pre, counting)
                 _native_sites[key] = spec
                 _native_site(code, spec)
+
+    def native_counts(self):
+        native = _native_monitor() if _Tool.native else None
+        if native is None:
+            return []
+        out = []
+        for code, _spec, _reader in list(self.codes.values()):
+            got = native["counts"](code)
+            if got is not None:
+                out.append(got)
+        return out
 
     def activate(self):
         tool = _acquire_tool()
@@ -677,9 +754,33 @@ class _SwapSite(_Site):
         self.clock = _clock
         self.gate = self.enter
 
+    slot = None  # its counter in counter.c, once a monitor alone counted its calls there
+
     def changed(self):
-        # The wrapper calls gate(): enter() itself, or the probes' precheck in front of it.
+        # The wrapper calls gate() and done(): counter.c's while a monitor alone counts the
+        # calls (no Python of fp runs then), else enter() itself or the probes' precheck in
+        # front of it, and the Python done().
+        native = _native_counter() if self._claim_counter() is not None else None
+        if native is not None and self.slot is None:
+            native["configure"](_busy, _done_any)
+            self.slot = native["new"]()
+        if native is not None and self.slot is not None:
+            self.gate = native["gate_of"](self.slot)
+            self.done = native["done"]
+            return
+        self.__dict__.pop("done", None)
         self.gate = self.enter if self.pre is None else _make_gate(self.pre, self.enter)
+
+    def native_counts(self):
+        native = _native_counter()
+        got = native["take"](self.slot) if native is not None and self.slot is not None else None
+        return [got] if got is not None else []
+
+    def _free_counter(self):
+        native = _native_counter()
+        if native is not None and self.slot is not None:
+            native["free"](self.slot)
+        self.slot = None
 
     def activate(self):
         f = self.function
@@ -710,6 +811,7 @@ class _SwapSite(_Site):
         return []
 
     def deactivate(self):
+        self._free_counter()
         _wrapper_codes.pop(self.wrapper, None)
         for retired in self.retired:
             _wrapper_codes.pop(retired, None)
@@ -748,12 +850,12 @@ class _SwapSite(_Site):
             _busy.discard(ident)
 
     def done(self, pairs, result, cost_ns):
-        ident = _get_ident()
-        _busy.add(ident)
-        try:
-            _exit_probes(pairs, result, None, cost_ns)
-        finally:
-            _busy.discard(ident)
+        if type(pairs) is int:  # counted in C when it started: it ends there
+            native = _native_counter()
+            if native is not None:
+                native["end"](pairs, cost_ns, False)
+            return
+        _done_any(pairs, result, cost_ns)
 
     def strip(self, exc):
         # Called in the wrapper's handler before its bare `raise`: drop the wrapper's own entry,
@@ -771,6 +873,11 @@ class _SwapSite(_Site):
     def fail(self, pairs, exc, cost_ns):
         self.strip(exc)
         if pairs is None:
+            return
+        if type(pairs) is int:  # counted in C
+            native = _native_counter()
+            if native is not None:
+                native["end"](pairs, cost_ns, True)
             return
         ident = _get_ident()
         _busy.add(ident)
@@ -883,6 +990,7 @@ class _NestedSite(_SwapSite):
         return [(old_wrapper, wrapper)]
 
     def deactivate(self):
+        self._free_counter()
         _wrapper_codes.pop(self.wrapper, None)
         _patched_outer_codes.pop(self.patched, None)
         for wrapper, patched in self.retired:

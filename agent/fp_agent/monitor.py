@@ -78,6 +78,31 @@ class _Figures(instrument.Probe):
         self.install_id = None
         self.qualname = located.to_json()["qualname"]
 
+    def counts_natively(self):
+        """Whether the engine may count the calls in C (agent/native/counter.c) instead of
+        calling enter/exit: the reports come from the agent's timer, not from a call's exit."""
+        m = self.monitor
+        return m.armed and m.timed and not m.done
+
+    def sync(self, lock=False):
+        """Adds what the engine counted itself since the last sync; lock: take the monitor's
+        lock for it (the caller does not hold it)."""
+        if lock:
+            with self.monitor.lock:
+                self.sync()
+            return
+        for calls, errors, total_ns, max_ns, min_ns, hist in instrument.native_counts(self):
+            if not calls:
+                continue
+            self.calls += calls
+            self.errors += errors
+            self.total_ns += total_ns
+            self.max_ns = max(self.max_ns, max_ns)
+            self.interval_max_ns = max(self.interval_max_ns, max_ns)
+            self.min_ns = min_ns if self.min_ns is None else min(self.min_ns, min_ns)
+            for b, n in hist:
+                self.hist[b] += n
+
     def enter(self, target, args, kwargs, checked=False):
         if self.monitor.done or not self.monitor.armed:
             return instrument.NO_OBSERVE
@@ -162,15 +187,23 @@ class _Monitor(streams.Stream):
     def arm(self):
         self.armed = True
         self._schedule()
+        self._refresh()
+
+    def _refresh(self):
+        for f in self.figures:
+            instrument.refresh(f)
 
     def _schedule(self):
         """The next report, at its time, on the client's worker thread."""
         later = getattr(events, "defer_after", None)
         delay = max(0.0, self.next_report - time.monotonic())
+        was = self.timed
         try:
             self.timed = bool(later and later(self.client_id, delay, self.report))
         except Exception:
             self.timed = False
+        if was and not self.timed and self.armed:
+            self._refresh()  # the calls' exits ask for the reports again: they must run
 
     def install_all(self):
         """Installs a probe on each function. One that cannot be observed beside the others (on
@@ -202,6 +235,7 @@ class _Monitor(streams.Stream):
     def _uninstall(self):
         for f in self.figures:
             if f.install_id is not None:
+                f.sync(lock=True)  # before the engine forgets what it counted
                 instrument.uninstall(f.install_id)
                 f.install_id = None
 
@@ -218,6 +252,8 @@ class _Monitor(streams.Stream):
             self.report_asked = False
             if self.done:
                 return
+            for f in self.figures:
+                f.sync()
             now = time.monotonic()
             changed = [f for f in self.figures if f.calls != f.reported_calls]
             if not changed and self.reports > 0:
@@ -262,6 +298,10 @@ class _Monitor(streams.Stream):
             self._schedule()
 
     def summary(self, reason):
+        # Often under self.lock (Stream.stop): sync takes no lock. The engine's counting and
+        # exit() never run for the same figures at once (counts_natively says which).
+        for f in self.figures:
+            f.sync()
         return {
             "monitor_id": self.id,
             "reason": reason,

@@ -254,4 +254,23 @@ void fp_agent_events_forget_all(void);
  * Returns 0, or -1 (nothing set, no exception left) on Pythons before 3.12. */
 int fp_agent_monitor_export(void *package);
 
+/* ===================================== counter.c: monitor's calls counted in C ============== */
+
+#define FP_COUNTS_BUCKETS 96 /* monitor.py's BUCKETS */
+typedef struct fp_counts {
+    unsigned long long calls, errors, total_ns, max_ns, min_ns;
+    unsigned long long hist[FP_COUNTS_BUCKETS];
+} fp_counts;
+
+/* time.perf_counter_ns()'s clock. */
+unsigned long long fp_counts_now_ns(void);
+/* One call of cost_ns ended (raised: by an exception). */
+void fp_counts_add(fp_counts *c, unsigned long long cost_ns, int raised);
+/* (calls, errors, total_ns, max_ns, min_ns, [(bucket, n)]) of c, which starts again from zero;
+ * NULL with an exception when out of memory. Needs the GIL. */
+struct fp_pyobj *fp_counts_take(fp_counts *c);
+/* Sets package._native_counter (the code-swap engine's counters: configure, new, free, take,
+ * gate_of, done, end). Needs the GIL. 0, or -1 when this Python lacks a function it needs. */
+int fp_agent_counter_export(void *package);
+
 #endif

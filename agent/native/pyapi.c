@@ -38,7 +38,8 @@ static const fp_py_sym fp_py_syms[] = {
     {"PyGILState_Release", offsetof(fp_py_api, PyGILState_Release), FP_PYG_CORE},
     {"PyThreadState_Get", offsetof(fp_py_api, PyThreadState_Get), FP_PYG_TRACE},
     {"PyThreadState_SetAsyncExc", offsetof(fp_py_api, PyThreadState_SetAsyncExc), FP_PYG_CORE},
-    {"PyThread_get_thread_ident", offsetof(fp_py_api, PyThread_get_thread_ident), FP_PYG_MONITOR},
+    {"PyThread_get_thread_ident", offsetof(fp_py_api, PyThread_get_thread_ident),
+     FP_PYG_MONITOR | FP_PYG_COUNT},
     {"PyRun_StringFlags", offsetof(fp_py_api, PyRun_StringFlags), FP_PYG_CORE},
     {"PyEval_GetBuiltins", offsetof(fp_py_api, PyEval_GetBuiltins), FP_PYG_CORE},
     {"PyEval_GetFrame", offsetof(fp_py_api, PyEval_GetFrame), FP_PYG_TRACE | FP_PYG_MONITOR},
@@ -47,19 +48,20 @@ static const fp_py_sym fp_py_syms[] = {
     {"PyFrame_GetCode", offsetof(fp_py_api, PyFrame_GetCode), 0},
     {"PyFrame_GetLineNumber", offsetof(fp_py_api, PyFrame_GetLineNumber), 0},
     {"PyFrame_GetVar", offsetof(fp_py_api, PyFrame_GetVar), FP_PYG_MONITOR},
-    {"Py_IncRef", offsetof(fp_py_api, Py_IncRef), FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"Py_IncRef", offsetof(fp_py_api, Py_IncRef), FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_COUNT},
     {"Py_DecRef", offsetof(fp_py_api, Py_DecRef),
      FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
     {"PyObject_CallFunctionObjArgs", offsetof(fp_py_api, PyObject_CallFunctionObjArgs),
-     FP_PYG_CORE | FP_PYG_MONITOR},
+     FP_PYG_CORE | FP_PYG_MONITOR | FP_PYG_COUNT},
     {"PyObject_CallObject", offsetof(fp_py_api, PyObject_CallObject), FP_PYG_TRACE},
     {"PyObject_GetAttrString", offsetof(fp_py_api, PyObject_GetAttrString), FP_PYG_CORE},
     {"PyObject_SetAttrString", offsetof(fp_py_api, PyObject_SetAttrString),
-     FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
+     FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS | FP_PYG_COUNT},
     {"PyObject_Str", offsetof(fp_py_api, PyObject_Str), FP_PYG_CORE},
-    {"PyObject_IsTrue", offsetof(fp_py_api, PyObject_IsTrue), FP_PYG_MONITOR | FP_PYG_EVENTS},
+    {"PyObject_IsTrue", offsetof(fp_py_api, PyObject_IsTrue),
+     FP_PYG_MONITOR | FP_PYG_EVENTS | FP_PYG_COUNT},
     {"PyCFunction_NewEx", offsetof(fp_py_api, PyCFunction_NewEx),
-     FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
+     FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS | FP_PYG_COUNT},
     {"PyCapsule_New", offsetof(fp_py_api, PyCapsule_New), FP_PYG_TRACE},
     {"PyCapsule_GetPointer", offsetof(fp_py_api, PyCapsule_GetPointer), FP_PYG_TRACE},
     {"PyType_GetFlags", offsetof(fp_py_api, PyType_GetFlags), FP_PYG_TRACE},
@@ -67,25 +69,31 @@ static const fp_py_sym fp_py_syms[] = {
     {"PyType_FromSpec", offsetof(fp_py_api, PyType_FromSpec), 0},
     {"PyType_GenericAlloc", offsetof(fp_py_api, PyType_GenericAlloc), 0},
     {"PyVectorcall_Call", offsetof(fp_py_api, PyVectorcall_Call), 0},
-    {"PyDict_New", offsetof(fp_py_api, PyDict_New), FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PyDict_New", offsetof(fp_py_api, PyDict_New),
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_COUNT},
     {"PyDict_SetItem", offsetof(fp_py_api, PyDict_SetItem), FP_PYG_MONITOR},
     {"PyDict_SetItemString", offsetof(fp_py_api, PyDict_SetItemString),
-     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR},
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_COUNT},
     {"PyDict_GetItemString", offsetof(fp_py_api, PyDict_GetItemString), FP_PYG_CORE},
     {"PyDict_Update", offsetof(fp_py_api, PyDict_Update), FP_PYG_MONITOR},
     {"PyDict_Size", offsetof(fp_py_api, PyDict_Size), FP_PYG_MONITOR},
-    {"PySet_Size", offsetof(fp_py_api, PySet_Size), FP_PYG_MONITOR},
-    {"PySet_Contains", offsetof(fp_py_api, PySet_Contains), FP_PYG_MONITOR},
-    {"PyTuple_New", offsetof(fp_py_api, PyTuple_New), FP_PYG_TRACE | FP_PYG_MONITOR},
-    {"PyTuple_SetItem", offsetof(fp_py_api, PyTuple_SetItem), FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"PySet_Size", offsetof(fp_py_api, PySet_Size), FP_PYG_MONITOR | FP_PYG_COUNT},
+    {"PySet_Contains", offsetof(fp_py_api, PySet_Contains), FP_PYG_MONITOR | FP_PYG_COUNT},
+    {"PyTuple_New", offsetof(fp_py_api, PyTuple_New), FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_COUNT},
+    {"PyTuple_SetItem", offsetof(fp_py_api, PyTuple_SetItem),
+     FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_COUNT},
     {"PyTuple_GetItem", offsetof(fp_py_api, PyTuple_GetItem), FP_PYG_TRACE | FP_PYG_MONITOR},
     {"PyTuple_Size", offsetof(fp_py_api, PyTuple_Size), FP_PYG_TRACE | FP_PYG_MONITOR},
-    {"PyList_New", offsetof(fp_py_api, PyList_New), FP_PYG_TRACE},
-    {"PyList_SetItem", offsetof(fp_py_api, PyList_SetItem), FP_PYG_TRACE},
+    {"PyList_New", offsetof(fp_py_api, PyList_New), FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_COUNT},
+    {"PyList_SetItem", offsetof(fp_py_api, PyList_SetItem),
+     FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_COUNT},
     {"PySequence_Concat", offsetof(fp_py_api, PySequence_Concat), FP_PYG_MONITOR},
-    {"PyLong_FromLongLong", offsetof(fp_py_api, PyLong_FromLongLong), FP_PYG_CORE | FP_PYG_TRACE},
-    {"PyLong_FromUnsignedLong", offsetof(fp_py_api, PyLong_FromUnsignedLong), FP_PYG_MONITOR},
-    {"PyLong_AsLongLong", offsetof(fp_py_api, PyLong_AsLongLong), FP_PYG_TRACE | FP_PYG_EVENTS},
+    {"PyLong_FromLongLong", offsetof(fp_py_api, PyLong_FromLongLong),
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_COUNT},
+    {"PyLong_FromUnsignedLong", offsetof(fp_py_api, PyLong_FromUnsignedLong),
+     FP_PYG_MONITOR | FP_PYG_COUNT},
+    {"PyLong_AsLongLong", offsetof(fp_py_api, PyLong_AsLongLong),
+     FP_PYG_TRACE | FP_PYG_EVENTS | FP_PYG_COUNT},
     {"PyBool_FromLong", offsetof(fp_py_api, PyBool_FromLong),
      FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
     {"PyUnicode_FromString", offsetof(fp_py_api, PyUnicode_FromString), FP_PYG_TRACE},
@@ -94,17 +102,18 @@ static const fp_py_sym fp_py_syms[] = {
     {"PyUnicode_AsUTF8AndSize", offsetof(fp_py_api, PyUnicode_AsUTF8AndSize),
      FP_PYG_CORE | FP_PYG_EVENTS},
     {"PyErr_Occurred", offsetof(fp_py_api, PyErr_Occurred),
-     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_EVENTS},
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_EVENTS | FP_PYG_COUNT},
     {"PyErr_Fetch", offsetof(fp_py_api, PyErr_Fetch), FP_PYG_CORE | FP_PYG_TRACE},
     {"PyErr_Restore", offsetof(fp_py_api, PyErr_Restore), FP_PYG_TRACE},
     {"PyErr_NormalizeException", offsetof(fp_py_api, PyErr_NormalizeException), FP_PYG_CORE},
     {"PyErr_Clear", offsetof(fp_py_api, PyErr_Clear),
-     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS},
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_EVENTS | FP_PYG_COUNT},
     {"PyErr_SetString", offsetof(fp_py_api, PyErr_SetString), FP_PYG_TRACE | FP_PYG_EVENTS},
     {"PyErr_ExceptionMatches", offsetof(fp_py_api, PyErr_ExceptionMatches), FP_PYG_MONITOR},
     {"PyErr_GetExcInfo", offsetof(fp_py_api, PyErr_GetExcInfo), FP_PYG_TRACE},
     {"PyErr_SetExcInfo", offsetof(fp_py_api, PyErr_SetExcInfo), FP_PYG_TRACE},
-    {"_Py_NoneStruct", offsetof(fp_py_api, none), FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR},
+    {"_Py_NoneStruct", offsetof(fp_py_api, none),
+     FP_PYG_CORE | FP_PYG_TRACE | FP_PYG_MONITOR | FP_PYG_COUNT},
     {"PyModule_Type", offsetof(fp_py_api, module_type), FP_PYG_TRACE},
     {"PyType_Type", offsetof(fp_py_api, type_type), FP_PYG_TRACE},
     {"PyCFunction_Type", offsetof(fp_py_api, cfunction_type), FP_PYG_TRACE},
@@ -476,6 +485,8 @@ static int fp_py_load(char **err)
     if (pkg) fp_agent_events_export(pkg);
     /* instrument.py's sys.monitoring callbacks in C, 3.12+ (monitor.c). */
     if (pkg) fp_agent_monitor_export(pkg);
+    /* monitor's calls counted in C by the code-swap engine, 3.8-3.11 (counter.c). */
+    if (pkg) fp_agent_counter_export(pkg);
     fp_py_handle = handle;
     fp_py_gone = fp_py_attr(dispatch, "client_gone");
     fp_py_shutdown = fp_py_attr(dispatch, "shutdown");
@@ -560,4 +571,39 @@ void fp_agent_py_interrupt(unsigned long thread)
      * an exception not yet raised) is deleted when that request releases the GIL, so it can
      * never reach the client_gone that follows. */
     fp_py.PyThreadState_SetAsyncExc(thread, *fp_py.keyboard_interrupt);
+}
+
+int fp_py_export(fp_pyobj *package, const char *name, fp_py_methoddef *methods, size_t n)
+{
+    fp_pyobj *dict = fp_py.PyDict_New();
+    if (!dict) {
+        fp_py.PyErr_Clear();
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        fp_pyobj *f = fp_py.PyCFunction_NewEx(&methods[i], NULL, NULL);
+        if (!f || fp_py.PyDict_SetItemString(dict, methods[i].ml_name, f) < 0) rc = -1;
+        if (f) fp_py.Py_DecRef(f);
+    }
+    if (rc == 0 && fp_py.PyObject_SetAttrString(package, name, dict) < 0) rc = -1;
+    fp_py.Py_DecRef(dict);
+    if (rc < 0) fp_py.PyErr_Clear();
+    return rc;
+}
+
+fp_pyobj *fp_py_none_ref(void)
+{
+    fp_py.Py_IncRef(fp_py.none);
+    return fp_py.none;
+}
+
+int fp_py_thread_in(fp_pyobj *set)
+{
+    if (!set || fp_py.PySet_Size(set) <= 0) return 0;
+    fp_pyobj *ident = fp_py.PyLong_FromUnsignedLong(fp_py.PyThread_get_thread_ident());
+    int in = ident ? fp_py.PySet_Contains(set, ident) : 0;
+    if (ident) fp_py.Py_DecRef(ident);
+    if (in < 0) fp_py.PyErr_Clear();
+    return in > 0;
 }

@@ -41,6 +41,7 @@ enum {
     FP_PYG_TRACE = 1 << 1,   /* trace*.c: the recorder */
     FP_PYG_MONITOR = 1 << 2, /* monitor.c: instrument.py's sys.monitoring callbacks (3.12+) */
     FP_PYG_EVENTS = 1 << 3,  /* events.c: emit() */
+    FP_PYG_COUNT = 1 << 4,   /* counter.c: monitor's calls counted in C (every version) */
 };
 
 typedef struct fp_py_api {
@@ -125,5 +126,13 @@ extern fp_py_api fp_py;
 
 /* Whether every symbol the group needs was found (after fp_agent_py_resolve succeeded). */
 int fp_py_usable(unsigned group);
+
+/* Sets package.<name> to a dict of the n methods (module-less C functions). Needs the GIL.
+ * 0, or -1 (nothing set, no exception left). */
+int fp_py_export(fp_pyobj *package, const char *name, fp_py_methoddef *methods, size_t n);
+/* A new reference to None. */
+fp_pyobj *fp_py_none_ref(void);
+/* Whether the calling thread's ident is in the set (NULL or empty: no). */
+int fp_py_thread_in(fp_pyobj *set);
 
 #endif
