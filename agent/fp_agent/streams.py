@@ -34,13 +34,7 @@ class Stream(object):
             self.table.pop(self.id, None)
             raise
         self.cleanup_id = registry.add(self.client_id, kind, self._gone, located.label)
-        try:
-            # The file's text as it is now, for the diff of a reload after it is edited.
-            from . import reload
-
-            reload.remember(located.code)
-        except Exception:
-            pass
+        self.remembered = located.code
 
     def started(self, id_key, stop_method, located, fields):
         """The start request's answer: the fields every stream has, then `fields`; the probe is
@@ -53,7 +47,22 @@ class Stream(object):
             "engine": instrument.ENGINE,
         }
         result.update(fields)
-        return events.Started(result, self.arm)
+        return events.Started(result, self._answered)
+
+    def _answered(self):
+        """Once the client has the answer: the probe is armed, and the file's text as it is now
+        is kept for the diff of a reload after it is edited (reload's module is not imported
+        before the first answer)."""
+        self.arm()
+        code = getattr(self, "remembered", None)
+        if code is None:
+            return
+        try:
+            from . import reload
+
+            reload.remember(code)
+        except Exception:
+            pass
 
     def forget(self):
         """Leave the module's table (subclasses add what else must go with it)."""
