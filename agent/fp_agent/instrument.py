@@ -271,13 +271,14 @@ def native_counts(probe):
     return site.native_counts()
 
 
-def _done_any(pairs, result, cost_ns):
-    """The probes' exit() for a call that ended well (called by the wrapper, or by counter.c
-    for a call that started while the probes ran in Python)."""
+def _done_any(pairs, result, cost_ns, exc=None):
+    """The probes' exit() for a call of the code-swap engine that ended (called by the wrapper,
+    or by counter.c for a call that started while the probes ran in Python), this thread marked
+    busy meanwhile: calls the probes make are not observed."""
     ident = _get_ident()
     _busy.add(ident)
     try:
-        _exit_probes(pairs, result, None, cost_ns)
+        _exit_probes(pairs, result, exc, cost_ns)
     finally:
         _busy.discard(ident)
 
@@ -879,12 +880,7 @@ class _SwapSite(_Site):
             if native is not None:
                 native["end"](pairs, cost_ns, True)
             return
-        ident = _get_ident()
-        _busy.add(ident)
-        try:
-            _exit_probes(pairs, None, exc, cost_ns)
-        finally:
-            _busy.discard(ident)
+        _done_any(pairs, None, cost_ns, exc)
 
 
 def _make_gate(pre, enter):

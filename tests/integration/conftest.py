@@ -249,6 +249,20 @@ def descendants(pid):
     return found
 
 
+def socket_inodes(pid):
+    """The inodes of the sockets pid has open."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]$", link)
+        if m:
+            inodes.add(m.group(1))
+    return inodes
+
+
 def thread_count(pid):
     return len(os.listdir("/proc/%d/task" % pid))
 

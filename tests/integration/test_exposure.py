@@ -6,22 +6,9 @@ import os
 import re
 import stat
 
-from conftest import agent_socket
+from conftest import agent_socket, socket_inodes
 
 SECRET = "s3cr3t-token-0f-the-user"
-
-
-def socket_inodes(pid):
-    inodes = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        m = re.match(r"socket:\[(\d+)\]", link)
-        if m:
-            inodes.add(m.group(1))
-    return inodes
 
 
 def inet_inodes(pid):

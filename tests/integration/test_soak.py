@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import FP, KINDS, PYTHONS, Target, thread_count, wait_until
+from conftest import FP, KINDS, PYTHONS, Target, socket_inodes, thread_count, wait_until
 
 SOAK = os.environ.get("FP_SOAK") == "1"
 CYCLES = 200 if SOAK else 30
@@ -68,15 +68,7 @@ def workers(pid):
 def connections(pid):
     """The target's connected Unix sockets: a client's, until the agent's I/O thread has seen it
     go (its worker may end first). The listening socket is not connected."""
-    inodes = set()
-    for fd in fds(pid):
-        try:
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        m = re.match(r"socket:\[(\d+)\]$", link)
-        if m:
-            inodes.add(m.group(1))
+    inodes = socket_inodes(pid)
     with open("/proc/net/unix") as f:
         next(f)
         connected = {cols[6] for cols in (line.split() for line in f) if cols[5] == "03"}
