@@ -8,7 +8,7 @@ import itertools
 import os
 import sys
 
-from . import capture, registry
+from . import capture, loading, registry
 from .errors import BUSY, AgentError, invalid_param, not_found, user_traceback
 from .params import MAX_SOURCE, check_length, check_names, get_int
 
@@ -33,6 +33,7 @@ _running = {}
 
 def open_session(client_id, params):
     check_names(params, ())
+    loading.threading_ready()  # what is typed may use threading: it must see the program's
     if len(_client_sessions(client_id)) >= MAX_SESSIONS_PER_CLIENT:
         raise AgentError(
             BUSY, "this client already has %d console sessions open; close one first" % MAX_SESSIONS_PER_CLIENT

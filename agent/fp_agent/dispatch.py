@@ -74,6 +74,11 @@ def handle(client_id, body):
         return _handle(client_id, body)
     except BaseException:
         return _LAST_RESORT
+    finally:
+        try:
+            loading.main_thread_kept()  # code the request ran may have imported threading
+        except BaseException:
+            pass
 
 
 def client_gone(client_id):

@@ -13,7 +13,7 @@ import _thread
 import sys
 from _collections import deque  # collections.deque, without importing collections
 
-from . import jsontext
+from . import jsontext, loading
 
 _emitter = []  # [callable] set by set_emitter (tests); else the native one
 
@@ -202,6 +202,7 @@ class Started(object):
 
     def answer(self, client_id, request_id, encode):
         if request_id is None:  # a notification: nothing to answer
+            loading.threading_ready()
             self.start()
             return ""
         text = encode({"jsonrpc": "2.0", "id": request_id, "result": self.result})
@@ -212,5 +213,7 @@ class Started(object):
                 sent = bool(emit(client_id, text, True))
             except Exception:
                 sent = False
+        # Before the probe is armed: the program's threads run the probe's code from then on.
+        loading.threading_ready()
         self.start()
         return "" if sent else text

@@ -5,7 +5,7 @@ evaluated with `target` (or `instances`) bound, in a namespace of their own.
 
 import builtins
 
-from . import locate, render
+from . import loading, locate, render
 from .errors import expression_failed
 from .params import check_names, get_bool, get_expr, get_int, get_str
 
@@ -51,6 +51,7 @@ def evaluate(code, names):
     """Evaluate a compiled expression with `names` bound; a -32002 error (stage "eval") if it raises."""
     namespace = {"__builtins__": builtins, "__name__": "__fp_expr__"}
     namespace.update(names)
+    loading.threading_ready()  # the expression may use threading: it must see the program's
     try:
         return eval(code, namespace)
     except BaseException as exc:  # SystemExit from an expression must not end the request either

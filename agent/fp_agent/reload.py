@@ -14,7 +14,7 @@ import sys
 import time
 import types
 
-from . import instrument, locate
+from . import instrument, loading, locate
 from .errors import (
     EXPRESSION_FAILED,
     NOT_FOUND,
@@ -704,6 +704,7 @@ def _evaluate_def(target, new, module_code, filename):
             namespace.update(object.__getattribute__(cls, "__dict__"))
         except BaseException:
             pass
+    loading.threading_ready()  # the defaults are the program's code, run on this thread
     try:
         code = compile(module, filename, "exec", module_code.co_flags & future, True)
         exec(code, f.__globals__, namespace)

@@ -279,14 +279,12 @@ int fp_agent_py_owned_by(uint64_t gen)
 /* Runs in a fresh globals dict, never in __main__, and leaves sys.path alone. A stale fp_agent
  * from another directory is replaced, submodules included; ours (a restart, a fork child's
  * copy) is reused.
- * First, threading: if the target never imported it, the package's import would, on our
- * thread, and threading takes whoever imports it for the main thread (3.8-3.12: ident and
- * tstate lock; 3.13: native_id). The target would then see main_thread() wrong (logging's
- * threadName, asyncio's Ctrl-C handling) and 3.8 prints an AssertionError at exit. So it is
- * imported here and pointed back at the real main thread: the oldest thread state with a
- * frame, which sys._current_frames() lists last. On 3.8 it is executed before it is put in
- * sys.modules (under its import lock): 3.8's finalization, should the process exit meanwhile,
- * would call _shutdown on a half-imported module and print the AttributeError to stderr.
+ * threading is imported for a program that did not only before code that is not the agent's
+ * may run, and its main thread pointed back at the program's (fp_agent/loading.py): from 3.9 on
+ * not here. On 3.8 it is, before the package, executed before it is put in sys.modules (under
+ * its import lock): 3.8's finalization, should the process exit while a later import of it
+ * were half-way, would call _shutdown on a half-imported module and print the AttributeError
+ * to stderr.
  * The package is imported here holding the global import lock, and only when no other thread
  * is half-way through an import (its module locks are free; while we hold the global lock no
  * new import can start): a fork() in the target waits for the same lock, so a child never
@@ -296,32 +294,14 @@ int fp_agent_py_owned_by(uint64_t gen)
 static const char fp_py_bootstrap[] =
     "def _fp_load():\n"
     "    import sys\n"
-    "    if 'threading' not in sys.modules:\n"
-    "        import _thread, os\n"
-    "        if sys.version_info < (3, 9):\n"
-    "            import _frozen_importlib as _fp_b\n"
-    "            with _fp_b._ModuleLockManager('threading'):\n"
-    "                if 'threading' not in sys.modules:\n"
-    "                    _fp_spec = _fp_b._find_spec('threading', None)\n"
-    "                    _fp_mod = _fp_b.module_from_spec(_fp_spec)\n"
-    "                    _fp_spec.loader.exec_module(_fp_mod)\n"
-    "                    sys.modules['threading'] = _fp_mod\n"
-    "        import threading\n"
-    "        _fp_me = _thread.get_ident()\n"
-    "        _fp_mt = threading._main_thread\n"
-    "        if _fp_mt.ident == _fp_me:\n"
-    "            _fp_ids = [i for i in sys._current_frames() if i != _fp_me]\n"
-    "            if _fp_ids:\n"
-    "                _fp_lock = _thread.allocate_lock()\n"
-    "                _fp_lock.acquire()\n"
-    "                with threading._active_limbo_lock:\n"
-    "                    threading._active.pop(_fp_me, None)\n"
-    "                    _fp_mt._ident = _fp_ids[-1]\n"
-    "                    _fp_mt._tstate_lock = _fp_lock\n"
-    "                    threading._active[_fp_mt._ident] = _fp_mt\n"
-    "        if (_fp_mt.ident != _fp_me and hasattr(threading, 'get_native_id')\n"
-    "                and getattr(_fp_mt, '_native_id', None) == threading.get_native_id()):\n"
-    "            _fp_mt._native_id = os.getpid()\n"
+    "    if sys.version_info < (3, 9) and 'threading' not in sys.modules:\n"
+    "        import _frozen_importlib as _fp_b\n"
+    "        with _fp_b._ModuleLockManager('threading'):\n"
+    "            if 'threading' not in sys.modules:\n"
+    "                _fp_spec = _fp_b._find_spec('threading', None)\n"
+    "                _fp_mod = _fp_b.module_from_spec(_fp_spec)\n"
+    "                _fp_spec.loader.exec_module(_fp_mod)\n"
+    "                sys.modules['threading'] = _fp_mod\n"
     /* importlib's own frozen modules, always loaded: importing the importlib package (and
      * importlib.util, which imports threading) costs a fresh process milliseconds. */
     "    import _frozen_importlib as _fp_fb, _frozen_importlib_external as _fp_fe\n"
@@ -342,6 +322,7 @@ static const char fp_py_bootstrap[] =
     "            sys.modules.pop('fp_agent', None)\n"
     "            raise\n"
     "    __import__('fp_agent.dispatch')\n"
+    "    sys.modules['fp_agent.loading'].main_thread_kept()\n"
     "    return sys.modules['fp_agent.dispatch']\n"
     "def _fp_locked(load):\n"
     "    import _imp, _thread, time\n"

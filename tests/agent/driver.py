@@ -12,8 +12,11 @@ import json
 import os
 import sys
 
+MAIN_IDENT = []  # the process's main thread
+
 
 def main():
+    MAIN_IDENT.append(_thread.get_ident())
     agent_dir, steps_file, mode = sys.argv[1:4]
     with open(steps_file) as f:
         steps = json.load(f)
@@ -182,6 +185,9 @@ def probe(before, modules):
         "changed": changed,
         "threading loaded before": before["threading loaded"],
         "threading loaded": "threading" in sys.modules,
+        "threading main": sys.modules["threading"]._main_thread.ident if "threading" in sys.modules else None,
+        "threading active": sorted(sys.modules["threading"]._active) if "threading" in sys.modules else None,
+        "process main": MAIN_IDENT[0] if MAIN_IDENT else None,
         "sessions": sessions,
         "installations": len(modules["installations"]) if "installations" in modules else None,
         "fp modules": sorted(n for n in sys.modules if n == "fp_agent" or n.startswith("fp_agent.")),

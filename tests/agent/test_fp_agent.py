@@ -801,21 +801,23 @@ def test_console_close_and_limit(app):
 
 
 # ---------------------------------------------------------------------------------------------
-# A bare target that never imported threading: the agent must not import it either
+# A bare target that never imported threading: the agent imports it only before code that is not
+# its own runs (console input here), and then with the process's main thread as its main thread
 
 
 def _bare_steps():
     return [
         {"key": "stack", "method": "stack"},
+        {"key": "module", "method": "module", "params": {"path": DRIVER}},
+        {"key": "getglobal", "method": "getglobal", "params": {"module": "__main__", "field": "main", "depth": 2}},
+        {"key": "missing", "method": "getglobal", "params": {"module": "__main__", "field": "mian"}},
+        {"key": "garbage", "body": "{"},
+        {"key": "quiet", "op": "probe"},
         {"key": "open", "method": "console.open"},
         {"key": "print", "method": "console.eval", "params": {"session": {"$ref": "open"}, "source": "print(1)"}},
         {"key": "help", "method": "console.eval", "params": {"session": {"$ref": "open"}, "source": "help(len)"}},
         {"key": "error", "method": "console.eval", "params": {"session": {"$ref": "open"}, "source": "1/0"}},
         {"key": "complete", "method": "console.complete", "params": {"session": {"$ref": "open"}, "text": "sys.pa"}},
-        {"key": "module", "method": "module", "params": {"path": DRIVER}},
-        {"key": "getglobal", "method": "getglobal", "params": {"module": "__main__", "field": "main", "depth": 2}},
-        {"key": "missing", "method": "getglobal", "params": {"module": "__main__", "field": "mian"}},
-        {"key": "garbage", "body": "{"},
         {"key": "probe", "op": "probe"},
     ]
 
@@ -827,12 +829,18 @@ def bare(python, tmp_path_factory):
     return run
 
 
-def test_bare_target_gains_no_threading_module(bare):
+def test_bare_target_gains_threading_only_for_code_not_the_agents(bare):
     assert bare.stderr == ""
-    probe = bare["probe"]["probe"]
-    assert probe["changed"] == []
-    if not probe["threading loaded before"]:
-        assert probe["threading loaded"] is False
+    quiet, probe = bare["quiet"]["probe"], bare["probe"]["probe"]
+    assert quiet["changed"] == []
+    if probe["threading loaded before"]:
+        assert probe["changed"] == []
+        return
+    assert quiet["threading loaded"] is False  # stack, module, getglobal: the agent's own code
+    assert probe["threading loaded"] is True  # console input may use it: imported for the program
+    assert set(probe["changed"]) <= {"threading loaded", "threading._active"}, probe["changed"]
+    assert probe["threading main"] == probe["process main"] != probe["worker ident"], probe
+    assert probe["threading active"] == [probe["process main"]], probe
 
 
 def test_bare_target_commands_work(bare):

@@ -60,7 +60,11 @@ def test_later_families_are_imported_when_used(lazy):
     assert {"fp_agent.watch", "fp_agent.instrument"} <= set(probe["fp modules"]), probe["fp modules"]
     assert {"traceback", "difflib"} <= set(probe["imported"]), probe  # watch's, when it was armed
     assert "fp_agent.console" not in probe["fp modules"] and "fp_agent.trace" not in probe["fp modules"]
-    assert probe["changed"] == [], probe["changed"]
+    # The bare process never imported threading: imported for it before the probe was armed
+    # (the program's threads run the probe's code), the process's main thread its main thread.
+    assert lazy["after_getglobal"]["probe"]["threading loaded"] is False
+    assert set(probe["changed"]) <= {"threading loaded", "threading._active"}, probe["changed"]
+    assert probe["threading main"] == probe["process main"] and probe["threading active"] == [probe["process main"]]
 
 
 # In a process that never imported json, the agent reads and writes its messages with json's C
