@@ -274,14 +274,28 @@ async function channelShows(page, term, line) {
 
 const squash = (s) => s.replace(/\s+/g, '');
 
+/** Opens the command palette (F1) with `text` typed in it. The widget of the command run just
+ * before may still be closing (seen visible, gone when typed into): opened again until the text
+ * is in it. */
+async function typeInPalette(page, text) {
+  const input = page.locator('.quick-input-widget input.input');
+  await waitFor(`the command palette to take "${text}"`, 20_000, async () => {
+    if (!(await input.isVisible())) {
+      await page.keyboard.press('F1');
+    }
+    try {
+      await input.waitFor({ state: 'visible', timeout: 3_000 });
+      await input.fill(text, { timeout: 3_000 });
+      return (await input.inputValue({ timeout: 1_000 })) === text;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Opens the command palette (F1) with `text` typed; waits for a row that contains `row`. */
 async function palette(page, text, row) {
-  const input = page.locator('.quick-input-widget input.input');
-  if (!(await input.isVisible())) {
-    await page.keyboard.press('F1');
-  }
-  await input.waitFor({ state: 'visible', timeout: 15_000 });
-  await input.fill(text);
+  await typeInPalette(page, text);
   const match = page.locator('.quick-input-list .monaco-list-row', { hasText: row });
   await waitFor(
     `"${row}" in the palette after typing "${text}"`,
@@ -313,10 +327,7 @@ async function waitStatus(page, what, test) {
 
 /** Moves the cursor to a 1-based line of the active editor (Go to Line), and waits until it is there. */
 async function goToLine(page, line) {
-  await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget input.input');
-  await input.waitFor({ state: 'visible', timeout: 15_000 });
-  await input.fill(`:${line}`);
+  await typeInPalette(page, `:${line}`);
   await page.keyboard.press('Enter');
   await waitFor(`the cursor on line ${line}`, 15_000, async () => {
     const t = await page.locator('.part.statusbar').innerText().catch(() => '');
