@@ -63,7 +63,8 @@ static void jb_number(jbuf *b, double d)
         jb_put(b, "null", 4);
         return;
     }
-    if (d == floor(d) && fabs(d) < JSON_EXACT_INT) {
+    /* No floor() or fabs(): the agent's library links no libm. */
+    if (d > -JSON_EXACT_INT && d < JSON_EXACT_INT && d == (double)(long long)d) {
         char digits[24];
         int n = 0;
         uint64_t v = (uint64_t)(d < 0 ? -d : d);
