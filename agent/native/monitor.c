@@ -10,7 +10,6 @@
 #include "pyapi.h"
 
 #include <string.h>
-#include <time.h>
 
 /* ===================================== State from instrument.py ============================= */
 
